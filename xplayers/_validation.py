@@ -1,0 +1,70 @@
+"""Argument checks shared by the layers; every failure names where, what and why."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, NoReturn
+
+import array_api_compat
+
+from xplayers._backend import backend_name, namespace
+from xplayers.errors import LayerInputError
+
+__all__ = ["describe", "fail", "float_array", "same_backend"]
+
+
+def describe(x: Any) -> str:
+    """Describe a value for an error message: library, dtype, shape, device."""
+    if not array_api_compat.is_array_api_obj(x):
+        return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float)) else type(x).__name__
+    dtype = str(x.dtype).rsplit(".", 1)[-1]
+    return (
+        f"a {backend_name(x)} {dtype} array of shape {tuple(x.shape)}"
+        f" on {array_api_compat.device(x)}"
+    )
+
+
+def fail(where: str, arg: str, expected: str, got: str, hint: str = "") -> NoReturn:
+    """Raise :class:`LayerInputError` with the project's message layout."""
+    msg = f"{where}: argument '{arg}': expected {expected}; got {got}"
+    raise LayerInputError(msg + (f". {hint}" if hint else ""))
+
+
+def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleType:
+    """Check `x` is an array of a real floating dtype; return its namespace."""
+    if not array_api_compat.is_array_api_obj(x):
+        fail(where, arg, "an array", describe(x), "Create one with xplayers.asarray(...)")
+    xp = namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        fail(
+            where,
+            arg,
+            "a real floating dtype (float32 or float64)",
+            describe(x),
+            "Convert it, e.g. xp.astype(x, xp.float32)",
+        )
+    if x.ndim < ndim_min:
+        fail(where, arg, f"at least {ndim_min} dimensions", describe(x))
+    return xp
+
+
+def same_backend(where: str, arg: str, x: Any, xp: ModuleType, owner: str, ref: Any) -> None:
+    """Check `x` (namespace `xp`) lives on the same backend and device as `ref`."""
+    if namespace(ref) is not xp:
+        fail(
+            where,
+            arg,
+            f"an array of the same backend as {owner} ({describe(ref)})",
+            describe(x),
+            "Move one of them with xplayers.to_backend(...)",
+        )
+    if not array_api_compat.is_numpy_array(ref):
+        dx, dref = array_api_compat.device(x), array_api_compat.device(ref)
+        if dx != dref:
+            fail(
+                where,
+                arg,
+                f"an array on the device of {owner} ({dref})",
+                describe(x),
+                "Move one of them with xplayers.to_backend(...)",
+            )

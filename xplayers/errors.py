@@ -1,0 +1,42 @@
+"""Exceptions raised by xplayers.
+
+Every error the library raises on purpose is an :class:`XplayersError`, so
+``except xplayers.XplayersError`` catches all of them, and each one is also a
+subclass of the built-in exception a Python user would expect
+(``ValueError`` for bad input, ``RuntimeError`` for an unusable backend or a
+call made in the wrong order).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "LayerInputError",
+    "LayerStateError",
+    "XplayersError",
+]
+
+
+class XplayersError(Exception):
+    """Base class of every exception raised by xplayers."""
+
+
+class BackendUnavailableError(XplayersError, RuntimeError):
+    """A known backend cannot be used here.
+
+    Raised when the library is not installed, when a GPU backend has no
+    usable device, or when a device index does not exist. The message says
+    why and which ``pip install`` fixes it.
+    """
+
+
+class LayerInputError(XplayersError, ValueError):
+    """A layer or function was given an argument it cannot use.
+
+    The message names the layer and method, the argument, what was expected
+    and what came.
+    """
+
+
+class LayerStateError(XplayersError, RuntimeError):
+    """A layer method was called in the wrong order (``backward`` before ``forward``)."""

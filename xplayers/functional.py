@@ -1,0 +1,309 @@
+r"""Pure layer math, written once against the Python Array API standard.
+
+Every function takes its namespace from its array arguments, so it runs
+unchanged on NumPy, CuPy, PyTorch, JAX, Dask and array-api-strict. None of
+them writes into its arguments or converts array data to Python values, so
+they also work on read-only, lazy (Dask) and traced (JAX ``jit``) arrays.
+
+Each forward formula sits beside its backward formula. Shapes: ``N`` is the
+batch size, ``C`` the number of classes.
+
+Numerical stability
+-------------------
+* :func:`sigmoid` evaluates :math:`e^{-|x|}`, which never overflows.
+* :func:`softmax`, :func:`log_softmax` and :func:`cross_entropy` shift each row
+  by its maximum (log-sum-exp), so ``exp`` never overflows; rows whose
+  maximum is infinite are handled explicitly (the ``+inf`` logits share the
+  probability, an all ``-inf`` row is uniform, a NaN row gives NaN), without
+  floating-point warnings.
+* :func:`cross_entropy` works from the logits, not from probabilities, so no
+  ``log(0)`` guard such as the book's ``1e-7`` is needed: a logit gap of
+  1000 costs a loss of exactly 1000, and the loss is never negative.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import device
+
+from xplayers._backend import namespace
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "log_softmax",
+    "one_hot",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+]
+
+
+def relu(x: Any, /) -> Any:
+    r"""Rectified linear unit, :math:`\max(x, 0)`.
+
+    Parameters
+    ----------
+    x : array, any shape, real floating dtype
+
+    Returns
+    -------
+    array
+        Same shape, dtype and device as `x`. NaN stays NaN.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import relu
+    >>> relu(xp.asarray([-1.0, 0.0, 2.0]))
+    Array([0., 0., 2.], dtype=array_api_strict.float64)
+    """
+    return namespace(x).maximum(x, 0.0)
+
+
+def relu_backward(dout: Any, out: Any, /) -> Any:
+    r"""Gradient of :func:`relu`: :math:`dx = dout \cdot [out > 0]`.
+
+    Uses the forward *output* (``out > 0`` exactly where ``x > 0``), so no
+    mask has to be kept and nothing is written into `dout`.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import relu, relu_backward
+    >>> out = relu(xp.asarray([-1.0, 3.0]))
+    >>> relu_backward(xp.asarray([5.0, 5.0]), out)
+    Array([0., 5.], dtype=array_api_strict.float64)
+    """
+    return namespace(dout).where(out > 0, dout, 0.0)
+
+
+def sigmoid(x: Any, /) -> Any:
+    r"""Logistic sigmoid, :math:`1 / (1 + e^{-x})`, without overflow.
+
+    With :math:`e = e^{-|x|} \in (0, 1]`, the result is :math:`1/(1+e)` for
+    :math:`x \ge 0` and :math:`e/(1+e)` for :math:`x < 0`; neither branch can
+    overflow, so ``sigmoid(-1000.0)`` is 0 without a warning.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import sigmoid
+    >>> sigmoid(xp.asarray([-1000.0, 0.0, 1000.0]))
+    Array([0. , 0.5, 1. ], dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    e = xp.exp(-xp.abs(x))
+    r = 1.0 / (1.0 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
+def sigmoid_backward(dout: Any, out: Any, /) -> Any:
+    r"""Gradient of :func:`sigmoid` from its output: :math:`dx = dout\,(1 - y)\,y`.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import sigmoid, sigmoid_backward
+    >>> sigmoid_backward(xp.asarray([1.0]), sigmoid(xp.asarray([0.0])))
+    Array([0.25], dtype=array_api_strict.float64)
+    """
+    return dout * (1.0 - out) * out
+
+
+def _shifted(x: Any, xp: ModuleType) -> Any:
+    """``x - max(x)`` along the last axis, with rows lacking a finite maximum defined."""
+    m = xp.max(x, axis=-1, keepdims=True)
+    finite = xp.isfinite(m)
+    z = x - xp.where(finite, m, 0.0)
+    # Rows whose maximum is +inf: the +inf logits share the probability.
+    # Rows that are all -inf: every logit is equal, so the row is uniform.
+    # Rows holding NaN: NaN.
+    zero = xp.zeros((), dtype=x.dtype, device=device(x))
+    special = xp.where(xp.isnan(m), m, xp.where(x == m, zero, -xp.inf))
+    return xp.where(finite, z, special)
+
+
+def _log_softmax_parts(x: Any, xp: ModuleType) -> tuple[Any, Any, Any]:
+    """Return ``z = x - max``, ``exp(z)`` and ``sum(exp(z))`` (>= 1 unless NaN)."""
+    z = _shifted(x, xp)
+    e = xp.exp(z)
+    return z, e, xp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax(x: Any, /) -> Any:
+    r"""Softmax along the last axis, :math:`y_i = e^{x_i - m} / \sum_j e^{x_j - m}`.
+
+    :math:`m` is the row maximum, so every exponent is :math:`\le 0`.
+
+    Parameters
+    ----------
+    x : array, shape (..., C)
+
+    Returns
+    -------
+    array, shape (..., C)
+        Rows sum to 1.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import softmax
+    >>> softmax(xp.asarray([[0.0, 0.0], [1000.0, 0.0]]))
+    Array([[0.5, 0.5],
+           [1. , 0. ]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    _, e, s = _log_softmax_parts(x, xp)
+    return e / s
+
+
+def log_softmax(x: Any, /) -> Any:
+    r"""Logarithm of :func:`softmax`, :math:`x_i - m - \log\sum_j e^{x_j - m}`.
+
+    Exact for large logit gaps, where ``log(softmax(x))`` would give ``-inf``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import log_softmax
+    >>> log_softmax(xp.asarray([[0.0, 1000.0]]))
+    Array([[-1000.,     0.]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    z, _, s = _log_softmax_parts(x, xp)
+    return z - xp.log(s)
+
+
+def one_hot(t: Any, num_classes: int, /, *, dtype: Any = None) -> Any:
+    """One-hot encode integer labels by comparison (no index assignment).
+
+    Parameters
+    ----------
+    t : array, shape (N,), integer dtype
+    num_classes : int
+    dtype : dtype, optional
+        Default: the namespace's default floating dtype.
+
+    Returns
+    -------
+    array, shape (N, num_classes)
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import one_hot
+    >>> one_hot(xp.asarray([2, 0]), 3, dtype=xp.float32)
+    Array([[0., 0., 1.],
+           [1., 0., 0.]], dtype=array_api_strict.float32)
+    """
+    xp = namespace(t)
+    mask = _label_mask(t, num_classes, xp)
+    return xp.astype(mask, dtype if dtype is not None else xp.float64)
+
+
+def _label_mask(t: Any, num_classes: int, xp: ModuleType) -> Any:
+    classes = xp.arange(num_classes, dtype=t.dtype, device=device(t))
+    return xp.expand_dims(t, axis=-1) == classes
+
+
+def _is_labels(t: Any, xp: ModuleType) -> bool:
+    return t.ndim == 1 and bool(xp.isdtype(t.dtype, "integral"))
+
+
+def _target(t: Any, x: Any, xp: ModuleType) -> tuple[Any, Any]:
+    """Return (mask or None, target probabilities or None) for labels or (N, C) targets."""
+    if _is_labels(t, xp):
+        return _label_mask(t, x.shape[-1], xp), None
+    return None, t if t.dtype == x.dtype else xp.astype(t, x.dtype)
+
+
+def _batch(x: Any) -> int:
+    """The batch size to divide by: N, or 1 for an empty batch (whose mean is 0)."""
+    return max(int(x.shape[0]), 1)
+
+
+def cross_entropy(x: Any, t: Any, /) -> Any:
+    r"""Mean softmax cross-entropy of logits `x` against targets `t`.
+
+    .. math::
+        L = -\frac{1}{N} \sum_n \sum_c t_{nc} \log \mathrm{softmax}(x_n)_c
+          = \frac{1}{N} \sum_n \Big(m_n + \log\sum_c e^{x_{nc} - m_n}
+            - \sum_c t_{nc} x_{nc}\Big) \quad (\textstyle\sum_c t_{nc} = 1)
+
+    computed through :func:`log_softmax`, so it is exact for any logit gap and
+    never negative for probability targets. The mean of an empty batch is 0.
+
+    Parameters
+    ----------
+    x : array, shape (N, C), real floating dtype
+        Logits (scores before softmax).
+    t : array, shape (N,) of integer labels in ``[0, C)``, or shape (N, C)
+        One-hot rows or probabilities.
+
+    Returns
+    -------
+    array, shape ()
+        The mean loss, in `x`'s dtype.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import cross_entropy
+    >>> cross_entropy(xp.asarray([[0.0, 1000.0]]), xp.asarray([0]))
+    Array(1000., dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    logp = log_softmax(x)
+    return _nll(logp, t, x, xp)
+
+
+def _nll(logp: Any, t: Any, x: Any, xp: ModuleType) -> Any:
+    mask, probs = _target(t, x, xp)
+    if mask is not None:
+        picked = xp.where(mask, logp, 0.0)
+    else:
+        # where() keeps 0 * -inf from turning into NaN for impossible classes.
+        picked = probs * xp.where(probs != 0, logp, 0.0)
+    return -xp.sum(picked) / _batch(x)
+
+
+def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:
+    r"""Gradient of :func:`cross_entropy` with respect to the logits.
+
+    .. math::
+        \frac{\partial L}{\partial x_{nc}} = \frac{dout}{N}
+            \Big(y_{nc} \sum_k t_{nk} - t_{nc}\Big)
+
+    which is the book's :math:`(y - t)/N` for one-hot or probability rows.
+
+    Parameters
+    ----------
+    y : array, shape (N, C)
+        ``softmax(x)`` from the forward pass.
+    t : array, shape (N,) integer labels, or (N, C)
+        The targets given to the forward pass.
+    dout : float or 0-d array, default 1.0
+        Upstream gradient of the loss.
+
+    Returns
+    -------
+    array, shape (N, C)
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import cross_entropy_backward
+    >>> cross_entropy_backward(xp.asarray([[0.25, 0.75]]), xp.asarray([1]))
+    Array([[ 0.25, -0.25]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(y)
+    mask, probs = _target(t, y, xp)
+    scale = dout / _batch(y)
+    if mask is not None:
+        return (y - xp.astype(mask, y.dtype)) * scale
+    return (y * xp.sum(probs, axis=-1, keepdims=True) - probs) * scale

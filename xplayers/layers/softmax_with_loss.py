@@ -1,0 +1,132 @@
+"""The Softmax-with-Loss layer (softmax followed by cross-entropy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from xplayers._backend import is_lazy
+from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers.functional import _log_softmax_parts, _nll, cross_entropy_backward
+from xplayers.layers._base import Layer
+
+__all__ = ["SoftmaxWithLoss"]
+
+
+class SoftmaxWithLoss(Layer):
+    r"""Softmax and mean cross-entropy loss in one layer.
+
+    Forward, for logits `x` of shape ``(N, C)``:
+
+    .. math::
+        y = \mathrm{softmax}(x), \qquad
+        L = -\frac{1}{N}\sum_n \sum_c t_{nc}\,\log y_{nc}
+
+    computed by log-sum-exp from the logits (no ``1e-7`` guard, exact for
+    any logit gap, never negative). Backward:
+
+    .. math::
+        dx = \frac{dout}{N}\,(y - t)
+
+    Differences from the book: ``backward(dout)`` multiplies by `dout` (the
+    book ignores it), the targets are told apart by shape and dtype (the
+    book's ``t.size == y.size`` mistakes ``N == C`` labels for one-hot rows),
+    and the mean loss of an empty batch is 0.
+
+    Attributes
+    ----------
+    loss : array or None
+        The last loss, a 0-d array of `x`'s dtype.
+    y : array or None
+        ``softmax(x)`` of the last forward, shape ``(N, C)``.
+    t : array or None
+        The last targets.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers import SoftmaxWithLoss
+    >>> layer = SoftmaxWithLoss()
+    >>> layer.forward(xp.asarray([[0.0, 0.0]]), xp.asarray([1]))
+    Array(0.69314718, dtype=array_api_strict.float64)
+    >>> layer.backward()
+    Array([[ 0.5, -0.5]], dtype=array_api_strict.float64)
+    """
+
+    def __init__(self) -> None:
+        self.loss: Any = None
+        self.y: Any = None
+        self.t: Any = None
+
+    def forward(self, x: Any, t: Any) -> Any:
+        """Return the mean loss of logits `x` ``(N, C)`` against targets `t`.
+
+        Parameters
+        ----------
+        x : array, shape (N, C), real floating dtype
+        t : array
+            Integer class labels of shape ``(N,)`` in ``[0, C)``, or one-hot
+            rows / class probabilities of shape ``(N, C)``.
+
+        Returns
+        -------
+        array, shape ()
+            The mean loss, in `x`'s dtype.
+
+        Raises
+        ------
+        LayerInputError
+            Wrong shapes or dtypes, arrays of two backends or devices, or
+            labels outside ``[0, C)`` (checked where the values can be read
+            without forcing a computation: not for Dask or traced JAX).
+        """
+        where = "SoftmaxWithLoss.forward"
+        xp = float_array(where, "x", x)
+        if x.ndim != 2 or x.shape[1] < 1:
+            fail(where, "x", "logits of shape (N, C) with C >= 1", describe(x))
+        n, c = x.shape
+        expected = (
+            f"integer class labels of shape ({n},) or one-hot/probability rows of shape ({n}, {c})"
+        )
+        if not array_api_compat.is_array_api_obj(t):
+            fail(where, "t", expected, describe(t))
+        same_backend(where, "t", t, xp, "the logits x", x)
+        if t.ndim == 1 and t.shape[0] == n:
+            if not xp.isdtype(t.dtype, "integral"):
+                fail(where, "t", expected, describe(t), "Labels must have an integer dtype")
+            if n and not is_lazy(t):
+                lo, hi = xp.min(t), xp.max(t)
+                if not bool((lo >= 0) & (hi < c)):
+                    fail(where, "t", f"labels in [0, {c})", f"labels from {int(lo)} to {int(hi)}")
+        elif tuple(t.shape) != (n, c) or not xp.isdtype(
+            t.dtype, ("real floating", "integral", "bool")
+        ):
+            fail(where, "t", expected, describe(t))
+        z, e, s = _log_softmax_parts(x, xp)
+        self.y = e / s
+        self.t = t
+        self.loss = _nll(z - xp.log(s), t, x, xp)
+        return self.loss
+
+    def backward(self, dout: Any = 1.0) -> Any:
+        """Return ``dout * (y - t) / N``, shape ``(N, C)``; `dout` is a scalar or 0-d array."""
+        y = self._forward_state(self.y)
+        if array_api_compat.is_array_api_obj(dout):
+            xp = float_array("SoftmaxWithLoss.backward", "dout", dout)
+            same_backend("SoftmaxWithLoss.backward", "dout", dout, xp, "the loss", y)
+            if dout.ndim != 0:
+                fail(
+                    "SoftmaxWithLoss.backward",
+                    "dout",
+                    "a scalar or 0-d array (the loss is a scalar)",
+                    describe(dout),
+                )
+            dout = dout if dout.dtype == y.dtype else xp.astype(dout, y.dtype)
+        elif isinstance(dout, bool) or not isinstance(dout, (int, float)):
+            fail(
+                "SoftmaxWithLoss.backward", "dout", "a Python float or a 0-d array", describe(dout)
+            )
+        else:
+            dout = float(dout)
+        return cross_entropy_backward(y, self.t, dout)
