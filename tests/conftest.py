@@ -1,0 +1,159 @@
+"""The backend matrix: one ``xp`` fixture parametrized over every backend.
+
+Choose the backends with ``--backends=numpy,torch`` or the environment variable
+``XPLAYERS_TEST_BACKENDS``; with ``--require-backends`` (or
+``XPLAYERS_TEST_REQUIRE=1``) a chosen backend that is not usable fails the run
+instead of skipping, so a session named after a backend cannot pass by
+skipping everything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xplayers as xpl
+from xplayers._backend import backend_status, resolve
+
+# id -> (xplayers backend name, device)
+BACKEND_IDS: dict[str, tuple[str, Any]] = {
+    "numpy": ("numpy", None),
+    "numpy_readonly": ("numpy", None),
+    "array_api_strict": ("array_api_strict", None),
+    "array_api_strict:device1": ("array_api_strict", "device1"),
+    "torch": ("torch", "cpu"),
+    "jax": ("jax", "cpu"),
+    "dask": ("dask", None),
+    "cupy": ("cupy", 0),
+    "torch:cuda": ("torch", "cuda"),
+}
+GPU_IDS = ("cupy", "torch:cuda")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=os.environ.get("XPLAYERS_TEST_BACKENDS", ""),
+        help="comma-separated backend ids to test (default: all); ids: " + ", ".join(BACKEND_IDS),
+    )
+    parser.addoption(
+        "--require-backends",
+        action="store_true",
+        default=os.environ.get("XPLAYERS_TEST_REQUIRE", "") not in ("", "0"),
+        help="fail, instead of skipping, when a selected backend is not usable",
+    )
+
+
+def _selected(config: pytest.Config) -> list[str]:
+    raw = config.getoption("--backends")
+    if not raw:
+        return list(BACKEND_IDS)
+    ids = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [i for i in ids if i not in BACKEND_IDS]
+    if unknown:
+        raise pytest.UsageError(f"unknown backend ids {unknown}; valid: {list(BACKEND_IDS)}")
+    return ids
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a GPU backend")
+    if config.getoption("--require-backends"):
+        missing = []
+        for bid in _selected(config):
+            ok, why = backend_status(*BACKEND_IDS[bid])
+            if not ok:
+                missing.append(f"{bid}: {why}")
+        if missing:
+            raise pytest.UsageError("required backends are not usable:\n  " + "\n  ".join(missing))
+
+
+@dataclass
+class TestBackend:
+    """What a test needs to know about one backend of the matrix."""
+
+    id: str
+    backend: xpl.Backend
+    readonly: bool = False
+
+    __test__ = False  # not a test class
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def xp(self) -> Any:
+        return self.backend.xp
+
+    @property
+    def device(self) -> Any:
+        return self.backend.device
+
+    @property
+    def lazy(self) -> bool:
+        return self.name in ("dask",)
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """Put NumPy data on this backend (read-only for the read-only NumPy variant)."""
+        host = np.array(a, dtype=dtype)
+        if self.readonly:
+            host.setflags(write=False)
+            return host
+        return self.backend.asarray(host)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(xpl.to_numpy(x))
+
+    def dtype(self, name: str) -> Any:
+        return getattr(self.xp, name)
+
+
+_jax_ready = False
+
+
+def _make(bid: str) -> TestBackend:
+    global _jax_ready
+    name, device = BACKEND_IDS[bid]
+    ok, why = backend_status(name, device)
+    if not ok:
+        pytest.skip(f"backend {bid} not usable: {why}")
+    if name == "jax" and not _jax_ready:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 oracle comparisons
+        _jax_ready = True
+    return TestBackend(bid, resolve(name, device), readonly=bid == "numpy_readonly")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "xp" in metafunc.fixturenames:
+        ids = _selected(metafunc.config)
+        marks = {bid: [pytest.mark.gpu] if bid in GPU_IDS else [] for bid in ids}
+        metafunc.parametrize(
+            "backend_id", [pytest.param(b, id=b, marks=marks[b]) for b in ids], scope="session"
+        )
+
+
+@pytest.fixture(scope="session")
+def _backend_cache() -> dict[str, TestBackend]:
+    return {}
+
+
+@pytest.fixture
+def xp(backend_id: str, _backend_cache: dict[str, TestBackend]) -> Iterator[TestBackend]:
+    """One backend of the matrix, also selected as the current backend during the test."""
+    if backend_id not in _backend_cache:
+        _backend_cache[backend_id] = _make(backend_id)
+    b = _backend_cache[backend_id]
+    with xpl.use_backend(b.backend.name, b.backend.device):
+        yield b
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
