@@ -116,13 +116,19 @@ def sigmoid_backward(dout: Any, out: Any, /) -> Any:
 
 
 def _shifted(x: Any, xp: ModuleType) -> Any:
-    """``x - max(x)`` along the last axis, with rows lacking a finite maximum defined."""
+    """``x - max(x)`` along the last axis, without overflow, for every input.
+
+    The difference is taken on halves (exact in binary floating point), so
+    ``-1e308 - 1e308`` becomes ``-inf`` without an overflow warning. Rows
+    without a finite maximum are defined explicitly: the ``+inf`` logits of a
+    row share its probability, an all ``-inf`` row is uniform, and a row
+    holding NaN gives NaN.
+    """
     m = xp.max(x, axis=-1, keepdims=True)
     finite = xp.isfinite(m)
-    z = x - xp.where(finite, m, 0.0)
-    # Rows whose maximum is +inf: the +inf logits share the probability.
-    # Rows that are all -inf: every logit is equal, so the row is uniform.
-    # Rows holding NaN: NaN.
+    half = x * 0.5 - xp.where(finite, m, 0.0) * 0.5
+    lo = -xp.finfo(x.dtype).max * 0.5
+    z = xp.where(half < lo, -xp.inf, xp.maximum(half, lo) * 2.0)
     zero = xp.zeros((), dtype=x.dtype, device=device(x))
     special = xp.where(xp.isnan(m), m, xp.where(x == m, zero, -xp.inf))
     return xp.where(finite, z, special)
@@ -269,7 +275,8 @@ def _nll(logp: Any, t: Any, x: Any, xp: ModuleType) -> Any:
     else:
         # where() keeps 0 * -inf from turning into NaN for impossible classes.
         picked = probs * xp.where(probs != 0, logp, 0.0)
-    return -xp.sum(picked) / _batch(x)
+    # Per-row losses first, then their mean: no overflow even for losses near the float maximum.
+    return -xp.sum(xp.sum(picked, axis=-1) / _batch(x))
 
 
 def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:

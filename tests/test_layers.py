@@ -1,0 +1,262 @@
+"""Forward values against the float64 oracle and gradients against central differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xplayers as xpl
+from tests import oracle
+
+DTYPES = ["float32", "float64"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_forward_backward(xp, rng, dtype):
+    x = rng.normal(size=(5, 7)).astype(dtype)
+    dout = rng.normal(size=(5, 7)).astype(dtype)
+    layer = xpl.Relu()
+    out = layer.forward(xp.asarray(x))
+    np.testing.assert_allclose(
+        xp.to_numpy(out), oracle.relu(x.astype("float64")), **oracle.tolerance(dtype)
+    )
+    dx = layer.backward(xp.asarray(dout))
+    np.testing.assert_allclose(xp.to_numpy(dx), dout * (x > 0), **oracle.tolerance(dtype))
+    assert out.dtype == xp.dtype(dtype)
+    assert dx.dtype == xp.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_forward_backward(xp, rng, dtype):
+    x = rng.normal(scale=3, size=(4, 6)).astype(dtype)
+    dout = rng.normal(size=(4, 6)).astype(dtype)
+    layer = xpl.Sigmoid()
+    y = layer.forward(xp.asarray(x))
+    ref = oracle.sigmoid(x.astype("float64"))
+    np.testing.assert_allclose(xp.to_numpy(y), ref, **oracle.tolerance(dtype))
+    dx = layer.backward(xp.asarray(dout))
+    np.testing.assert_allclose(xp.to_numpy(dx), dout * (1 - ref) * ref, **oracle.tolerance(dtype))
+    assert dx.dtype == xp.dtype(dtype)
+
+
+def test_sigmoid_gradient_numerical(xp, rng):
+    x = rng.normal(size=(3, 4))
+    r = rng.normal(size=(3, 4))
+    layer = xpl.Sigmoid()
+    layer.forward(xp.asarray(x))
+    dx = xp.to_numpy(layer.backward(xp.asarray(r)))
+    num = oracle.numerical_gradient(lambda: float((oracle.sigmoid(x) * r).sum()), x)
+    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-9)
+
+
+def test_relu_gradient_numerical(xp, rng):
+    x = rng.normal(size=(3, 4))
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink
+    r = rng.normal(size=(3, 4))
+    layer = xpl.Relu()
+    layer.forward(xp.asarray(x))
+    dx = xp.to_numpy(layer.backward(xp.asarray(r)))
+    num = oracle.numerical_gradient(lambda: float((oracle.relu(x) * r).sum()), x)
+    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (4, 2, 3), (4, 1, 2, 3)])
+def test_affine_gradients_numerical(xp, rng, shape):
+    x = rng.normal(size=shape)
+    W = rng.normal(size=(6, 5))
+    b = rng.normal(size=5)
+    r = rng.normal(size=(4, 5))
+    layer = xpl.Affine(xp.asarray(W), xp.asarray(b))
+    out = layer.forward(xp.asarray(x))
+    np.testing.assert_allclose(xp.to_numpy(out), x.reshape(4, 6) @ W + b, rtol=1e-12)
+    dx = layer.backward(xp.asarray(r))
+    assert tuple(dx.shape) == shape
+
+    def f() -> float:
+        return float(((x.reshape(4, 6) @ W + b) * r).sum())
+
+    np.testing.assert_allclose(
+        xp.to_numpy(dx), oracle.numerical_gradient(f, x), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        xp.to_numpy(layer.dW), oracle.numerical_gradient(f, W), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        xp.to_numpy(layer.db), oracle.numerical_gradient(f, b), rtol=1e-6, atol=1e-8
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_float_dtypes(xp, rng, dtype):
+    x = rng.normal(size=(3, 4)).astype(dtype)
+    W = rng.normal(size=(4, 2)).astype(dtype)
+    b = rng.normal(size=2).astype(dtype)
+    layer = xpl.Affine(xp.asarray(W), xp.asarray(b))
+    out = layer.forward(xp.asarray(x))
+    assert out.dtype == xp.dtype(dtype)
+    ref = x.astype("float64") @ W.astype("float64") + b
+    np.testing.assert_allclose(xp.to_numpy(out), ref, **oracle.tolerance(dtype))
+    layer.backward(xp.asarray(np.ones((3, 2), dtype)))
+    assert layer.dW.dtype == xp.dtype(dtype)
+    assert layer.db.dtype == xp.dtype(dtype)
+
+
+def test_affine_casts_input_to_parameter_dtype(xp, rng):
+    """Documented rule: compute in the parameters' dtype, return dx in the input's dtype."""
+    W = xp.asarray(rng.normal(size=(4, 2)).astype("float32"))
+    b = xp.asarray(np.zeros(2, "float32"))
+    layer = xpl.Affine(W, b)
+    out = layer.forward(xp.asarray(rng.normal(size=(3, 4))))  # float64 input
+    assert out.dtype == xp.dtype("float32")
+    dx = layer.backward(xp.asarray(np.ones((3, 2))))  # float64 dout
+    assert dx.dtype == xp.dtype("float64")
+    assert layer.dW.dtype == xp.dtype("float32")
+
+
+def test_affine_skips_input_gradient(xp, rng):
+    layer = xpl.Affine(
+        xp.asarray(rng.normal(size=(3, 2))), xp.asarray(np.zeros(2)), input_grad=False
+    )
+    x = rng.normal(size=(5, 3))
+    layer.forward(xp.asarray(x))
+    dout = rng.normal(size=(5, 2))
+    assert layer.backward(xp.asarray(dout)) is None
+    np.testing.assert_allclose(xp.to_numpy(layer.dW), x.T @ dout, rtol=1e-12)
+
+
+def test_affine_keeps_parameter_arrays(xp, rng):
+    W = xp.asarray(rng.normal(size=(3, 2)))
+    b = xp.asarray(np.zeros(2))
+    layer = xpl.Affine(W, b)
+    assert layer.W is W
+    assert layer.b is b
+    assert layer.params["W"] is W
+
+
+@pytest.mark.parametrize("target", ["labels", "onehot", "probs"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_with_loss(xp, rng, target, dtype):
+    n, c = 6, 4
+    x = rng.normal(scale=2, size=(n, c))
+    labels = rng.integers(0, c, size=n)
+    if target == "labels":
+        t = labels
+    elif target == "onehot":
+        t = np.eye(c)[labels]
+    else:
+        t = rng.dirichlet(np.ones(c), size=n)
+    layer = xpl.SoftmaxWithLoss()
+    tt = xp.asarray(t.astype(dtype) if t.dtype.kind == "f" else t)
+    loss = layer.forward(xp.asarray(x.astype(dtype)), tt)
+    assert loss.ndim == 0
+    assert loss.dtype == xp.dtype(dtype)
+    xd = x.astype(dtype).astype("float64")
+    np.testing.assert_allclose(
+        float(xp.to_numpy(loss)), oracle.cross_entropy(xd, t), **oracle.tolerance(dtype)
+    )
+    np.testing.assert_allclose(xp.to_numpy(layer.y), oracle.softmax(xd), **oracle.tolerance(dtype))
+    dx = layer.backward()
+    assert dx.dtype == xp.dtype(dtype)
+    if dtype == "float64":
+        num = oracle.numerical_gradient(lambda: oracle.cross_entropy(x, t), x)
+        np.testing.assert_allclose(xp.to_numpy(dx), num, rtol=1e-6, atol=1e-9)
+
+
+def test_softmax_with_loss_honours_dout(xp, rng):
+    x = xp.asarray(rng.normal(size=(3, 5)))
+    t = xp.asarray(np.array([0, 4, 2]))
+    layer = xpl.SoftmaxWithLoss()
+    layer.forward(x, t)
+    d1 = xp.to_numpy(layer.backward())
+    d3 = xp.to_numpy(layer.backward(3.0))
+    d3a = xp.to_numpy(layer.backward(xp.asarray(np.asarray(3.0))))
+    np.testing.assert_allclose(d3, 3 * d1, rtol=1e-12)
+    np.testing.assert_allclose(d3a, 3 * d1, rtol=1e-12)
+
+
+def test_labels_when_batch_equals_classes(xp):
+    """The book's t.size == y.size test mistakes N == C labels for one-hot rows."""
+    x = np.zeros((3, 3))
+    layer = xpl.SoftmaxWithLoss()
+    loss = layer.forward(xp.asarray(x), xp.asarray(np.array([0, 1, 2])))
+    np.testing.assert_allclose(float(xp.to_numpy(loss)), np.log(3), rtol=1e-12)
+
+
+@pytest.mark.parametrize("gap", [1000.0, 1e30])
+def test_loss_for_huge_logit_gap(xp, gap):
+    layer = xpl.SoftmaxWithLoss()
+    loss = layer.forward(xp.asarray(np.array([[0.0, gap]])), xp.asarray(np.array([0])))
+    assert float(xp.to_numpy(loss)) == gap
+    good = layer.forward(xp.asarray(np.array([[0.0, gap]])), xp.asarray(np.array([1])))
+    assert float(xp.to_numpy(good)) == 0.0
+
+
+def test_infinite_logits_without_warnings(xp):
+    inf = np.inf
+    x = np.array([[inf, 0.0, inf], [-inf, -inf, -inf], [-inf, 2.0, 0.0], [1e308, -1e308, 0.0]])
+    y = xp.to_numpy(xpl.functional.softmax(xp.asarray(x)))
+    np.testing.assert_allclose(y[0], [0.5, 0.0, 0.5])
+    np.testing.assert_allclose(y[1], [1 / 3] * 3)
+    np.testing.assert_allclose(y[2], oracle.softmax(np.array([[-inf, 2.0, 0.0]]))[0])
+    np.testing.assert_allclose(y[3], [1.0, 0.0, 0.0])
+    logp = xp.to_numpy(xpl.functional.log_softmax(xp.asarray(x)))
+    assert logp[2, 0] == -inf
+    np.testing.assert_allclose(logp[3], [0.0, -inf, -1e308])
+    loss = xpl.functional.cross_entropy(xp.asarray(x), xp.asarray(np.array([0, 1, 1, 0])))
+    assert np.isfinite(float(xp.to_numpy(loss)))
+    s = xp.to_numpy(xpl.functional.sigmoid(xp.asarray(np.array([-inf, -1e308, 1e308, inf]))))
+    np.testing.assert_array_equal(s, [0.0, 0.0, 1.0, 1.0])
+
+
+def test_nan_propagates(xp):
+    x = np.array([[np.nan, 0.0], [1.0, 0.0]])
+    y = xp.to_numpy(xpl.functional.softmax(xp.asarray(x)))
+    assert np.isnan(y[0]).all()
+    assert np.isfinite(y[1]).all()
+
+
+def test_empty_batch(xp):
+    """N = 0: outputs are empty, the mean loss is 0 and every gradient is zero-filled."""
+    W = xp.asarray(np.ones((3, 2)))
+    affine = xpl.Affine(W, xp.asarray(np.zeros(2)))
+    relu, loss = xpl.Relu(), xpl.SoftmaxWithLoss()
+    x = xp.asarray(np.zeros((0, 3)))
+    h = relu.forward(affine.forward(x))
+    assert tuple(h.shape) == (0, 2)
+    L = loss.forward(h, xp.asarray(np.zeros(0, dtype=np.int64)))
+    assert float(xp.to_numpy(L)) == 0.0
+    dx = affine.backward(relu.backward(loss.backward()))
+    assert tuple(dx.shape) == (0, 3)
+    np.testing.assert_array_equal(xp.to_numpy(affine.dW), np.zeros((3, 2)))
+    np.testing.assert_array_equal(xp.to_numpy(affine.db), np.zeros(2))
+
+
+def test_outputs_on_input_device(xp, rng):
+    import array_api_compat
+
+    x = xp.asarray(rng.normal(size=(2, 3)))
+    for out in (xpl.Relu().forward(x), xpl.Sigmoid().forward(x)):
+        assert array_api_compat.device(out) == array_api_compat.device(x)
+        assert xpl.namespace(out) is xpl.namespace(x)
+
+
+def test_book_network_chain(xp, rng):
+    """The chain from the issue: affine -> relu -> affine2 -> loss, and back."""
+    W1, b1 = rng.normal(size=(8, 5)) * 0.1, np.zeros(5)
+    W2, b2 = rng.normal(size=(5, 3)) * 0.1, np.zeros(3)
+    x, t = rng.normal(size=(4, 8)), np.array([0, 2, 1, 2])
+    affine, relu = xpl.Affine(xp.asarray(W1), xp.asarray(b1)), xpl.Relu()
+    affine2, loss = xpl.Affine(xp.asarray(W2), xp.asarray(b2)), xpl.SoftmaxWithLoss()
+    L = loss.forward(affine2.forward(relu.forward(affine.forward(xp.asarray(x)))), xp.asarray(t))
+    dx = affine.backward(relu.backward(affine2.backward(loss.backward())))
+
+    def f() -> float:
+        return oracle.cross_entropy(oracle.relu(x @ W1 + b1) @ W2 + b2, t)
+
+    assert float(xp.to_numpy(L)) == pytest.approx(f(), rel=1e-12)
+    np.testing.assert_allclose(
+        xp.to_numpy(dx), oracle.numerical_gradient(f, x), rtol=1e-5, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        xp.to_numpy(affine.dW), oracle.numerical_gradient(f, W1), rtol=1e-5, atol=1e-9
+    )
