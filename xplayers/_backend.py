@@ -193,12 +193,17 @@ def namespace(x: Any) -> ModuleType:
 
 def backend_name(x: Any) -> str:
     """Return the backend name of array `x` (``"numpy"``, ``"torch"``, ...)."""
-    xp = namespace(x)
-    mod = xp.__name__
-    for name in BACKENDS:
-        if name in mod:
+    c = array_api_compat
+    for name, test in (
+        ("numpy", c.is_numpy_array),
+        ("cupy", c.is_cupy_array),
+        ("torch", c.is_torch_array),
+        ("jax", c.is_jax_array),
+        ("dask", c.is_dask_array),
+    ):
+        if test(x):
             return name
-    return "jax" if "jax" in mod else mod  # pragma: no cover - unknown library
+    return type(x).__module__.split(".")[0]
 
 
 # --------------------------------------------------------------------------- resolution

@@ -48,9 +48,9 @@ def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleTyp
     return xp
 
 
-def same_backend(where: str, arg: str, x: Any, xp: ModuleType, owner: str, ref: Any) -> None:
-    """Check `x` (namespace `xp`) lives on the same backend and device as `ref`."""
-    if namespace(ref) is not xp:
+def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:
+    """Check array `x` lives on the same backend and device as `ref`."""
+    if namespace(ref) is not namespace(x):
         fail(
             where,
             arg,

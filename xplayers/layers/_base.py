@@ -54,7 +54,7 @@ class Layer:
         """Check the upstream gradient against the forward output `out`; cast its dtype."""
         where = f"{type(self).__name__}.backward"
         xp = float_array(where, "dout", dout)
-        same_backend(where, "dout", dout, xp, "the forward output", out)
+        same_backend(where, "dout", dout, "the forward output", out)
         if tuple(dout.shape) != tuple(out.shape):
             fail(
                 where, "dout", f"the shape of the forward output {tuple(out.shape)}", describe(dout)

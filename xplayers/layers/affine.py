@@ -69,7 +69,7 @@ class Affine(Layer):
         if W.ndim != 2:
             fail("Affine", "W", "a 2-D weight matrix of shape (D_in, D_out)", describe(W))
         float_array("Affine", "b", b)
-        same_backend("Affine", "b", b, xp, "W", W)
+        same_backend("Affine", "b", b, "W", W)
         if tuple(b.shape) != (W.shape[1],) or b.dtype != W.dtype:
             fail(
                 "Affine", "b", f"shape ({W.shape[1]},) and dtype {W.dtype} to match W", describe(b)
@@ -98,7 +98,7 @@ class Affine(Layer):
         where = "Affine.forward"
         xp = float_array(where, "x", x, ndim_min=2)
         W = self.W
-        same_backend(where, "x", x, xp, "the layer's parameters W, b", W)
+        same_backend(where, "x", x, "the layer's parameters W, b", W)
         n, d = x.shape[0], math.prod(x.shape[1:])
         if d != W.shape[0]:
             fail(
@@ -136,7 +136,7 @@ class Affine(Layer):
     def _dout_for(self, dout: Any, x: Any) -> tuple[ModuleType, Any]:
         where = "Affine.backward"
         xp = float_array(where, "dout", dout)
-        same_backend(where, "dout", dout, xp, "the forward input", x)
+        same_backend(where, "dout", dout, "the forward input", x)
         expected = (x.shape[0], self.W.shape[1])
         if tuple(dout.shape) != expected:
             fail(where, "dout", f"the shape of the forward output {expected}", describe(dout))

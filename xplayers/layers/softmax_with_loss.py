@@ -91,7 +91,7 @@ class SoftmaxWithLoss(Layer):
         )
         if not array_api_compat.is_array_api_obj(t):
             fail(where, "t", expected, describe(t))
-        same_backend(where, "t", t, xp, "the logits x", x)
+        same_backend(where, "t", t, "the logits x", x)
         if t.ndim == 1 and t.shape[0] == n:
             if not xp.isdtype(t.dtype, "integral"):
                 fail(where, "t", expected, describe(t), "Labels must have an integer dtype")
@@ -119,7 +119,7 @@ class SoftmaxWithLoss(Layer):
         y = self._forward_state(self.y)
         if array_api_compat.is_array_api_obj(dout):
             xp = float_array("SoftmaxWithLoss.backward", "dout", dout)
-            same_backend("SoftmaxWithLoss.backward", "dout", dout, xp, "the loss", y)
+            same_backend("SoftmaxWithLoss.backward", "dout", dout, "the loss", y)
             if dout.ndim != 0:
                 fail(
                     "SoftmaxWithLoss.backward",
