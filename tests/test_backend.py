@@ -1,0 +1,258 @@
+"""The backend selector: names, devices, scoping, the environment variable, transfers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import xplayers as xpl
+from xplayers import BackendUnavailableError
+from xplayers._backend import parse_spec
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full = {**os.environ, "XPLAYERS_BACKEND": "", **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full, check=False
+    )
+
+
+def test_default_is_numpy():
+    assert xpl.get_backend().name == "numpy"
+    assert xpl.get_backend().device == "cpu"
+    assert isinstance(xpl.asarray([1.0]), np.ndarray)
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(
+        ValueError,
+        match=r"unknown backend 'nupmy'.*valid names: numpy, cupy, torch, jax, dask, array_api_strict",
+    ):
+        xpl.set_backend("nupmy")
+    with pytest.raises(ValueError, match="valid names"), xpl.use_backend("tensorflow"):
+        pass
+
+
+def test_set_backend_is_global_and_use_backend_is_scoped():
+    pytest.importorskip("array_api_strict")
+    try:
+        xpl.set_backend("array_api_strict")
+        assert xpl.get_backend().name == "array_api_strict"
+        with xpl.use_backend("numpy") as b:
+            assert b.name == "numpy"
+            assert xpl.get_backend() is b
+        assert xpl.get_backend().name == "array_api_strict"
+    finally:
+        xpl.set_backend("numpy")
+
+
+def test_use_backend_restored_on_error():
+    pytest.importorskip("array_api_strict")
+    with pytest.raises(RuntimeError, match="boom"), xpl.use_backend("array_api_strict"):
+        raise RuntimeError("boom")
+    assert xpl.get_backend().name == "numpy"
+
+
+def test_use_backend_nests():
+    pytest.importorskip("array_api_strict")
+    with xpl.use_backend("array_api_strict"):
+        with xpl.use_backend("array_api_strict", "device1") as inner:
+            assert str(xpl.asarray([1.0]).device) == str(inner.device)
+        assert "CPU_DEVICE" in str(xpl.get_backend().device)
+
+
+def test_use_backend_is_thread_local():
+    pytest.importorskip("array_api_strict")
+    seen: dict[str, str] = {}
+    entered, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with xpl.use_backend("array_api_strict"):
+            entered.set()
+            release.wait(5)
+            seen["worker"] = xpl.get_backend().name
+
+    t = threading.Thread(target=worker)
+    t.start()
+    entered.wait(5)
+    seen["main"] = xpl.get_backend().name  # while the worker is inside its block
+    release.set()
+    t.join()
+    assert seen == {"main": "numpy", "worker": "array_api_strict"}
+
+
+def test_failed_selection_keeps_current_backend():
+    with pytest.raises(BackendUnavailableError):
+        xpl.set_backend("numpy", "cuda:0")
+    assert xpl.get_backend().name == "numpy"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("cupy:1", ("cupy", "1")),
+        ("torch:cuda:0", ("torch", "cuda:0")),
+        (" JAX ", ("jax", None)),
+        ("array_api_strict:device1", ("array_api_strict", "device1")),
+    ],
+)
+def test_parse_spec(spec, expected):
+    assert parse_spec(spec) == expected
+
+
+def test_environment_variable_read_at_import():
+    pytest.importorskip("array_api_strict")
+    r = _run(
+        "import xplayers as x; b = x.get_backend(); print(b.name, b.device, type(x.asarray([1.0])).__module__)",
+        XPLAYERS_BACKEND="array_api_strict:device1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "array_api_strict"
+    assert "device1" in r.stdout
+
+
+def test_environment_variable_unknown_name_fails_at_import():
+    r = _run("import xplayers", XPLAYERS_BACKEND="cupyy")
+    assert r.returncode != 0
+    assert "unknown backend 'cupyy'" in r.stderr
+    assert "XPLAYERS_BACKEND='cupyy'" in r.stderr
+
+
+def test_environment_variable_unusable_backend_names_the_variable():
+    r = _run("import xplayers as x; x.get_backend()", XPLAYERS_BACKEND="numpy:cuda:3")
+    assert r.returncode != 0
+    assert "BackendUnavailableError" in r.stderr
+    assert "selected by XPLAYERS_BACKEND='numpy:cuda:3'" in r.stderr
+
+
+def test_import_loads_no_optional_backend():
+    code = (
+        "import sys, xplayers, xplayers.functional, xplayers.layers\n"
+        "loaded = [m for m in ('cupy', 'torch', 'jax', 'dask', 'array_api_strict') if m in sys.modules]\n"
+        "print(','.join(loaded))"
+    )
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ""
+
+
+def test_cupy_without_gpu_is_a_clear_error():
+    cupy = pytest.importorskip("cupy")
+    if cupy.cuda.is_available():
+        pytest.skip("a CUDA device is present: the no-GPU message cannot be produced here")
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"backend 'cupy' is not usable: CuPy is installed but cupy\.cuda\.is_available\(\) is False.*pip install",
+    ):
+        xpl.set_backend("cupy")
+
+
+def test_torch_cuda_without_gpu_is_a_clear_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"backend 'torch' on 'cuda' is not usable: torch\.cuda\.is_available\(\) is False",
+    ):
+        xpl.set_backend("torch", "cuda")
+
+
+def test_missing_backend_names_the_pip_command(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name: str, *args):
+        if name == "jax":
+            raise ImportError("No module named 'jax'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"backend 'jax' is not installed.*pip install 'xplayers\[jax\]'",
+    ):
+        xpl.set_backend("jax")
+
+
+def test_require_gpu_and_prefer_gpu_without_gpu(caplog):
+    from xplayers._backend import _try_gpu
+
+    if _try_gpu(0)[0] is not None:
+        pytest.skip("a GPU backend is usable here")
+    with pytest.raises(
+        BackendUnavailableError, match=r"no GPU backend is usable: cupy: .*; torch: "
+    ):
+        xpl.require_gpu()
+    with caplog.at_level("WARNING", logger="xplayers"):
+        assert xpl.prefer_gpu() is False
+    assert "no GPU backend is usable, staying on numpy:cpu" in caplog.text
+    assert xpl.get_backend().name == "numpy"
+
+
+def test_backend_status():
+    assert xpl.backend_status("numpy") == (True, "cpu")
+    ok, why = xpl.backend_status("numpy", "cuda")
+    assert not ok
+    assert "CPU only" in why
+    with pytest.raises(ValueError, match="valid names"):
+        xpl.backend_status("nope")
+
+
+def test_asarray_dtype_names(xp):
+    a = xpl.asarray([1, 2], dtype="float32")
+    assert a.dtype == xp.dtype("float32")
+    b = xpl.asarray([1, 2], dtype=np.float64)
+    assert b.dtype == xp.dtype("float64")
+    assert xp.to_numpy(b).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="unknown dtype 'float17'"):
+        xpl.asarray([1], dtype="float17")
+
+
+def test_round_trip_between_backends(xp):
+    """to_backend both ways keeps values and dtype bit for bit."""
+    host = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    on = xpl.to_backend(host, xp.name, xp.device)
+    assert xpl.namespace(on) is xp.xp
+    back = xpl.to_numpy(xpl.to_backend(on, "numpy"))
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, host)
+
+
+def test_to_backend_shares_memory_through_dlpack():
+    torch = pytest.importorskip("torch")
+    host = np.arange(4.0)
+    t = xpl.to_backend(host, "torch", "cpu")
+    assert isinstance(t, torch.Tensor)
+    assert np.shares_memory(xpl.to_numpy(t), host)
+
+
+def test_to_backend_copies_read_only_memory():
+    pytest.importorskip("torch")
+    host = np.arange(4.0)
+    host.setflags(write=False)
+    t = xpl.to_backend(host, "torch", "cpu")
+    np.testing.assert_array_equal(xpl.to_numpy(t), host)
+
+
+def test_asarray_moves_other_backend_arrays(xp):
+    strict = pytest.importorskip("array_api_strict")
+    src = strict.asarray([1.0, 2.0])
+    out = xpl.asarray(src)
+    assert xpl.namespace(out) is xp.xp
+    np.testing.assert_array_equal(xp.to_numpy(out), [1.0, 2.0])
+
+
+def test_namespace_is_cached():
+    from xplayers._backend import _NAMESPACES
+
+    xpl.namespace(np.zeros(1))
+    assert np.ndarray in _NAMESPACES
+    assert xpl.namespace(np.ones(2)) is _NAMESPACES[np.ndarray]
