@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import array_api_compat
@@ -82,27 +83,8 @@ class SoftmaxWithLoss(Layer):
             without forcing a computation: not for Dask or traced JAX).
         """
         where = "SoftmaxWithLoss.forward"
-        xp = float_array(where, "x", x)
-        if x.ndim != 2 or x.shape[1] < 1:
-            fail(where, "x", "logits of shape (N, C) with C >= 1", describe(x))
+        xp = check_logits_and_targets(where, x, t)
         n, c = x.shape
-        expected = (
-            f"integer class labels of shape ({n},) or one-hot/probability rows of shape ({n}, {c})"
-        )
-        if not array_api_compat.is_array_api_obj(t):
-            fail(where, "t", expected, describe(t))
-        same_backend(where, "t", t, "the logits x", x)
-        if t.ndim == 1 and t.shape[0] == n:
-            if not xp.isdtype(t.dtype, "integral"):
-                fail(where, "t", expected, describe(t), "Labels must have an integer dtype")
-            if n and not is_lazy(t):
-                lo, hi = xp.min(t), xp.max(t)
-                if not bool((lo >= 0) & (hi < c)):
-                    fail(where, "t", f"labels in [0, {c})", f"labels from {int(lo)} to {int(hi)}")
-        elif tuple(t.shape) != (n, c) or not xp.isdtype(
-            t.dtype, ("real floating", "integral", "bool")
-        ):
-            fail(where, "t", expected, describe(t))
         self.t = t
         if n == 0:  # defined, and kept away from reductions over empty rows
             dev = array_api_compat.device(x)
@@ -135,3 +117,31 @@ class SoftmaxWithLoss(Layer):
         else:
             dout = float(dout)
         return cross_entropy_backward(y, self.t, dout)
+
+
+def check_logits_and_targets(where: str, x: Any, t: Any) -> ModuleType:
+    """Check logits `x` ``(N, C)`` and targets `t` as :class:`SoftmaxWithLoss` takes them.
+
+    Label values are read (one ``bool`` of a 0-d array) only for arrays that
+    are not lazy.
+    """
+    xp = float_array(where, "x", x)
+    if x.ndim != 2 or x.shape[1] < 1:
+        fail(where, "x", "logits of shape (N, C) with C >= 1", describe(x))
+    n, c = x.shape
+    expected = (
+        f"integer class labels of shape ({n},) or one-hot/probability rows of shape ({n}, {c})"
+    )
+    if not array_api_compat.is_array_api_obj(t):
+        fail(where, "t", expected, describe(t))
+    same_backend(where, "t", t, "the logits x", x)
+    if t.ndim == 1 and t.shape[0] == n:
+        if not xp.isdtype(t.dtype, "integral"):
+            fail(where, "t", expected, describe(t), "Labels must have an integer dtype")
+        if n and not is_lazy(t):
+            lo, hi = xp.min(t), xp.max(t)
+            if not bool((lo >= 0) & (hi < c)):
+                fail(where, "t", f"labels in [0, {c})", f"labels from {int(lo)} to {int(hi)}")
+    elif tuple(t.shape) != (n, c) or not xp.isdtype(t.dtype, ("real floating", "integral", "bool")):
+        fail(where, "t", expected, describe(t))
+    return xp

@@ -1,0 +1,205 @@
+"""A fused training step for NumPy, beside the generic array-API path.
+
+It runs the same math as the layers (forward, softmax cross-entropy, backward,
+update) for a stack ``Affine, act, Affine, act, ..., Affine, SoftmaxWithLoss``
+but writes every intermediate array into buffers it owns and reuses from step
+to step: new arrays above ~32 MiB are page-faulted on every allocation, which
+costs as much as the arithmetic at large batch sizes. It also folds the SGD
+learning rate into the loss gradient, skips the first layer's input gradient,
+and fuses the softmax and cross-entropy backward into the softmax buffer.
+
+Nothing it returns is ever written again: the loss is a fresh 0-d array, and
+the buffers never leave this module (the optimizer is given them for the
+duration of one ``update`` call only). The tests check this path against the
+generic one for equality.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from xplayers._validation import describe, fail
+from xplayers.layers.softmax_with_loss import check_logits_and_targets
+
+__all__ = ["NumpyStep"]
+
+Array = np.ndarray[Any, Any]
+
+
+class NumpyStep:
+    """Buffers and code for one fused step of an Affine/activation stack on NumPy.
+
+    One instance belongs to one network; buffers are kept per array role and
+    replaced only when the batch shape or dtype changes.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[Any, ...], Array] = {}
+        self._rows: dict[int, Array] = {}
+
+    def _buf(self, key: tuple[Any, ...], shape: tuple[int, ...], dtype: Any) -> Array:
+        b = self._bufs.get(key)
+        if b is None or b.shape != shape or b.dtype != dtype:
+            b = np.empty(shape, dtype)
+            self._bufs[key] = b
+        return b
+
+    @staticmethod
+    def supports(params: Sequence[tuple[Array, Array]], x: Any, t: Any) -> bool:
+        """Whether the fused path applies: writable NumPy parameters of one float dtype."""
+        if not (type(x) is np.ndarray and type(t) is np.ndarray):
+            return False
+        dtype = params[0][0].dtype
+        for W, b in params:
+            if not (
+                type(W) is np.ndarray
+                and type(b) is np.ndarray
+                and W.dtype == dtype
+                and b.dtype == dtype
+                and W.flags.writeable
+                and b.flags.writeable
+            ):
+                return False
+        return dtype.kind == "f" and x.dtype.kind == "f"
+
+    def __call__(
+        self,
+        params: Sequence[tuple[Array, Array]],
+        activations: Sequence[str],
+        x: Array,
+        t: Array,
+        *,
+        sgd_lr: float | None = None,
+        update: Callable[[list[tuple[Array, Array]]], None] | None = None,
+    ) -> Array | None:
+        """Run forward, loss, backward and the update; return the mean loss.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The Affine parameters, first layer first; updated in place.
+        activations : list of {"relu", "sigmoid"}
+            One per hidden layer (``len(params) - 1``).
+        x : ndarray, shape (N, ...)
+        t : ndarray, labels (N,) or targets (N, C)
+        sgd_lr : float, optional
+            Plain SGD with this learning rate, folded into the gradient.
+        update : callable, optional
+            Otherwise called once with ``[(dW1, db1), ...]`` (unscaled
+            gradients in buffers that are reused by the next step).
+
+        Returns
+        -------
+        ndarray of shape () or None
+            The loss, or None when a logit is not finite (the caller then takes
+            the generic path, which defines those cases; nothing was updated).
+        """
+        n = x.shape[0]
+        dtype = params[0][0].dtype
+        a = x.reshape(n, math.prod(x.shape[1:])) if x.ndim != 2 else x
+        if a.shape[1] != params[0][0].shape[0]:
+            W = params[0][0]
+            fail(
+                "Affine.forward",
+                "x",
+                f"{W.shape[0]} values per sample, shape (N, {W.shape[0]}), to match W "
+                f"of shape {W.shape}",
+                describe(x),
+            )
+        if a.dtype != dtype:
+            a = a.astype(dtype)
+        inputs = [a]
+        last = len(params) - 1
+        for i, (W, b) in enumerate(params):
+            h = self._buf(("h", i), (n, W.shape[1]), dtype)
+            np.matmul(a, W, out=h)
+            h += b
+            if i < last:
+                if activations[i] == "relu":
+                    np.maximum(h, 0, out=h)
+                else:
+                    _sigmoid_inplace(h)
+                inputs.append(h)
+            a = h
+        z = a  # logits, in our own buffer
+        _check_targets(z, t)
+        m = np.maximum.reduce(z, axis=1, keepdims=True)
+        if not np.isfinite(m).all() or (t.ndim == 2 and not np.isfinite(z).all()):
+            return None  # the generic path defines infinite and NaN logits
+        z -= m
+        y = self._buf(("y",), z.shape, dtype)
+        np.exp(z, out=y)
+        s = np.add.reduce(y, axis=1, keepdims=True)
+        y /= s
+        if t.ndim == 1:
+            rows = self._rows.get(n)
+            if rows is None:
+                rows = self._rows[n] = np.arange(n)
+            per_row = np.log(s[:, 0]) - z[rows, t]
+            y[rows, t] -= 1.0
+        else:
+            tt = t if t.dtype == dtype else t.astype(dtype)
+            tsum = tt.sum(axis=1, keepdims=True)
+            per_row = np.log(s[:, 0]) * tsum[:, 0] - np.einsum("nc,nc->n", tt, z)
+            y *= tsum
+            y -= tt
+        loss = np.asarray(per_row.sum() / max(n, 1), dtype=dtype)
+        scale = (1.0 if sgd_lr is None else sgd_lr) / max(n, 1)
+        y *= scale
+        dout = y
+        grads: list[tuple[Array, Array]] = [None] * len(params)  # type: ignore[list-item]
+        for i in range(last, -1, -1):
+            W, b = params[i]
+            a_prev = inputs[i]
+            dW = self._buf(("dW", i), W.shape, dtype)
+            if n == 1:  # an outer product: matmul takes a slow loop for K = 1, dot calls BLAS
+                np.dot(a_prev.T, dout, out=dW)
+            else:
+                np.matmul(a_prev.T, dout, out=dW)
+            db = self._buf(("db", i), b.shape, dtype)
+            np.add.reduce(dout, axis=0, out=db)
+            grads[i] = (dW, db)
+            if i:
+                dh = self._buf(("dh", i), a_prev.shape, dtype)
+                np.matmul(dout, W.T, out=dh)
+                if activations[i - 1] == "relu":
+                    mask = self._buf(("mask", i), a_prev.shape, np.bool_)
+                    np.less_equal(a_prev, 0, out=mask)
+                    np.copyto(dh, 0, where=mask)
+                else:
+                    dh *= 1.0 - a_prev
+                    dh *= a_prev
+                dout = dh
+        if sgd_lr is not None:
+            for (W, b), (dW, db) in zip(params, grads, strict=True):
+                W -= dW
+                b -= db
+        elif update is not None:
+            update(grads)
+        else:  # pragma: no cover - programming error
+            fail("NumpyStep", "update", "sgd_lr or update", "neither")
+        return loss
+
+
+def _check_targets(z: Array, t: Array) -> None:
+    """The checks of SoftmaxWithLoss.forward, at NumPy speed; its own call words the error."""
+    n, c = z.shape
+    if t.ndim == 1 and t.shape[0] == n and t.dtype.kind in "iu":
+        if n == 0 or (t.min() >= 0 and t.max() < c):
+            return
+    elif t.shape == (n, c) and t.dtype.kind in "fiub":
+        return
+    check_logits_and_targets("SoftmaxWithLoss.forward", z, t)
+
+
+def _sigmoid_inplace(h: Array) -> None:
+    """Overwrite `h` with sigmoid(h) without overflow (same formula as the generic path)."""
+    pos = h >= 0
+    e = np.exp(-np.abs(h))
+    r = 1.0 / (1.0 + e)
+    np.multiply(e, r, out=e)
+    np.copyto(h, np.where(pos, r, e))
