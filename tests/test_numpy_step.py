@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -38,7 +40,7 @@ def _params(rng, sizes, dtype):
             rng.normal(scale=0.3, size=(m, k)).astype(dtype),
             rng.normal(scale=0.1, size=k).astype(dtype),
         )
-        for m, k in zip(sizes[:-1], sizes[1:], strict=True)
+        for m, k in itertools.pairwise(sizes)
     ]
 
 

@@ -64,7 +64,7 @@ class NumpyStep:
                 and b.flags.writeable
             ):
                 return False
-        return dtype.kind == "f" and x.dtype.kind == "f"
+        return bool(dtype.kind == "f" and x.dtype.kind == "f")
 
     def __call__(
         self,
@@ -99,15 +99,38 @@ class NumpyStep:
             the generic path, which defines those cases; nothing was updated).
         """
         n = x.shape[0]
-        dtype = params[0][0].dtype
+        inputs, z = self._forward(params, activations, x)
+        _check_targets(z, t)
+        scale = (1.0 if sgd_lr is None else sgd_lr) / max(n, 1)
+        fused = self._loss_and_gradient(z, t, scale)
+        if fused is None:
+            return None
+        loss, dz = fused
+        grads = self._backward(params, activations, inputs, dz)
+        if sgd_lr is not None:
+            for (W, b), (dW, db) in zip(params, grads, strict=True):
+                np.subtract(W, dW, out=W)
+                np.subtract(b, db, out=b)
+        elif update is not None:
+            update(grads)
+        else:  # pragma: no cover - programming error
+            fail("NumpyStep", "update", "sgd_lr or update", "neither")
+        return loss
+
+    def _forward(
+        self, params: Sequence[tuple[Array, Array]], activations: Sequence[str], x: Array
+    ) -> tuple[list[Array], Array]:
+        """Return the input of every Affine and the logits (all but `x` in buffers)."""
+        n = x.shape[0]
+        W0 = params[0][0]
+        dtype = W0.dtype
         a = x.reshape(n, math.prod(x.shape[1:])) if x.ndim != 2 else x
-        if a.shape[1] != params[0][0].shape[0]:
-            W = params[0][0]
+        if a.shape[1] != W0.shape[0]:
             fail(
                 "Affine.forward",
                 "x",
-                f"{W.shape[0]} values per sample, shape (N, {W.shape[0]}), to match W "
-                f"of shape {W.shape}",
+                f"{W0.shape[0]} values per sample, shape (N, {W0.shape[0]}), to match W "
+                f"of shape {W0.shape}",
                 describe(x),
             )
         if a.dtype != dtype:
@@ -125,13 +148,16 @@ class NumpyStep:
                     _sigmoid_inplace(h)
                 inputs.append(h)
             a = h
-        z = a  # logits, in our own buffer
-        _check_targets(z, t)
+        return inputs, a
+
+    def _loss_and_gradient(self, z: Array, t: Array, scale: float) -> tuple[Array, Array] | None:
+        """Mean loss and ``scale * N * dL/dz``, overwriting the logits buffer `z`."""
+        n = z.shape[0]
         m = np.maximum.reduce(z, axis=1, keepdims=True)
         if not np.isfinite(m).all() or (t.ndim == 2 and not np.isfinite(z).all()):
             return None  # the generic path defines infinite and NaN logits
         z -= m
-        y = self._buf(("y",), z.shape, dtype)
+        y = self._buf(("y",), z.shape, z.dtype)
         np.exp(z, out=y)
         s = np.add.reduce(y, axis=1, keepdims=True)
         y /= s
@@ -142,29 +168,37 @@ class NumpyStep:
             per_row = np.log(s[:, 0]) - z[rows, t]
             y[rows, t] -= 1.0
         else:
-            tt = t if t.dtype == dtype else t.astype(dtype)
+            tt = t if t.dtype == z.dtype else t.astype(z.dtype)
             tsum = tt.sum(axis=1, keepdims=True)
             per_row = np.log(s[:, 0]) * tsum[:, 0] - np.einsum("nc,nc->n", tt, z)
             y *= tsum
             y -= tt
-        loss = np.asarray(per_row.sum() / max(n, 1), dtype=dtype)
-        scale = (1.0 if sgd_lr is None else sgd_lr) / max(n, 1)
         y *= scale
-        dout = y
-        grads: list[tuple[Array, Array]] = [None] * len(params)  # type: ignore[list-item]
-        for i in range(last, -1, -1):
+        return np.asarray(per_row.sum() / max(n, 1), dtype=z.dtype), y
+
+    def _backward(
+        self,
+        params: Sequence[tuple[Array, Array]],
+        activations: Sequence[str],
+        inputs: list[Array],
+        dout: Array,
+    ) -> list[tuple[Array, Array]]:
+        """Return ``[(dW, db), ...]`` in buffers; the first layer's dx is never formed."""
+        n = dout.shape[0]
+        grads: list[tuple[Array, Array]] = []
+        for i in range(len(params) - 1, -1, -1):
             W, b = params[i]
             a_prev = inputs[i]
-            dW = self._buf(("dW", i), W.shape, dtype)
+            dW = self._buf(("dW", i), W.shape, W.dtype)
             if n == 1:  # an outer product: matmul takes a slow loop for K = 1, dot calls BLAS
                 np.dot(a_prev.T, dout, out=dW)
             else:
                 np.matmul(a_prev.T, dout, out=dW)
-            db = self._buf(("db", i), b.shape, dtype)
+            db = self._buf(("db", i), b.shape, b.dtype)
             np.add.reduce(dout, axis=0, out=db)
-            grads[i] = (dW, db)
+            grads.append((dW, db))
             if i:
-                dh = self._buf(("dh", i), a_prev.shape, dtype)
+                dh = self._buf(("dh", i), a_prev.shape, W.dtype)
                 np.matmul(dout, W.T, out=dh)
                 if activations[i - 1] == "relu":
                     mask = self._buf(("mask", i), a_prev.shape, np.bool_)
@@ -174,15 +208,8 @@ class NumpyStep:
                     dh *= 1.0 - a_prev
                     dh *= a_prev
                 dout = dh
-        if sgd_lr is not None:
-            for (W, b), (dW, db) in zip(params, grads, strict=True):
-                W -= dW
-                b -= db
-        elif update is not None:
-            update(grads)
-        else:  # pragma: no cover - programming error
-            fail("NumpyStep", "update", "sgd_lr or update", "neither")
-        return loss
+        grads.reverse()
+        return grads
 
 
 def _check_targets(z: Array, t: Array) -> None:
