@@ -312,6 +312,8 @@ def _resolve_torch(device: Any) -> Backend:
     reason = _torch_reason(torch, dev)
     if reason is not None:
         raise BackendUnavailableError(f"backend 'torch' on {str(dev)!r} is not usable: {reason}")
+    if dev.type == "cuda" and dev.index is None:  # tensors report "cuda:N": compare like with like
+        dev = torch.device("cuda", torch.cuda.current_device())
     xp = _compat("torch")
     return Backend("torch", xp, dev, lambda obj, dt: xp.asarray(obj, dtype=dt, device=dev))
 
