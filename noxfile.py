@@ -12,9 +12,13 @@ pins the local CPU build, ``torch==2.13.0``); by default it is plain ``torch``.
 from __future__ import annotations
 
 import os
+import shutil
+import zipfile
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 nox.needs_version = ">=2024.4"
 nox.options.default_venv_backend = "venv"
@@ -97,3 +101,98 @@ def typecheck(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.install("-e", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the HTML documentation with Sphinx into docs/_build/html, warnings as errors."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.install("-e", ".")
+    # A fresh build: an incremental one would not repeat the warnings of unchanged pages.
+    shutil.rmtree(ROOT / "docs" / "_build" / "html", ignore_errors=True)
+    command = ["sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
+    session.run(*command, *session.posargs, env={"XPLAYERS_BACKEND": ""})
+
+
+# Run in a fresh virtual environment holding only the wheel and its requirements.
+SMOKE_TEST = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import xplayers as xpl
+
+heavy = sorted(m for m in ("torch", "cupy", "jax", "dask") if m in sys.modules)
+assert not heavy, f"importing xplayers imported {heavy}"
+assert "site-packages" in Path(xpl.__file__).parts, f"xplayers came from {xpl.__file__}"
+assert xpl.get_backend().name == "numpy", xpl.get_backend()
+
+rng = np.random.default_rng(0)
+affine = xpl.Affine(xpl.asarray(rng.normal(size=(4, 3))), xpl.asarray(np.zeros(3)))
+relu, last = xpl.Relu(), xpl.SoftmaxWithLoss()
+x, t = xpl.asarray(rng.normal(size=(2, 4))), xpl.asarray([0, 2])
+loss = last.forward(relu.forward(affine.forward(x)), t)
+dx = affine.backward(relu.backward(last.backward()))
+assert np.isfinite(float(loss)), loss
+assert dx.shape == (2, 4) and affine.dW.shape == (4, 3) and affine.db.shape == (3,)
+
+from xplayers.datasets import load_digits
+
+images, labels = load_digits()
+assert images.shape == (1797, 64) and labels.shape == (1797,)
+
+heavy = sorted(m for m in ("torch", "cupy", "jax", "dask") if m in sys.modules)
+assert not heavy, f"using xplayers on NumPy imported {heavy}"
+print(f"smoke test passed: xplayers {xpl.__version__} from {xpl.__file__}")
+"""
+
+
+def _check_wheel_files(session: nox.Session, wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    data = ROOT / "xplayers" / "datasets" / "data"
+    required = {"xplayers/py.typed"} | {
+        f"xplayers/datasets/data/{p.name}" for p in data.iterdir() if p.is_file()
+    }
+    if not any(name.startswith("xplayers/datasets/data/") for name in required):
+        session.error(f"no data files found in {data}")
+    missing = sorted(required - names)
+    if missing:
+        session.error(f"{wheel.name} lacks {missing}")
+    session.log(f"{wheel.name} holds {', '.join(sorted(required))}")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them with twine, and smoke-test the wheel in a bare venv."""
+    session.install("build", "twine")
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    artifacts = sorted(str(p) for p in dist.iterdir())
+    session.run("twine", "check", "--strict", *artifacts)
+    (wheel,) = dist.glob("*.whl")
+    _check_wheel_files(session, wheel)
+
+    venv = Path(session.create_tmp()).resolve() / "smoke-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    session.run(python, "-m", "pip", "install", "--quiet", str(wheel), external=True)
+
+    # Nothing but the wheel and its declared requirements may have been installed.
+    expected = {"xplayers"} | {
+        canonicalize_name(Requirement(r).name) for r in PYPROJECT["project"]["dependencies"]
+    }
+    pip_list = [python, "-m", "pip", "list", "--format=freeze"]
+    listing = session.run(*pip_list, external=True, silent=True)
+    installed = {canonicalize_name(line.split("==")[0]) for line in str(listing).split()}
+    installed -= {"pip", "setuptools", "wheel"}  # what `python -m venv` brings
+    if installed != expected:
+        session.error(f"the bare venv holds {sorted(installed)}, expected {sorted(expected)}")
+
+    script = venv / "smoke_test.py"
+    script.write_text(SMOKE_TEST, encoding="utf-8")
+    with session.chdir(venv):  # away from the source tree, so the import finds the wheel
+        session.run(python, str(script), external=True, env={"XPLAYERS_BACKEND": ""})
