@@ -73,7 +73,11 @@ def doctests(session: nox.Session) -> None:
     targets = ["--doctest-modules", "xplayers", "--doctest-glob=*.md", "README.md", "docs"]
     for backend in ("numpy", "array_api_strict"):
         session.run(
-            "pytest", "-p", "no:cacheprovider", *targets, *session.posargs,
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            *targets,
+            *session.posargs,
             env={"XPLAYERS_BACKEND": backend},
         )
 
@@ -82,7 +86,11 @@ def doctests(session: nox.Session) -> None:
 def gpu(session: nox.Session) -> None:
     """Run the suite on CuPy and torch CUDA in the current environment (needs a GPU)."""
     session.run(
-        "python", "-m", "pytest", "--backends=cupy,torch:cuda", "--require-backends",
+        "python",
+        "-m",
+        "pytest",
+        "--backends=cupy,torch:cuda",
+        "--require-backends",
         *session.posargs,
     )
 

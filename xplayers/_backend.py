@@ -93,11 +93,9 @@ class Backend:
     Examples
     --------
     >>> import xplayers as xpl
-    >>> b = xpl.get_backend()
-    >>> b.name
-    'numpy'
-    >>> b.asarray([1.0, 2.0], dtype="float32").dtype
-    dtype('float32')
+    >>> with xpl.use_backend("numpy") as b:
+    ...     print(b.name, b.device, b.asarray([1.0, 2.0], dtype="float32").dtype)
+    numpy cpu float32
     """
 
     name: str
@@ -447,8 +445,9 @@ def get_backend() -> Backend:
     Examples
     --------
     >>> import xplayers as xpl
-    >>> xpl.get_backend().name
-    'numpy'
+    >>> with xpl.use_backend("array_api_strict"):
+    ...     xpl.get_backend().name
+    'array_api_strict'
     """
     scoped = _scoped.get()
     if scoped is not None:
@@ -497,10 +496,11 @@ def set_backend(name: str, device: Any = None) -> Backend:
     Examples
     --------
     >>> import xplayers as xpl
+    >>> previous = xpl.get_backend()
     >>> xpl.set_backend("array_api_strict").name
     'array_api_strict'
-    >>> xpl.set_backend("numpy").name
-    'numpy'
+    >>> xpl.set_backend(previous.name, previous.device) == previous
+    True
     """
     global _global
     _global = resolve(name, device)
@@ -528,11 +528,12 @@ def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
     Examples
     --------
     >>> import xplayers as xpl
-    >>> with xpl.use_backend("array_api_strict") as b:
+    >>> before = xpl.get_backend()
+    >>> with xpl.use_backend("array_api_strict", "device1") as b:
     ...     xpl.asarray([1.0, 2.0]).device == b.device
     True
-    >>> xpl.get_backend().name
-    'numpy'
+    >>> xpl.get_backend() == before
+    True
     """
     token = _scoped.set(resolve(name, device))
     try:
@@ -623,9 +624,11 @@ def _target_key(b: Backend) -> str | None:
 def to_backend(x: Any, name: str | Backend, device: Any = None) -> Any:
     """Move array `x` to another backend and device.
 
-    Uses DLPack (no copy) when the source and target share memory: NumPy and
-    CPU torch tensors, CuPy arrays and CUDA tensors on the same GPU. Otherwise
-    the data travels through a host NumPy copy.
+    Uses DLPack when source and target sit on the same device (NumPy and CPU
+    torch tensors, CuPy arrays and CUDA tensors on the same GPU, CPU JAX),
+    which shares the memory where the target library allows it (NumPy and
+    torch do; JAX copies). Otherwise the data travels through a host NumPy
+    copy.
 
     Parameters
     ----------

@@ -37,8 +37,8 @@ class Affine(Layer):
     b : array, shape (M,), same backend, device and dtype as `W`
     input_grad : bool, default True
         When False, ``backward`` computes only ``dW`` and ``db`` and returns
-        ``None``: the first layer of a network has no use for ``dx``, which
-        is a third of its backward matrix work.
+        ``None``: the first layer of a network has no use for ``dx``, one of
+        its two backward matrix products (a third of the layer's matrix work).
 
     Attributes
     ----------

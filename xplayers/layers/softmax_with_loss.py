@@ -31,9 +31,9 @@ class SoftmaxWithLoss(Layer):
         dx = \frac{dout}{N}\,(y - t)
 
     Differences from the book: ``backward(dout)`` multiplies by `dout` (the
-    book ignores it), the targets are told apart by shape and dtype (the
-    book's ``t.size == y.size`` mistakes ``N == C`` labels for one-hot rows),
-    and the mean loss of an empty batch is 0.
+    book ignores it), the targets are told apart by shape and dtype rather
+    than the book's ``t.size == y.size`` (which fails for one class or an
+    empty batch), and the mean loss of an empty batch is 0.
 
     Attributes
     ----------
