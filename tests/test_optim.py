@@ -1,0 +1,307 @@
+"""Optimizers: descent on a quadratic, the book's formulas in float64, dtypes, in place or not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xplayers as xpl
+from xplayers.errors import LayerInputError, LayerStateError
+from xplayers.network import MultiLayerNet
+from xplayers.optim import (
+    OPTIMIZERS,
+    SGD,
+    AdaGrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    RMSprop,
+    get_optimizer,
+)
+
+# --------------------------------------------------------------------------- the book's code
+
+
+class BookSGD:
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        for key in params:
+            params[key] -= self.lr * grads[key]
+
+
+class BookMomentum:
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
+            params[key] += self.v[key]
+
+
+class BookNesterov:
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
+            params[key] += self.momentum * self.momentum * self.v[key]
+            params[key] -= (1 + self.momentum) * self.lr * grads[key]
+
+
+class BookAdaGrad:
+    def __init__(self, lr=0.01):
+        self.lr, self.h = lr, None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self.h = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.h[key] += grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+
+class BookRMSprop:
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr, self.decay_rate, self.h = lr, decay_rate, None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self.h = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.h[key] *= self.decay_rate
+            self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+
+class BookAdam:
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr, self.beta1, self.beta2 = lr, beta1, beta2
+        self.iter, self.m, self.v = 0, None, None
+
+    def update(self, params, grads):
+        if self.m is None:
+            self.m = {key: np.zeros_like(val) for key, val in params.items()}
+            self.v = {key: np.zeros_like(val) for key, val in params.items()}
+        self.iter += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        for key in params:
+            self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
+            self.v[key] += (1 - self.beta2) * (grads[key] ** 2 - self.v[key])
+            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
+
+
+BOOK = {
+    "sgd": BookSGD,
+    "momentum": BookMomentum,
+    "nesterov": BookNesterov,
+    "adagrad": BookAdaGrad,
+    "rmsprop": BookRMSprop,
+    "adam": BookAdam,
+}
+# A learning rate per optimizer that makes 60 steps on the quadratic below converge well.
+LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.1}
+
+A = np.array([[1.0, 2.0, 0.5], [3.0, 1.0, 1.5]])  # curvatures
+C = np.array([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]])  # the minimum
+
+
+def quadratic_grad(w: Any, a: Any, c: Any) -> Any:
+    """Gradient of ``sum(a * (w - c)**2) / 2``."""
+    return a * (w - c)
+
+
+# --------------------------------------------------------------------------- descent
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_descends_a_quadratic(xp, name, dtype):
+    w0 = np.zeros((2, 3), dtype=dtype)
+    a, c = xp.asarray(A.astype(dtype)), xp.asarray(C.astype(dtype))
+    bias0 = np.ones(3, dtype=dtype)
+    params = {"W": xp.asarray(w0), "b": xp.asarray(bias0)}
+    original = dict(params)
+    opt = get_optimizer(name, lr=LR[name])
+    start = np.abs(w0 - C).sum()
+    for _ in range(60):
+        grads = {"W": quadratic_grad(params["W"], a, c), "b": params["b"] * 1.0}
+        opt.update(params, grads)
+    w = xp.to_numpy(params["W"])
+    assert params["W"].dtype == xp.dtype(dtype)
+    assert params["b"].dtype == xp.dtype(dtype)
+    assert xpl.namespace(params["W"]) is xpl.namespace(original["W"])
+    assert np.abs(w - C).sum() < 0.25 * start
+    assert np.abs(xp.to_numpy(params["b"])).max() < 1.0  # b -> 0
+    in_place = params["W"] is original["W"]
+    if xp.readonly or xp.name == "jax":
+        assert not in_place
+        np.testing.assert_array_equal(xp.to_numpy(original["W"]), w0)  # nothing written
+    elif xp.name in ("numpy", "torch", "cupy", "array_api_strict"):
+        assert in_place
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_matches_the_book_in_float64(xp, rng, name):
+    kwargs = {"lr": 0.05}
+    if name in ("momentum", "nesterov"):
+        kwargs["momentum"] = 0.8
+    elif name == "rmsprop":
+        kwargs["decay_rate"] = 0.9
+    elif name == "adam":
+        kwargs.update(beta1=0.8, beta2=0.95)
+    start = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
+    ref = {k: v.copy() for k, v in start.items()}
+    params = {k: xp.asarray(v) for k, v in start.items()}
+    mine, book = get_optimizer(name, **kwargs), BOOK[name](**kwargs)
+    for _ in range(5):
+        g = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
+        book.update(ref, g)
+        mine.update(params, {k: xp.asarray(v) for k, v in g.items()})
+    for key, value in ref.items():
+        assert params[key].dtype == xp.dtype("float64")
+        np.testing.assert_allclose(xp.to_numpy(params[key]), value, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_float32_parameters_stay_float32_and_close_to_float64(xp, rng, name):
+    start = rng.normal(size=(3, 4))
+    grads = [rng.normal(size=(3, 4)) for _ in range(4)]
+    ref = {"W": start.copy()}
+    book = BOOK[name](lr=0.05)
+    params = {"W": xp.asarray(start.astype(np.float32))}
+    opt = get_optimizer(name, lr=0.05)
+    for g in grads:
+        book.update(ref, {"W": g})
+        opt.update(params, {"W": xp.asarray(g.astype(np.float32))})
+        assert params["W"].dtype == xp.dtype("float32")
+        for state in vars(opt).values():
+            if isinstance(state, dict):
+                assert all(s.dtype == xp.dtype("float32") for s in state.values())
+    np.testing.assert_allclose(xp.to_numpy(params["W"]), ref["W"], rtol=1e-5, atol=1e-6)
+
+
+def test_float64_gradient_does_not_promote_float32_parameter(xp, rng):
+    params = {"W": xp.asarray(np.ones((2, 2), dtype=np.float32))}
+    Adam(lr=0.1).update(params, {"W": xp.asarray(rng.normal(size=(2, 2)))})
+    assert params["W"].dtype == xp.dtype("float32")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_trains_a_network_through_its_live_params(xp, rng, name):
+    net = MultiLayerNet(4, [6], 3, seed=0)
+    x = rng.normal(size=(24, 4))
+    t = np.argmax(x[:, :3], axis=1)
+    xb, tb = xp.asarray(x), xp.asarray(t)
+    opt = get_optimizer(name, lr=LR[name] / 2)
+    first = float(xp.to_numpy(net.train_step(xb, tb, opt)))
+    for _ in range(15):
+        net.train_step(xb, tb, opt)
+    assert float(xp.to_numpy(net.loss(xb, tb))) < 0.8 * first
+    assert net.params["W1"] is net.layers["Affine1"].W
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: SGD(lr=0), r"SGD: argument 'lr': expected a finite number > 0; got int 0"),
+        (lambda: SGD(lr=-0.1), "argument 'lr': expected a finite number > 0"),
+        (lambda: SGD(lr=float("inf")), "argument 'lr'"),
+        (lambda: SGD(lr=float("nan")), "argument 'lr'"),
+        (lambda: SGD(lr=True), "argument 'lr'"),
+        (lambda: SGD(lr="0.1"), "argument 'lr'"),
+        (
+            lambda: Momentum(momentum=1.0),
+            r"Momentum: argument 'momentum': expected a number in \[0, 1\)",
+        ),
+        (
+            lambda: Nesterov(momentum=-0.1),
+            r"Nesterov: argument 'momentum': expected a number in \[0, 1\)",
+        ),
+        (lambda: AdaGrad(lr=0.0), "AdaGrad: argument 'lr'"),
+        (
+            lambda: RMSprop(decay_rate=1.5),
+            r"RMSprop: argument 'decay_rate': expected a number in \[0, 1\)",
+        ),
+        (lambda: Adam(beta1=1.0), "Adam: argument 'beta1'"),
+        (lambda: Adam(beta2=-1e-3), "Adam: argument 'beta2'"),
+        (
+            lambda: get_optimizer("adamw"),
+            r"get_optimizer: argument 'name': expected one of \['sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam'\]; got 'adamw'",
+        ),
+        (
+            lambda: get_optimizer("sgd", momentum=0.9),
+            r"argument 'kwargs': expected hyper-parameters of SGD: \['lr'\]; got \['momentum'\]",
+        ),
+        (lambda: get_optimizer("adam", lr=-1.0), "Adam: argument 'lr'"),
+    ],
+)
+def test_invalid_hyper_parameters(make, message):
+    with pytest.raises(LayerInputError, match=message):
+        make()
+
+
+def test_update_checks_gradients_and_changes_nothing_on_error(xp):
+    params = {"W": xp.asarray(np.ones((2, 2))), "b": xp.asarray(np.ones(2))}
+    keep = dict(params)
+    good = xp.asarray(np.ones((2, 2)))
+    opt = Adam()
+    with pytest.raises(
+        LayerInputError, match=r"Adam\.update: argument 'grads': expected a gradient for 'b'"
+    ):
+        opt.update(params, {"W": good})
+    with pytest.raises(LayerStateError, match="the gradient of 'b' is None; run the backward pass"):
+        opt.update(params, {"W": good, "b": None})
+    with pytest.raises(LayerInputError, match=r"argument 'grads\['b'\]': expected shape \(2,\)"):
+        opt.update(params, {"W": good, "b": xp.asarray(np.ones(3))})
+    with pytest.raises(LayerInputError, match=r"argument 'grads\['b'\]': expected an array"):
+        opt.update(params, {"W": good, "b": [1.0, 1.0]})
+    if xp.name != "numpy":
+        with pytest.raises(LayerInputError, match="same backend"):
+            opt.update(params, {"W": good, "b": np.ones(2)})
+    assert opt.iter == 0
+    assert opt.m == {}
+    for key, value in params.items():
+        assert value is keep[key]
+        np.testing.assert_array_equal(xp.to_numpy(value), 1.0)
+
+
+def test_state_belongs_to_one_set_of_parameters(xp):
+    opt = Momentum()
+    opt.update({"W": xp.asarray(np.ones((2, 2)))}, {"W": xp.asarray(np.ones((2, 2)))})
+    with pytest.raises(LayerInputError, match="Use a new optimizer for each network"):
+        opt.update({"W": xp.asarray(np.ones((3, 2)))}, {"W": xp.asarray(np.ones((3, 2)))})
+
+
+def test_get_optimizer_and_defaults():
+    assert type(get_optimizer("SGD")) is SGD
+    assert {name: type(get_optimizer(name)).__name__ for name in OPTIMIZERS} == {
+        "sgd": "SGD",
+        "momentum": "Momentum",
+        "nesterov": "Nesterov",
+        "adagrad": "AdaGrad",
+        "rmsprop": "RMSprop",
+        "adam": "Adam",
+    }
+    assert repr(get_optimizer("momentum", lr=0.5)) == "Momentum(lr=0.5, momentum=0.9)"
+    assert repr(SGD()) == "SGD(lr=0.01)"
+    assert repr(Nesterov()) == "Nesterov(lr=0.01, momentum=0.9)"
+    assert repr(AdaGrad()) == "AdaGrad(lr=0.01)"
+    assert repr(RMSprop()) == "RMSprop(lr=0.01, decay_rate=0.99)"
+    assert repr(Adam()) == "Adam(lr=0.001, beta1=0.9, beta2=0.999)"
+    assert all(issubclass(cls, Optimizer) for cls in OPTIMIZERS.values())
+    assert isinstance(get_optimizer("rmsprop", lr=1, decay_rate=0).lr, float)

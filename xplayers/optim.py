@@ -1,0 +1,471 @@
+r"""The book's optimizers (``common/optimizer.py``), for parameters of any backend.
+
+Every optimizer has ``update(params, grads)``: `params` is a mutable mapping
+of arrays (a network's live :attr:`~xplayers.network.Sequential.params`, or
+the book's plain dict whose arrays the layers share) and `grads` holds the
+gradients under the same keys. Each parameter is updated
+
+* **in place** where the library allows it (NumPy arrays that are not
+  read-only, CuPy, PyTorch, array-api-strict), so arrays shared with layers
+  see the new values, as in the book;
+* else **by rebinding** ``params[key] = new`` (JAX, read-only NumPy, Dask).
+
+Parameters keep their dtype and device: the hyper-parameters are Python
+floats (a 0-d float64 array would promote float32 parameters) and the state
+arrays (velocities, squared-gradient sums, moments) are created with
+``zeros_like`` of the parameter. The formulas and defaults are the book's,
+with its :math:`\epsilon = 10^{-7}`:
+
+=========  =================================================================
+SGD        :math:`W \leftarrow W - \eta g`
+Momentum   :math:`v \leftarrow \alpha v - \eta g,\; W \leftarrow W + v`
+Nesterov   :math:`v \leftarrow \alpha v - \eta g,\;
+           W \leftarrow W + \alpha^2 v - (1 + \alpha)\eta g`
+AdaGrad    :math:`h \leftarrow h + g^2,\; W \leftarrow W - \eta g / (\sqrt{h} + \epsilon)`
+RMSprop    :math:`h \leftarrow \rho h + (1 - \rho) g^2,\;
+           W \leftarrow W - \eta g / (\sqrt{h} + \epsilon)`
+Adam       :math:`m \leftarrow m + (1 - \beta_1)(g - m),\;
+           v \leftarrow v + (1 - \beta_2)(g^2 - v),\;
+           W \leftarrow W - \eta_t m / (\sqrt{v} + \epsilon)`,
+           :math:`\eta_t = \eta \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)`
+=========  =================================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, MutableMapping
+from typing import Any, ClassVar
+
+from array_api_compat import is_writeable_array
+
+from xplayers._backend import namespace
+from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers.errors import LayerStateError
+
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "Momentum",
+    "Nesterov",
+    "Optimizer",
+    "RMSprop",
+    "get_optimizer",
+]
+
+#: The book's :math:`\epsilon`, added to the root of the squared-gradient sums.
+EPS = 1e-7
+
+
+def _check_float(
+    where: str, arg: str, value: Any, *, low: float, high: float | None = None, low_open: bool
+) -> float:
+    """Check `value` is a real number in ``(low, inf)``, ``(low, high)`` or ``[low, high)``."""
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (high is None or value < high)
+    )
+    if not ok:
+        if high is None:
+            expected = f"a finite number > {low:g}"
+        else:
+            expected = f"a number in {'(' if low_open else '['}{low:g}, {high:g})"
+        fail(where, arg, expected, describe(value))
+    return float(value)
+
+
+class Optimizer:
+    """Base class: checks the arguments of ``update`` and applies each step.
+
+    Subclasses implement :meth:`_step` for one parameter, returning the amount
+    to subtract from it, and keep their state in dictionaries keyed like the
+    parameters.
+    """
+
+    #: Hyper-parameter names, in the order of the constructor (for ``repr``).
+    _hyper: ClassVar[tuple[str, ...]] = ("lr",)
+
+    lr: float
+
+    def update(self, params: MutableMapping[str, Any], grads: Mapping[str, Any]) -> None:
+        """Update every parameter in `params` with its gradient in `grads`.
+
+        Parameters
+        ----------
+        params : mutable mapping of str to array
+            Updated in place where the arrays are writable, else rebound.
+        grads : mapping of str to array
+            A gradient for every key of `params`, with the same shape.
+
+        Raises
+        ------
+        LayerInputError
+            A gradient is missing, not an array, of another shape, backend or
+            device, or the optimizer's state for a key no longer fits its
+            parameter (use one optimizer per network).
+        LayerStateError
+            A gradient is ``None`` (no backward pass has set it yet).
+        """
+        where = f"{type(self).__name__}.update"
+        work = []
+        for key in params:  # check everything first: a failed update changes nothing
+            p = params[key]
+            g = grads.get(key)
+            if g is None:
+                if key not in grads:
+                    fail(where, "grads", f"a gradient for {key!r}", f"keys {list(grads)}")
+                raise LayerStateError(
+                    f"{where}: the gradient of {key!r} is None; run the backward pass "
+                    "(network.gradient(x, t)) before updating"
+                )
+            float_array(where, f"grads[{key!r}]", g)
+            same_backend(where, f"grads[{key!r}]", g, f"params[{key!r}]", p)
+            if tuple(g.shape) != tuple(p.shape):
+                fail(where, f"grads[{key!r}]", f"shape {tuple(p.shape)} like params", describe(g))
+            if g.dtype != p.dtype:
+                g = namespace(p).astype(g, p.dtype)
+            work.append((key, p, g))
+        self._begin()
+        for key, p, g in work:
+            _subtract(params, key, p, self._step(key, p, g))
+
+    def _begin(self) -> None:
+        """Called once per :meth:`update` before the parameters (Adam counts steps)."""
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state(self, store: dict[str, Any], key: str, p: Any) -> Any:
+        """Return the state array for `key`, creating zeros like `p` the first time."""
+        s = store.get(key)
+        if s is None:
+            s = namespace(p).zeros_like(p)
+            store[key] = s
+        elif tuple(s.shape) != tuple(p.shape) or s.dtype != p.dtype:
+            fail(
+                f"{type(self).__name__}.update",
+                f"params[{key!r}]",
+                f"the shape and dtype the optimizer state was created for ({describe(s)})",
+                describe(p),
+                "Use a new optimizer for each network",
+            )
+        return s
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyper)
+        return f"{type(self).__name__}({args})"
+
+
+def _subtract(params: MutableMapping[str, Any], key: str, p: Any, step: Any) -> None:
+    """``params[key] -= step``: in place when the array allows it, else by rebinding."""
+    if is_writeable_array(p):
+        q = p
+        q -= step
+        if q is p:
+            return
+        params[key] = q  # the library has no in-place operator (Dask): keep the result
+    else:
+        params[key] = p - step
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent: :math:`W \leftarrow W - \eta\,g`.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate :math:`\eta > 0`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import SGD
+    >>> params = {"w": np.array([1.0, -2.0])}
+    >>> SGD(lr=0.5).update(params, {"w": np.array([2.0, -4.0])})
+    >>> params["w"]
+    array([0., 0.])
+    """
+
+    def __init__(self, lr: float = 0.01) -> None:
+        self.lr = _check_float("SGD", "lr", lr, low=0.0, low_open=True)
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:
+        return self.lr * g
+
+
+class Momentum(Optimizer):
+    r"""Momentum SGD: :math:`v \leftarrow \alpha v - \eta g`, :math:`W \leftarrow W + v`.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate :math:`\eta > 0`.
+    momentum : float, default 0.9
+        :math:`\alpha \in [0, 1)`.
+
+    Attributes
+    ----------
+    v : dict of str to array
+        The velocity of each parameter (created on the first update).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import Momentum
+    >>> params, opt = {"w": np.array([1.0])}, Momentum(lr=0.1, momentum=0.5)
+    >>> for _ in range(2):
+    ...     opt.update(params, {"w": np.array([1.0])})
+    >>> params["w"]  # 1 - 0.1 - (0.5 * 0.1 + 0.1)
+    array([0.75])
+    """
+
+    _hyper = ("lr", "momentum")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        self.lr = _check_float("Momentum", "lr", lr, low=0.0, low_open=True)
+        self.momentum = _check_float(
+            "Momentum", "momentum", momentum, low=0.0, high=1.0, low_open=False
+        )
+        self.v: dict[str, Any] = {}
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:
+        v = self.momentum * self._state(self.v, key, p) - self.lr * g
+        self.v[key] = v
+        return -v
+
+
+class Nesterov(Optimizer):
+    r"""Nesterov's accelerated gradient, in the book's form.
+
+    .. math::
+        v \leftarrow \alpha v - \eta g, \qquad
+        W \leftarrow W + \alpha^2 v - (1 + \alpha)\,\eta\,g
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    momentum : float, default 0.9
+        :math:`\alpha \in [0, 1)`.
+
+    Attributes
+    ----------
+    v : dict of str to array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import Nesterov
+    >>> params = {"w": np.array([1.0])}
+    >>> Nesterov(lr=0.1, momentum=0.5).update(params, {"w": np.array([1.0])})
+    >>> params["w"]  # 1 + 0.25 * (-0.1) - 1.5 * 0.1
+    array([0.825])
+    """
+
+    _hyper = ("lr", "momentum")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        self.lr = _check_float("Nesterov", "lr", lr, low=0.0, low_open=True)
+        self.momentum = _check_float(
+            "Nesterov", "momentum", momentum, low=0.0, high=1.0, low_open=False
+        )
+        self.v: dict[str, Any] = {}
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:
+        m = self.momentum
+        v = m * self._state(self.v, key, p) - self.lr * g
+        self.v[key] = v
+        return (1.0 + m) * self.lr * g - (m * m) * v
+
+
+class AdaGrad(Optimizer):
+    r"""AdaGrad: :math:`h \leftarrow h + g^2`, :math:`W \leftarrow W - \eta g/(\sqrt{h} + 10^{-7})`.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+
+    Attributes
+    ----------
+    h : dict of str to array
+        The sum of squared gradients of each parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import AdaGrad
+    >>> params = {"w": np.array([1.0, 1.0])}
+    >>> AdaGrad(lr=0.5).update(params, {"w": np.array([4.0, -0.5])})
+    >>> params["w"].round(6)  # each entry moves by lr, whatever the gradient's size
+    array([0.5, 1.5])
+    """
+
+    def __init__(self, lr: float = 0.01) -> None:
+        self.lr = _check_float("AdaGrad", "lr", lr, low=0.0, low_open=True)
+        self.h: dict[str, Any] = {}
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:
+        h = self._state(self.h, key, p) + g * g
+        self.h[key] = h
+        return self.lr * g / (namespace(h).sqrt(h) + EPS)
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop: AdaGrad with a moving average of the squared gradients.
+
+    .. math::
+        h \leftarrow \rho h + (1-\rho) g^2, \qquad
+        W \leftarrow W - \eta\, g / (\sqrt{h} + 10^{-7})
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    decay_rate : float, default 0.99
+        :math:`\rho \in [0, 1)`.
+
+    Attributes
+    ----------
+    h : dict of str to array
+        The moving average of squared gradients.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import RMSprop
+    >>> params = {"w": np.array([1.0])}
+    >>> RMSprop(lr=0.1, decay_rate=0.75).update(params, {"w": np.array([2.0])})
+    >>> params["w"].round(6)  # h = 0.25 * 4 = 1, step = 0.1 * 2 / 1
+    array([0.8])
+    """
+
+    _hyper = ("lr", "decay_rate")
+
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
+        self.lr = _check_float("RMSprop", "lr", lr, low=0.0, low_open=True)
+        self.decay_rate = _check_float(
+            "RMSprop", "decay_rate", decay_rate, low=0.0, high=1.0, low_open=False
+        )
+        self.h: dict[str, Any] = {}
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:
+        h = self.decay_rate * self._state(self.h, key, p) + (1.0 - self.decay_rate) * (g * g)
+        self.h[key] = h
+        return self.lr * g / (namespace(h).sqrt(h) + EPS)
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma and Ba), with the book's bias correction folded into the rate.
+
+    .. math::
+        m \leftarrow m + (1-\beta_1)(g - m), \quad
+        v \leftarrow v + (1-\beta_2)(g^2 - v), \quad
+        W \leftarrow W - \eta_t\, m / (\sqrt{v} + 10^{-7}), \quad
+        \eta_t = \eta\,\sqrt{1-\beta_2^t} / (1-\beta_1^t)
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1 : float, default 0.9
+        :math:`\beta_1 \in [0, 1)`.
+    beta2 : float, default 0.999
+        :math:`\beta_2 \in [0, 1)`.
+
+    Attributes
+    ----------
+    iter : int
+        Number of updates made (:math:`t`).
+    m, v : dict of str to array
+        First and second moment estimates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import Adam
+    >>> params = {"w": np.array([1.0])}
+    >>> Adam(lr=0.1).update(params, {"w": np.array([3.0])})
+    >>> params["w"].round(6)  # the first step moves by about lr
+    array([0.9])
+    """
+
+    _hyper = ("lr", "beta1", "beta2")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
+        self.lr = _check_float("Adam", "lr", lr, low=0.0, low_open=True)
+        self.beta1 = _check_float("Adam", "beta1", beta1, low=0.0, high=1.0, low_open=False)
+        self.beta2 = _check_float("Adam", "beta2", beta2, low=0.0, high=1.0, low_open=False)
+        self.iter = 0
+        self.m: dict[str, Any] = {}
+        self.v: dict[str, Any] = {}
+        self._lr_t = 0.0
+
+    def _begin(self) -> None:
+        self.iter += 1
+        t = self.iter
+        self._lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+
+    def _step(self, key: str, p: Any, g: Any) -> Any:
+        m = self._state(self.m, key, p)
+        v = self._state(self.v, key, p)
+        m = m + (1.0 - self.beta1) * (g - m)
+        v = v + (1.0 - self.beta2) * (g * g - v)
+        self.m[key], self.v[key] = m, v
+        return self._lr_t * m / (namespace(v).sqrt(v) + EPS)
+
+
+#: Optimizer classes by their command-line name.
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adagrad": AdaGrad,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}
+
+
+def get_optimizer(name: str, **kwargs: float) -> Optimizer:
+    """Create an optimizer from its name, as the command line does.
+
+    Parameters
+    ----------
+    name : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"}
+        Case-insensitive.
+    **kwargs : float
+        Hyper-parameters of that optimizer (``lr``, ``momentum``,
+        ``decay_rate``, ``beta1``, ``beta2``); the rest keep their defaults.
+
+    Returns
+    -------
+    Optimizer
+
+    Raises
+    ------
+    LayerInputError
+        An unknown name, or a hyper-parameter the optimizer does not take or
+        with an invalid value.
+
+    Examples
+    --------
+    >>> from xplayers.optim import get_optimizer
+    >>> get_optimizer("adam", lr=0.01)
+    Adam(lr=0.01, beta1=0.9, beta2=0.999)
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in OPTIMIZERS:
+        fail("get_optimizer", "name", f"one of {list(OPTIMIZERS)}", repr(name))
+    cls = OPTIMIZERS[key]
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        fail(
+            "get_optimizer",
+            "kwargs",
+            f"hyper-parameters of {cls.__name__}: {accepted}",
+            f"{unknown}",
+        )
+    return cls(**kwargs)
