@@ -1,0 +1,280 @@
+"""The ``xplayers`` command line: train, evaluate, info, and every way to call it wrongly."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xplayers as xpl
+from xplayers import io
+from xplayers.cli import main
+
+TINY = ["--epochs", "2", "--hidden", "16", "--seed", "1"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(err: str) -> None:
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("xplayers: error: "), err
+    assert "Traceback" not in err
+
+
+def _write_mnist(directory: Path, n_train: int = 200, n_test: int = 50) -> Path:
+    """Write a small MNIST look-alike: 28x28 images whose bright row is the label."""
+    rng = np.random.default_rng(0)
+    directory.mkdir()
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        images[np.arange(n), labels * 2 + 4, :] = 255
+        for name, a, magic in (
+            (f"{prefix}-images-idx3-ubyte", images, 0x0803),
+            (f"{prefix}-labels-idx1-ubyte", labels, 0x0801),
+        ):
+            header = struct.pack(f">{a.ndim + 1}I", magic, *a.shape)
+            (directory / name).write_bytes(header + a.tobytes())
+    return directory
+
+
+# --------------------------------------------------------------------------- train and evaluate
+
+
+def test_train_then_evaluate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = tmp_path / "model.npz"
+    code, out, err = _run(capsys, "train", *TINY, "--output", str(model))
+    assert code == 0, err
+    assert err == ""  # no progress bar: stderr is not a terminal
+    lines = out.splitlines()
+    assert lines[0].startswith("training MultiLayerNet 64-16-10, adam lr=0.005")
+    assert sum(line.startswith("epoch") for line in lines) == 2
+    assert any(line.startswith("test accuracy ") for line in lines)
+    assert f"model saved to {model}" in out
+    meta = io.read_metadata(model)["metadata"]
+    assert meta["dataset"] == {"name": "digits", "test_size": 0.2, "seed": 1}
+    assert len(meta["history"]["epoch"]) == 2
+
+    code, out, err = _run(capsys, "evaluate", str(model))
+    assert code == 0, err
+    assert "on digits (test, 359 samples)" in out
+    accuracy = float(out.split("accuracy ")[1].split()[0])
+    trained = float(next(line for line in lines if line.startswith("test accuracy")).split()[2])
+    assert accuracy == pytest.approx(trained, abs=1e-4)  # the same split as in training
+
+    code, out, err = _run(
+        capsys, "evaluate", str(model), "--split", "all", "--backend", "array_api_strict"
+    )
+    assert code == 0, err
+    assert "(all, 1797 samples)" in out
+    assert "array_api_strict" in out
+
+
+def test_train_quiet_two_layer_with_checkpoint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt.npz"
+    code, out, err = _run(
+        capsys,
+        "train", "--network", "two-layer", "--hidden", "30", "--optimizer", "sgd",
+        "--lr", "0.5", "--init", "0.1", "--iterations", "20", "--batch-size", "50",
+        "--dtype", "float64", "--checkpoint", str(ckpt), "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert err == ""
+    assert len(out.splitlines()) == 1
+    assert out.startswith("test accuracy ")
+    assert "after 0.689655 epochs (20 iterations)" in out  # 29 updates per epoch
+    assert "TwoLayerNet 64-30-10, sgd lr=0.5, batch 50, float64" in out
+    net = io.load(ckpt)
+    assert type(net).__name__ == "TwoLayerNet"
+    assert io.read_metadata(ckpt)["metadata"]["checkpoint"]["iteration"] == 20
+    assert io.read_metadata(ckpt)["params"][0]["dtype"] == "float64"
+
+
+def test_train_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    plot = tmp_path / "curve.png"
+    code, out, err = _run(capsys, "train", *TINY, "--plot", str(plot))
+    assert code == 0, err
+    assert f"plot saved to {plot}" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_on_other_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(
+        capsys, "train", *TINY, "--backend", "array_api_strict", "--device", "device1"
+    )
+    assert code == 0, err
+    assert "array_api_strict:" in out
+    assert "device1" in out
+    assert xpl.get_backend().name == "numpy"  # the command's choice does not leak
+
+
+def test_book_chapter5_command_on_mnist(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    mnist = _write_mnist(tmp_path / "mnist")
+    model = tmp_path / "m.npz"
+    code, out, err = _run(
+        capsys,
+        "train", "--dataset", "mnist", "--mnist-dir", str(mnist), "--network", "two-layer",
+        "--hidden", "50", "--optimizer", "sgd", "--lr", "0.1", "--batch-size", "100",
+        "--iterations", "5", "--output", str(model),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "TwoLayerNet 784-50-10, sgd lr=0.1, batch 100" in out
+    assert "200 training, 50 test samples" in out
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("epoch")] == [
+        "2", "4", "5"
+    ]  # fmt: skip
+    config = io.read_metadata(model)["config"]
+    assert config["weight_init_std"] == 0.01  # the book's scale
+    code, out, err = _run(capsys, "evaluate", str(model), "--mnist-dir", str(mnist))
+    assert code == 0, err
+    assert "on mnist (test, 50 samples)" in out
+
+
+def test_info(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "info")
+    assert code == 0, err
+    assert out.startswith(f"xplayers {xpl.__version__}\n")
+    assert f"numpy {np.__version__}" in out
+    assert "array-api-compat" in out
+    for name in xpl.BACKENDS:
+        assert f"\n  {name} " in out
+    assert "  numpy             " in out
+    assert "usable; devices: cpu" in out
+    assert "BLAS:" in out
+
+
+@pytest.mark.slow
+def test_defaults_reach_95_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "train", "--quiet")
+    assert code == 0, err
+    accuracy = float(out.split()[2])
+    assert accuracy >= 0.95, out
+
+
+# --------------------------------------------------------------------------- errors
+
+
+BAD_ARGUMENTS = [
+    [],
+    ["bogus"],
+    ["train", "--epochs", "0"],
+    ["train", "--epochs", "two"],
+    ["train", "--epochs", "2", "--iterations", "5"],
+    ["train", "--lr", "-1"],
+    ["train", "--lr", "nan"],
+    ["train", "--hidden", "a,b"],
+    ["train", "--hidden", "10,0"],
+    ["train", "--optimizer", "lbfgs"],
+    ["train", "--network", "resnet"],
+    ["train", "--network", "two-layer", "--hidden", "10,10"],
+    ["train", "--network", "two-layer", "--activation", "relu"],
+    ["train", "--network", "two-layer", "--init", "he"],
+    ["train", "--init", "-0.5"],
+    ["train", "--test-size", "1.5"],
+    ["train", "--dataset", "mnist", "--test-size", "0.3"],
+    ["train", "--dtype", "float16"],
+    ["train", "--backend", "tensorflow"],
+    ["train", "--batch-size", "0"],
+    ["train", "--unknown-option"],
+    ["train", "--output", "/no/such/directory/model.npz"],
+    ["evaluate"],
+    ["evaluate", "model.npz", "--split", "valid"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_ARGUMENTS, ids=lambda a: " ".join(a) or "no-arguments")
+def test_bad_arguments_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+
+
+def test_failures_exit_1_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cases = [
+        ["evaluate", str(tmp_path / "missing.npz")],
+        ["train", "--dataset", "mnist", "--mnist-dir", str(tmp_path / "nowhere")],
+        ["train", "--init", "bogus"],
+    ]
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    cases.append(["evaluate", str(tmp_path / "junk.npz")])
+    for argv in cases:
+        code, _, err = _run(capsys, *argv)
+        assert code == 1, argv
+        _assert_one_line_error(err)
+
+
+def test_unusable_backend_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    ok, _ = xpl.backend_status("cupy")
+    if ok:
+        pytest.skip("CuPy is usable here")
+    code, _, err = _run(capsys, "train", *TINY, "--backend", "cupy")
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "cupy" in err
+
+
+def test_model_for_other_data_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = tmp_path / "m.npz"
+    io.save(xpl.network.TwoLayerNet(784, 5, 10, seed=0), model)
+    code, _, err = _run(capsys, "evaluate", str(model), "--dataset", "digits")
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "784" in err
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    assert "train" in out
+    assert "evaluate" in out
+    code, out, _ = _run(capsys, "train", "--help")
+    assert code == 0
+    assert "--mnist-dir" in out
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0
+    assert xpl.__version__ in out
+
+
+def test_python_dash_m_help() -> None:
+    env = {**os.environ, "XPLAYERS_BACKEND": "numpy"}
+    result = subprocess.run(
+        [sys.executable, "-m", "xplayers", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: xplayers" in result.stdout
+    assert result.stderr == ""
+
+
+def test_python_dash_m_error_has_no_traceback() -> None:
+    env = {**os.environ, "XPLAYERS_BACKEND": "numpy"}
+    result = subprocess.run(
+        [sys.executable, "-m", "xplayers", "evaluate", "/no/such/model.npz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    _assert_one_line_error(result.stderr)

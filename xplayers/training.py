@@ -1,0 +1,564 @@
+"""The training loop: mini-batch updates, evaluation, checkpoints and a learning curve.
+
+:func:`train` runs the book's loop (chapter 5, ``train_neuralnet.py``) for any
+network with ``train_step``, ``loss`` and ``accuracy``, on the current
+backend. Data stay on the host as NumPy arrays; each mini-batch is moved to
+the backend as it is used (:class:`xplayers.datasets.BatchLoader`), and the
+full training and test sets are evaluated in chunks, so memory on the device
+is bounded by the batch and chunk sizes, not by the data set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from xplayers._backend import asarray, is_lazy, namespace, to_numpy
+from xplayers._validation import fail
+from xplayers.datasets import BatchLoader
+from xplayers.errors import XplayersError
+
+__all__ = [
+    "History",
+    "MissingDependencyError",
+    "TrainingError",
+    "evaluate",
+    "train",
+]
+
+_PLOT_INSTALL = 'pip install "xplayers[plot]"'
+
+
+class TrainingError(XplayersError, RuntimeError):
+    """Training cannot go on: the loss became NaN or infinite.
+
+    The message names the epoch and iteration of the first bad step.
+
+    Examples
+    --------
+    >>> from xplayers.training import TrainingError
+    >>> issubclass(TrainingError, RuntimeError)
+    True
+    """
+
+    __module__ = "xplayers.training"
+
+
+class MissingDependencyError(XplayersError, ImportError):
+    """An optional dependency is needed for what was asked; the message says how to install it."""
+
+    __module__ = "xplayers.training"
+
+
+class Trainable(Protocol):
+    """What :func:`train` needs from a network (``TwoLayerNet``, ``MultiLayerNet``, ...)."""
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+    def loss(self, x: Any, t: Any) -> Any: ...
+
+    def accuracy(self, x: Any, t: Any) -> float: ...
+
+    def train_step(self, x: Any, t: Any, optimizer: Any) -> Any: ...
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass
+class History:
+    """The learning curve: one entry per evaluation.
+
+    Attributes
+    ----------
+    epoch : list of float
+        Epochs completed at the evaluation (``iteration / iterations_per_epoch``;
+        a whole number at the end of each epoch).
+    iteration : list of int
+        Updates made so far.
+    train_loss : list of float
+        Mean training loss (per sample) over the updates since the previous
+        evaluation, as computed during those updates.
+    train_acc : list of float
+        Accuracy on the whole training set.
+    test_acc : list of float or None
+        Accuracy on the whole test set; None when no test set was given.
+    seconds : list of float
+        Wall-clock seconds since training started, evaluation included.
+
+    Examples
+    --------
+    >>> from xplayers.training import History
+    >>> h = History(epoch=[1.0], iteration=[15], train_loss=[0.5], train_acc=[0.9],
+    ...             test_acc=[None], seconds=[0.1])
+    >>> len(h), h.to_dict()["test_acc"]
+    (1, [None])
+    >>> History.from_dict(h.to_dict()) == h
+    True
+    """
+
+    epoch: list[float] = field(default_factory=list)
+    iteration: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.iteration)
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """Return the history as a dict of lists of Python numbers (JSON-serialisable)."""
+        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Sequence[Any]]) -> History:
+        """Rebuild a history from :meth:`to_dict`'s output (for example a checkpoint's metadata)."""
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            fail("History.from_dict", "data", f"the keys {names}", f"no {missing}")
+        return cls(**{n: list(data[n]) for n in names})
+
+    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+        """Save the loss and accuracy curves as a PNG image.
+
+        Uses matplotlib's object-oriented API with the Agg renderer, so no
+        window opens and the process-wide pyplot backend is left alone. The
+        file is written atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The PNG file to write.
+        title : str, optional
+            A title over both panels.
+
+        Returns
+        -------
+        pathlib.Path
+
+        Raises
+        ------
+        MissingDependencyError
+            matplotlib is not installed (an ``ImportError``).
+        """
+        from xplayers.io import _atomic_writer
+
+        figure_cls = _matplotlib_figure()
+        fig = figure_cls(figsize=(9.0, 3.6), layout="constrained")
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        ax_loss.plot(self.epoch, self.train_loss, marker="o", markersize=3)
+        ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+        ax_acc.plot(self.epoch, self.train_acc, marker="o", markersize=3, label="train")
+        if any(a is not None for a in self.test_acc):
+            test = [math.nan if a is None else a for a in self.test_acc]
+            ax_acc.plot(self.epoch, test, marker="s", markersize=3, linestyle="--", label="test")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0.0, 1.0), title="accuracy")
+        ax_acc.legend(loc="lower right")
+        for ax in (ax_loss, ax_acc):
+            ax.grid(visible=True, alpha=0.3)
+        if title:
+            fig.suptitle(title)
+        target = Path(path)
+        with _atomic_writer(target) as f:
+            fig.savefig(f, format="png", dpi=100)
+        return target
+
+
+def _matplotlib_figure() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"plotting needs matplotlib, which is not installed ({exc}); "
+            f"install it with: {_PLOT_INSTALL}"
+        ) from exc
+    return Figure
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _host_pair(where: str, arg: str, data: object) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        fail(where, arg, "a pair (x, t) of host (NumPy) arrays", type(data).__name__)
+    try:
+        x, t = np.asarray(data[0]), np.asarray(data[1])
+    except (TypeError, ValueError, RuntimeError):
+        fail(
+            where,
+            arg,
+            "a pair (x, t) of host (NumPy) arrays",
+            "arrays NumPy cannot read",
+            "Convert them with xplayers.to_numpy(...)",
+        )
+    if x.ndim == 0 or t.ndim == 0 or x.shape[0] != t.shape[0] or x.shape[0] == 0:
+        fail(
+            where,
+            arg,
+            "x and t with the same number (>= 1) of samples along axis 0",
+            f"shapes {x.shape} and {t.shape}",
+        )
+    return x, t
+
+
+def _positive_int(where: str, arg: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        fail(where, arg, "an integer >= 1", repr(value))
+    return int(value)
+
+
+def _chunks(
+    x: npt.NDArray[Any], t: npt.NDArray[Any], size: int
+) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+    return [(x[i : i + size], t[i : i + size]) for i in range(0, x.shape[0], size)]
+
+
+def _accuracy(network: Trainable, x: npt.NDArray[Any], t: npt.NDArray[Any], size: int) -> float:
+    correct = 0.0
+    for xc, tc in _chunks(x, t, size):
+        correct += float(network.accuracy(asarray(xc), asarray(tc))) * int(xc.shape[0])
+    return correct / int(x.shape[0])
+
+
+def evaluate(
+    network: Trainable,
+    x: npt.ArrayLike,
+    t: npt.ArrayLike,
+    *,
+    batch_size: int = 1000,
+) -> dict[str, float]:
+    """Mean loss and accuracy of `network` on host data, computed in chunks.
+
+    Parameters
+    ----------
+    network : TwoLayerNet, MultiLayerNet or Sequential
+    x, t : array_like
+        Host (NumPy) inputs and labels; each chunk of `batch_size` samples is
+        moved to the current backend in turn.
+    batch_size : int, default 1000
+        Samples per chunk; bounds the memory used on the device.
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float, "samples": int}``; the loss is
+        the per-sample mean over all of `x`.
+
+    Examples
+    --------
+    >>> from xplayers.datasets import load_digits
+    >>> from xplayers.network import TwoLayerNet
+    >>> from xplayers.training import evaluate
+    >>> x, t = load_digits()
+    >>> result = evaluate(TwoLayerNet(64, 10, 10, seed=0), x, t)
+    >>> result["samples"], round(result["loss"], 1)
+    (1797, 2.3)
+    """
+    xa, ta = _host_pair("evaluate", "x, t", (x, t))
+    size = _positive_int("evaluate", "batch_size", batch_size)
+    total_loss = 0.0
+    correct = 0.0
+    for xc, tc in _chunks(xa, ta, size):
+        xb, tb = asarray(xc), asarray(tc)
+        total_loss += float(network.loss(xb, tb)) * int(xc.shape[0])
+        correct += float(network.accuracy(xb, tb)) * int(xc.shape[0])
+    n = int(xa.shape[0])
+    return {"loss": total_loss / n, "accuracy": correct / n, "samples": n}
+
+
+# --------------------------------------------------------------------------- progress bar
+
+
+class _ProgressBar:
+    """A one-line progress bar, redrawn in place at most ten times a second."""
+
+    def __init__(self, total: int, per_epoch: int, stream: TextIO, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.per_epoch = per_epoch
+        self.stream = stream
+        self.start = time.perf_counter()
+        self.last = -math.inf
+        self.shown = False
+
+    def update(self, iteration: int, loss: float | None) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.1 and iteration < self.total:
+            return
+        self.last = now
+        width = max(shutil.get_terminal_size((80, 20)).columns - 1, 20)
+        epoch = (iteration - 1) // self.per_epoch + 1 if iteration else 1
+        rate = iteration / max(now - self.start, 1e-9)
+        tail = f" {iteration}/{self.total} epoch {epoch}"
+        if loss is not None:
+            tail += f" loss {loss:.4f}"
+        tail += f" {rate:.0f} it/s"
+        room = max(width - len(tail) - 2, 10)
+        filled = room * iteration // self.total
+        line = "[" + "#" * filled + "." * (room - filled) + "]" + tail
+        self.stream.write("\r" + line[:width])
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            width = max(shutil.get_terminal_size((80, 20)).columns - 1, 20)
+            self.stream.write("\r" + " " * width + "\r")
+            self.stream.flush()
+            self.shown = False
+            self.last = -math.inf
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stream
+        return False
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _total(epochs: object, iterations: object, per_epoch: int) -> int:
+    if (epochs is None) == (iterations is None):
+        fail(
+            "train",
+            "epochs",
+            "exactly one of epochs= or iterations=",
+            "both" if epochs is not None else "neither",
+        )
+    if epochs is not None:
+        return _positive_int("train", "epochs", epochs) * per_epoch
+    return _positive_int("train", "iterations", iterations)
+
+
+def _check_output(arg: str, path: str | os.PathLike[str] | None) -> Path | None:
+    if path is None:
+        return None
+    target = Path(path)
+    parent = target.parent
+    if not parent.is_dir():
+        fail("train", arg, "a file path in an existing directory", repr(str(target)))
+    return target
+
+
+def train(
+    network: Trainable,
+    optimizer: Any,
+    train_data: tuple[npt.ArrayLike, npt.ArrayLike],
+    test_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    *,
+    epochs: int | None = None,
+    iterations: int | None = None,
+    batch_size: int = 100,
+    seed: int | None = 0,
+    eval_every: Literal["epoch"] | int = "epoch",
+    eval_batch_size: int = 1000,
+    progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    callback: Callable[[History], object] | None = None,
+) -> History:
+    """Train `network` with mini-batch updates and evaluate it as it learns.
+
+    An epoch is one pass over the training data in a new random order
+    (``ceil(N / batch_size)`` updates; the last batch may be smaller). Give
+    either `epochs` or `iterations`: the book's chapter-5 experiment is
+    ``iterations=10000, batch_size=100``, evaluated every epoch (600 updates
+    for MNIST's 60,000 images), with a last evaluation at the end when the
+    run stops mid-epoch.
+
+    Parameters
+    ----------
+    network : TwoLayerNet, MultiLayerNet or Sequential
+        Any network with ``train_step(x, t, optimizer)`` returning the
+        batch's loss as a 0-d array, and ``loss`` and ``accuracy``. Its
+        parameters live on the current backend.
+    optimizer : SGD, Momentum, Nesterov, AdaGrad, RMSprop or Adam
+        Passed to ``network.train_step``.
+    train_data : (x, t)
+        Host (NumPy) training inputs and labels; they stay on the host.
+    test_data : (x, t), optional
+        Host test inputs and labels, evaluated at every evaluation.
+    epochs : int, optional
+        Number of passes over the training data.
+    iterations : int, optional
+        Number of updates, instead of `epochs`.
+    batch_size : int, default 100
+        Samples per update.
+    seed : int or None, default 0
+        Seed of the order in which samples are visited (``None``: a new
+        order every run). The network's initial weights have their own seed.
+    eval_every : "epoch" or int, default "epoch"
+        Evaluate at the end of each epoch, or every this many updates; also
+        after the last update.
+    eval_batch_size : int, default 1000
+        Samples per chunk when evaluating the whole training and test sets.
+    progress : bool or None, default None
+        Draw a one-line progress bar on standard error. ``None``: only when
+        standard error is a terminal.
+    checkpoint : path, optional
+        Save the network here (with :func:`xplayers.io.save`, atomically)
+        after every evaluation; the metadata hold the iteration and the
+        history so far.
+    plot : path, optional
+        Save the loss and accuracy curves here as a PNG when training ends
+        (needs matplotlib: ``pip install "xplayers[plot]"``).
+    callback : callable, optional
+        Called as ``callback(history)`` after every evaluation (the newest
+        entry is last), for example to print a line per epoch.
+
+    Returns
+    -------
+    History
+        The learning curve.
+
+    Raises
+    ------
+    TrainingError
+        The loss became NaN or infinite; the message names the epoch and
+        iteration. On Dask, losses are computed at evaluation time, so the
+        error comes then, still naming the first bad iteration.
+    MissingDependencyError
+        `plot` was given and matplotlib is not installed (checked before
+        training starts).
+    xplayers.errors.LayerInputError
+        An argument is invalid (a ``ValueError``).
+
+    Examples
+    --------
+    >>> from xplayers.datasets import load_digits, train_test_split
+    >>> from xplayers.network import TwoLayerNet
+    >>> from xplayers.optim import SGD
+    >>> from xplayers.training import train
+    >>> train_set, test_set = train_test_split(*load_digits(), test_size=0.2, seed=0)
+    >>> net = TwoLayerNet(64, 50, 10, weight_init_std=0.1, seed=0)
+    >>> history = train(net, SGD(lr=0.5), train_set, test_set, epochs=5, batch_size=50)
+    >>> history.epoch
+    [1.0, 2.0, 3.0, 4.0, 5.0]
+    >>> history.test_acc[-1] > 0.85
+    True
+    """
+    x_train, t_train = _host_pair("train", "train_data", train_data)
+    test = None if test_data is None else _host_pair("train", "test_data", test_data)
+    loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
+    per_epoch = len(loader)
+    total = _total(epochs, iterations, per_epoch)
+    every = per_epoch if eval_every == "epoch" else _positive_int("train", "eval_every", eval_every)
+    chunk = _positive_int("train", "eval_batch_size", eval_batch_size)
+    checkpoint_path = _check_output("checkpoint", checkpoint)
+    plot_path = _check_output("plot", plot)
+    if plot_path is not None:
+        _matplotlib_figure()  # fail now, not after training
+    bar = _ProgressBar(total, per_epoch, sys.stderr, enabled=_show_progress(progress))
+    history = History()
+    window = _LossWindow(per_epoch)
+    start = time.perf_counter()
+
+    def record(iteration: int) -> None:
+        bar.clear()
+        history.epoch.append(iteration / per_epoch)
+        history.iteration.append(iteration)
+        history.train_loss.append(window.mean())
+        history.train_acc.append(_accuracy(network, x_train, t_train, chunk))
+        history.test_acc.append(None if test is None else _accuracy(network, *test, chunk))
+        history.seconds.append(time.perf_counter() - start)
+        if checkpoint_path is not None:
+            _save_checkpoint(network, checkpoint_path, history)
+        if callback is not None:
+            callback(history)
+
+    it = 0
+    try:
+        while it < total:
+            for xb, tb in loader:
+                loss = network.train_step(xb, tb, optimizer)
+                it += 1
+                bar.update(it, window.add(loss, int(xb.shape[0]), it))
+                if it % every == 0 or it == total:
+                    record(it)
+                if it == total:
+                    break
+    finally:
+        bar.clear()
+    if plot_path is not None:
+        history.plot(plot_path)
+    return history
+
+
+class _LossWindow:
+    """Sum of per-sample losses since the last evaluation, checked for NaN and infinity.
+
+    Eager backends convert each loss with one ``float()`` (a host sync per
+    step, which the progress bar needs anyway). Lazy (Dask) losses are kept
+    and computed together in :meth:`mean`.
+    """
+
+    def __init__(self, per_epoch: int) -> None:
+        self.per_epoch = per_epoch
+        self.total = 0.0
+        self.count = 0
+        self.pending: list[tuple[Any, int, int]] = []
+
+    def add(self, loss: Any, n: int, iteration: int) -> float | None:
+        if is_lazy(loss):
+            self.pending.append((loss, n, iteration))
+            return None
+        value = float(loss)
+        self._take(value, n, iteration)
+        return value
+
+    def _take(self, value: float, n: int, iteration: int) -> None:
+        if not math.isfinite(value):
+            epoch = (iteration - 1) // self.per_epoch + 1
+            step = (iteration - 1) % self.per_epoch + 1
+            raise TrainingError(
+                f"train: the loss became {value} at epoch {epoch}, iteration {iteration} "
+                f"(batch {step} of {self.per_epoch} in the epoch); lower the learning rate, "
+                "or check the inputs for NaN or infinite values"
+            )
+        self.total += value * n
+        self.count += n
+
+    def mean(self) -> float:
+        if self.pending:
+            xp = namespace(self.pending[0][0])
+            values = to_numpy(xp.stack([p[0] for p in self.pending]))
+            for value, (_, n, iteration) in zip(values.tolist(), self.pending, strict=True):
+                self._take(float(value), n, iteration)
+            self.pending.clear()
+        mean = self.total / max(self.count, 1)
+        self.total, self.count = 0.0, 0
+        return mean
+
+
+def _save_checkpoint(network: Trainable, path: Path, history: History) -> None:
+    from xplayers.io import save
+
+    save(
+        network,
+        path,
+        metadata={
+            "checkpoint": {"epoch": history.epoch[-1], "iteration": history.iteration[-1]},
+            "history": history.to_dict(),
+        },
+    )
