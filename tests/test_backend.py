@@ -117,8 +117,9 @@ def test_environment_variable_read_at_import():
     assert "device1" in r.stdout
 
 
-def test_environment_variable_unknown_name_fails_at_import():
-    r = _run("import xplayers", XPLAYERS_BACKEND="cupyy")
+def test_environment_variable_unknown_name_fails_on_first_use():
+    r = _run("import xplayers; print('imported'); xplayers.get_backend()", XPLAYERS_BACKEND="cupyy")
+    assert r.stdout.strip() == "imported"
     assert r.returncode != 0
     assert "unknown backend 'cupyy'" in r.stderr
     assert "XPLAYERS_BACKEND='cupyy'" in r.stderr

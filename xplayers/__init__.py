@@ -18,7 +18,7 @@ Examples
 ((2, 4), (4, 3))
 """
 
-from xplayers import functional
+from xplayers import datasets, functional, gradcheck, init, io, network, optim, training
 from xplayers._backend import (
     BACKENDS,
     Backend,
@@ -39,32 +39,65 @@ from xplayers.errors import (
     LayerStateError,
     XplayersError,
 )
+from xplayers.gradcheck import gradient_check, numerical_gradient
+from xplayers.io import ModelFileError, load, save
 from xplayers.layers import Affine, Layer, Relu, Sigmoid, SoftmaxWithLoss
+from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet, from_config
+from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
+from xplayers.training import History, MissingDependencyError, TrainingError, evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "SGD",
+    "AdaGrad",
+    "Adam",
     "Affine",
     "Backend",
     "BackendUnavailableError",
+    "History",
     "Layer",
     "LayerInputError",
     "LayerStateError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "Momentum",
+    "MultiLayerNet",
+    "Nesterov",
+    "RMSprop",
     "Relu",
+    "Sequential",
     "Sigmoid",
     "SoftmaxWithLoss",
+    "TrainingError",
+    "TwoLayerNet",
     "XplayersError",
     "__version__",
     "asarray",
     "backend_status",
+    "datasets",
+    "evaluate",
+    "from_config",
     "functional",
     "get_backend",
+    "get_optimizer",
+    "gradcheck",
+    "gradient_check",
+    "init",
+    "io",
+    "load",
     "namespace",
+    "network",
+    "numerical_gradient",
+    "optim",
     "prefer_gpu",
     "require_gpu",
+    "save",
     "set_backend",
     "to_backend",
     "to_numpy",
+    "train",
+    "training",
     "use_backend",
 ]

@@ -338,8 +338,9 @@ def _resolve_jax(device: Any) -> Backend:
     def create(obj: Any, dt: Any) -> Any:
         if dt is not None and jnp.dtype(dt) == jnp.float64 and not jax.config.jax_enable_x64:
             raise BackendUnavailableError(
-                "backend 'jax': float64 is disabled in JAX; call "
-                "jax.config.update('jax_enable_x64', True) first, or use float32"
+                "backend 'jax': float64 is disabled in JAX; set the environment variable "
+                "JAX_ENABLE_X64=1 (or call jax.config.update('jax_enable_x64', True)), "
+                "or use float32"
             )
         return jax.device_put(jnp.asarray(obj, dtype=dt), dev)
 
@@ -419,9 +420,19 @@ def parse_spec(spec: str, source: str = ENV_VAR) -> tuple[str, str | None]:
 
 # --------------------------------------------------------------------------- current backend
 
-_ENV_SPEC: tuple[str, str | None] | None = (
-    parse_spec(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR, "").strip() else None
-)
+
+def _read_env() -> tuple[str, str | None] | ValueError | None:
+    """The XPLAYERS_BACKEND setting at import; a bad name is kept and raised on first use."""
+    raw = os.environ.get(ENV_VAR, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_spec(raw)
+    except ValueError as exc:
+        return exc
+
+
+_ENV_SPEC = _read_env()
 _global: Backend | None = None
 _scoped: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
     "xplayers_backend", default=None
@@ -438,6 +449,9 @@ def get_backend() -> Backend:
 
     Raises
     ------
+    ValueError
+        ``XPLAYERS_BACKEND`` names no known backend (read at import, raised on
+        first use so that ``xplayers info`` still runs).
     BackendUnavailableError
         The backend named by ``XPLAYERS_BACKEND`` cannot be used here (raised
         on first use, with the variable named in the message).
@@ -456,6 +470,8 @@ def get_backend() -> Backend:
     if _global is None:
         if _ENV_SPEC is None:
             _global = _resolve_numpy(None)
+        elif isinstance(_ENV_SPEC, ValueError):
+            raise ValueError(str(_ENV_SPEC))
         else:
             try:
                 _global = resolve(*_ENV_SPEC)

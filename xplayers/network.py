@@ -33,10 +33,12 @@ import array_api_compat
 import numpy as np
 
 from xplayers._backend import asarray, namespace, to_numpy
+from xplayers._numpy_step import NumpyStep
 from xplayers._validation import describe, fail, float_array, same_backend
 from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.init import WeightInit, _check_sizes, canonical_dtype, init_params, weight_scale
 from xplayers.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from xplayers.optim import SGD
 
 __all__ = ["MultiLayerNet", "Parameters", "Sequential", "TwoLayerNet", "from_config"]
 
@@ -247,6 +249,9 @@ class Sequential:
         self._backward_order = list(reversed(ordered.values()))
         self.last_layer = last
         self._params = Parameters(slots, where)
+        self._plan: tuple[list[Affine], list[str]] | None = None
+        self._plan_known = False
+        self._numpy_step: NumpyStep | None = None
 
     # ------------------------------------------------------------------ parameters
 
@@ -347,6 +352,15 @@ class Sequential:
         array, shape ()
             The loss *before* the update.
 
+        Notes
+        -----
+        On NumPy, for stacks of ``Affine`` and ``Relu``/``Sigmoid`` layers
+        ending in ``SoftmaxWithLoss`` with writable parameters, the step runs
+        a fused path that reuses its intermediate buffers from step to step
+        (tested equal to the layer path). That path leaves the layers' cached
+        values and :attr:`grads` as they were; call :meth:`gradient` to
+        inspect gradients. Nothing returned to the caller is ever overwritten.
+
         Examples
         --------
         >>> import numpy as np
@@ -371,9 +385,55 @@ class Sequential:
                 "an object with update(params, grads), e.g. xplayers.optim.SGD()",
                 describe(optimizer),
             )
+        plan = self._numpy_plan()
+        if plan is not None:
+            affines, activations = plan
+            pairs = [(a.W, a.b) for a in affines]
+            if NumpyStep.supports(pairs, x, t):
+                loss = self._fused(pairs, activations, x, t, optimizer)
+                if loss is not None:
+                    return loss
         loss = self._backprop(x, t)
         update(self._params, self.grads)
         return loss
+
+    def _numpy_plan(self) -> tuple[list[Affine], list[str]] | None:
+        """The Affine layers and activations when the stack fits the fused NumPy step."""
+        if not self._plan_known:
+            layers = list(self._layers.values())
+            affines, acts = layers[0::2], layers[1::2]
+            fits = (
+                type(self.last_layer) is SoftmaxWithLoss
+                and all(type(a) is Affine for a in affines)
+                and all(a.input_grad for a in affines[1:])
+                and all(type(h) in (Relu, Sigmoid) for h in acts)
+                and len(affines) == len(acts) + 1
+            )
+            names = ["relu" if type(h) is Relu else "sigmoid" for h in acts]
+            self._plan = (affines, names) if fits else None
+            self._plan_known = True
+        return self._plan
+
+    def _fused(
+        self,
+        pairs: list[tuple[Any, Any]],
+        activations: list[str],
+        x: Any,
+        t: Any,
+        optimizer: _Optimizer,
+    ) -> Any:
+        """Run the fused NumPy step (reused buffers; ``grads`` is not updated)."""
+        if self._numpy_step is None:
+            self._numpy_step = NumpyStep()
+        if type(optimizer) is SGD:
+            return self._numpy_step(pairs, activations, x, t, sgd_lr=optimizer.lr)
+        keys = list(self._params)
+
+        def update(grads: list[tuple[Any, Any]]) -> None:
+            flat = [g for pair in grads for g in pair]
+            optimizer.update(self._params, dict(zip(keys, flat, strict=True)))
+
+        return self._numpy_step(pairs, activations, x, t, update=update)
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray[Any, Any]]:
         """Return the gradients by central differences, in float64 on a host copy.

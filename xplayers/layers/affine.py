@@ -65,7 +65,7 @@ class Affine(Layer):
     """
 
     def __init__(self, W: Any, b: Any, *, input_grad: bool = True) -> None:
-        xp = float_array("Affine", "W", W)
+        float_array("Affine", "W", W)
         if W.ndim != 2:
             fail("Affine", "W", "a 2-D weight matrix of shape (D_in, D_out)", describe(W))
         float_array("Affine", "b", b)
