@@ -86,3 +86,18 @@ def test_fused_path_is_taken_on_numpy(rng):
     x.setflags(write=False)
     ro.train_step(x, t, get_optimizer("sgd"))  # read-only input: fused path still fine
     assert ro._numpy_step is not None
+
+
+def test_dask_graph_stays_short(rng):
+    """Lazy parameters and optimizer state are persisted each update, so steps cost the same."""
+    pytest.importorskip("dask")
+    with xpl.use_backend("dask"):
+        net = TwoLayerNet(6, 5, 3, weight_init_std=0.3, seed=0)
+        opt = get_optimizer("adam", lr=0.01)
+        x, t = (xpl.asarray(a) for a in _data(rng))
+        sizes = []
+        for _ in range(6):
+            net.train_step(x, t, opt)
+            sizes.append(max(len(net.params[k].__dask_graph__()) for k in net.params))
+            sizes.append(max(len(v.__dask_graph__()) for v in opt.m.values()))
+    assert max(sizes) == min(sizes)

@@ -788,3 +788,14 @@ def is_lazy(x: Any) -> bool:
 
         return isinstance(x, jax.core.Tracer)
     return False
+
+
+def materialize(x: Any) -> Any:
+    """Compute a lazy (Dask) array and keep its result, cutting its task graph; else return `x`.
+
+    Each training step on Dask adds to the parameters' task graph; persisting
+    them once per evaluation keeps the cost of a run linear in its steps.
+    """
+    if array_api_compat.is_dask_array(x):
+        return x.persist()
+    return x

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 from array_api_compat import is_writeable_array
 
-from xplayers._backend import namespace
+from xplayers._backend import is_lazy, materialize, namespace
 from xplayers._validation import describe, fail, float_array, same_backend
 from xplayers.errors import LayerStateError
 
@@ -134,6 +134,17 @@ class Optimizer:
         self._begin()
         for key, p, g in work:
             _subtract(params, key, p, self._step(key, p, g))
+        if work and is_lazy(work[0][1]):
+            self._materialize(params)
+
+    def _materialize(self, params: MutableMapping[str, Any]) -> None:
+        """Compute lazy (Dask) parameters and state now, so each step's graph stays short."""
+        for key in params:
+            params[key] = materialize(params[key])
+        for store in vars(self).values():
+            if isinstance(store, dict):
+                for key in store:
+                    store[key] = materialize(store[key])
 
     def _begin(self) -> None:
         """Called once per :meth:`update` before the parameters (Adam counts steps)."""
