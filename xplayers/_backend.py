@@ -797,5 +797,5 @@ def materialize(x: Any) -> Any:
     them once per evaluation keeps the cost of a run linear in its steps.
     """
     if array_api_compat.is_dask_array(x):
-        return x.persist()
+        return x.persist()  # type: ignore[no-untyped-call]
     return x
