@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import array_api_compat
 import numpy as np
@@ -551,9 +551,10 @@ def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
     >>> xpl.get_backend() == before
     True
     """
-    token = _scoped.set(resolve(name, device))
+    backend = resolve(name, device)
+    token = _scoped.set(backend)
     try:
-        yield _scoped.get()  # type: ignore[misc]
+        yield backend
     finally:
         _scoped.reset(token)
 
@@ -604,7 +605,7 @@ def to_numpy(x: Any) -> np.ndarray[Any, Any]:
     if array_api_compat.is_torch_array(x):
         return np.asarray(x.detach().cpu().resolve_conj().numpy())
     if array_api_compat.is_dask_array(x):
-        return np.asarray(x.compute())  # type: ignore[no-untyped-call]
+        return np.asarray(cast(Any, x).compute())
     if type(x).__module__.startswith("array_api_strict"):
         return np.from_dlpack(x)  # also works for arrays on its non-CPU test devices
     return np.asarray(x)
@@ -797,5 +798,5 @@ def materialize(x: Any) -> Any:
     them once per evaluation keeps the cost of a run linear in its steps.
     """
     if array_api_compat.is_dask_array(x):
-        return x.persist()  # type: ignore[no-untyped-call]
+        return cast(Any, x).persist()  # Dask's own methods are untyped
     return x
