@@ -144,4 +144,5 @@ class Affine(Layer):
 
     def __repr__(self) -> str:
         d, m = self.W.shape
-        return f"Affine({d} -> {m}, dtype={self.W.dtype})"
+        dtype = str(self.W.dtype).rsplit(".", 1)[-1]  # "float32" whatever the library
+        return f"Affine({d} -> {m}, dtype={dtype})"
