@@ -23,12 +23,31 @@ option                 environment variable          default
 ``--bench-pause``      ``XPLAYERS_BENCH_PAUSE``      1.0 (seconds between targets)
 ``--bench-quick``      ``XPLAYERS_BENCH_QUICK=1``    batches 1,32, hidden 100, bw 64 MiB
 ``--bench-targets``    ``XPLAYERS_BENCH_TARGETS``    unset (see below)
+``--bench-exclude``    ``XPLAYERS_BENCH_EXCLUDE``    unset (see below)
 =====================  ============================  ======================================
+
+``XPLAYERS_BENCH_DEADLINE`` (a Unix time, set by ``bench/run_all.py --budget``)
+makes tests that would start after it skip, so a process still ends normally
+and writes the JSON of what it measured.
 
 ``--bench-targets`` names whole targets, ``<kind>:<name>`` with kind ``limits``,
 ``peer`` or ``backend`` (e.g. ``peer:book-numpy,limits:numpy``), and replaces
 ``--bench-peers``, ``--bench-backends`` and ``--bench-limits``: only the named
 targets run. ``python bench/machine.py --targets`` lists those usable here.
+
+``--bench-exclude`` deselects slow combinations with rules separated by ``;``;
+a rule is ``,``-separated conditions ``key=value`` (``a|b`` for either),
+``key!=value``, ``key<value``, ``key<=value``, ``key>value``, ``key>=value``,
+and a test matching every condition of one rule is deselected, e.g.
+``name=dask|array-api-strict,batch>2048; kind=layer,hidden=1000,batch>8192``.
+Keys: ``batch``, ``hidden``, ``dtype``, ``phase``, ``layer``, ``gemm``,
+``bandwidth_kind``, ``name`` (peer, backend or limits backend), ``target``
+(``backend:dask``), ``kind`` (the test function without ``test_``: ``step``,
+``layer``, ``gemm``, ``bandwidth``, ``relu_large``, ...) and ``module``
+(``peers``, ``xplayers``, ``limits``). A condition on a key the test does not
+have never matches. How many tests each rule deselected, and the reasons of
+skipped tests, are stored in the JSON (``xplayers_excluded``,
+``xplayers_skipped``) for the report.
 
 Fixtures a suite may request, each parametrized from the selection: ``batch``
 (int), ``hidden`` (int), ``dtype`` (``"float32"``/``"float64"``), ``peer``
@@ -50,6 +69,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -67,12 +87,13 @@ else:
     HAVE_BENCHMARK = True
 
 from book_numpy import HIDDEN_INDEPENDENT_LAYERS, LAYERS
-from limits import BANDWIDTH_PASSES, BATCH_SIZES, DTYPES, HIDDEN_SIZES
+from limits import BANDWIDTH_PASSES, BATCH_SIZES, DTYPES, HIDDEN_SIZES, step_gemm_shapes
 from machine import (
     BACKENDS,
     LIMIT_BACKENDS,
     PEERS,
     TARGET_KINDS,
+    _installed,
     available_backends,
     blas_summary,
     describe,
@@ -119,6 +140,7 @@ class Selection:
     pause: float
     quick: bool
     unavailable: dict[str, str] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
 
     def layer_cases(self) -> list[LayerCase]:
         """Layer cases: every layer at every hidden width, H-independent ones once."""
@@ -142,6 +164,7 @@ OPTIONS = {
     "bw-mib": "XPLAYERS_BENCH_BW_MIB",
     "pause": "XPLAYERS_BENCH_PAUSE",
     "targets": "XPLAYERS_BENCH_TARGETS",
+    "exclude": "XPLAYERS_BENCH_EXCLUDE",
 }
 
 
@@ -149,6 +172,7 @@ OPTION_HELP = {
     "bw-mib": "MiB per array of the bandwidth kernels",
     "pause": "seconds to sleep whenever the target changes",
     "targets": "comma-separated <kind>:<name> targets, replacing peers/backends/limits",
+    "exclude": "';'-separated rules deselecting tests, e.g. 'name=dask,batch>2048'",
 }
 
 
@@ -159,7 +183,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"--bench-{name}",
             action="store",
             default=None,
-            metavar="NUMBER" if name in ("bw-mib", "pause") else "LIST",
+            metavar={"bw-mib": "NUMBER", "pause": "NUMBER", "exclude": "RULES"}.get(name, "LIST"),
             help=OPTION_HELP.get(name, f"comma-separated {name} (or all/none)") + f"; env {env}",
         )
     group.addoption(
@@ -258,6 +282,28 @@ def _usable_backends() -> frozenset[str]:
     return frozenset(available_backends())
 
 
+#: Module each CPU backend needs; probing it imports nothing.
+CPU_BACKEND_MODULES = {
+    "numpy": "numpy",
+    "array-api-strict": "array_api_strict",
+    "dask": "dask",
+    "jax-cpu": "jax",
+    "torch-cpu": "torch",
+}
+
+
+def backend_unusable(name: str) -> str | None:
+    """Why xplayers backend ``name`` cannot run here, or ``None``.
+
+    A CPU backend is only looked up (not imported), so a process benchmarking
+    ``backend:numpy`` does not import torch or cupy to find out about GPUs.
+    """
+    module = CPU_BACKEND_MODULES.get(name)
+    if module is not None:
+        return None if _installed(module) else f"{module} is not installed"
+    return None if name in _usable_backends() else "not installed or no device"
+
+
 def selection(config: pytest.Config) -> Selection:
     """The run's :class:`Selection`, parsed once per session."""
     cached = getattr(config, "_xplayers_bench_selection", None)
@@ -280,7 +326,7 @@ def selection(config: pytest.Config) -> Selection:
             "backends",
             BACKENDS,
             BACKENDS,
-            lambda b: None if b in _usable_backends() else "not installed or no device",
+            backend_unusable,
             unavailable,
         ),
         limits=_choose(
@@ -293,9 +339,113 @@ def selection(config: pytest.Config) -> Selection:
         pause=1.0 if pause is None else pause,
         quick=quick,
         unavailable=unavailable,
+        exclude=[rule.text for rule in exclude_rules(_raw(config, "exclude"))],
     )
     config._xplayers_bench_selection = sel  # type: ignore[attr-defined]
     return sel
+
+
+# --------------------------------------------------------------------------- exclusion rules
+
+#: Keys an exclusion rule may test.
+EXCLUDE_KEYS = (
+    "batch",
+    "hidden",
+    "dtype",
+    "phase",
+    "layer",
+    "gemm",
+    "bandwidth_kind",
+    "name",
+    "target",
+    "kind",
+    "module",
+)
+_CONDITION = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|!=|=|<|>)\s*(\S.*?)\s*$")
+
+
+def _number_or_text(value: Any) -> float | str:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass(frozen=True)
+class ExcludeRule:
+    """One ``--bench-exclude`` rule: a test matching all its conditions is deselected."""
+
+    text: str
+    conditions: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+    def matches(self, facts: dict[str, Any]) -> bool:
+        """Whether a test with these ``facts`` (see :func:`item_facts`) matches every condition."""
+        for key, op, values in self.conditions:
+            if facts.get(key) is None:
+                return False
+            have = _number_or_text(facts[key])
+            wanted = [_number_or_text(v) for v in values]
+            if op in ("=", "!="):
+                hit = any(have == w for w in wanted)
+                if hit != (op == "="):
+                    return False
+                continue
+            (limit,) = wanted
+            if isinstance(have, str) or isinstance(limit, str):
+                return False
+            ok = {"<": have < limit, "<=": have <= limit, ">": have > limit, ">=": have >= limit}
+            if not ok[op]:
+                return False
+        return True
+
+
+def exclude_rules(raw: str | None) -> list[ExcludeRule]:
+    """Parse ``--bench-exclude`` text (``rule; rule``, a rule being ``cond,cond``)."""
+    rules: list[ExcludeRule] = []
+    for text in (r.strip() for r in (raw or "").split(";")):
+        if not text or text.lower() == "none":
+            continue
+        conditions = []
+        for cond in text.split(","):
+            m = _CONDITION.match(cond)
+            if not m or m.group(1) not in EXCLUDE_KEYS:
+                msg = (
+                    f"--bench-exclude: bad condition {cond.strip()!r} in rule {text!r}; "
+                    f"expected <key><op><value> with key in {EXCLUDE_KEYS} and op one of "
+                    "= != < <= > >="
+                )
+                raise pytest.UsageError(msg)
+            key, op, value = m.groups()
+            values = tuple(v.strip() for v in value.split("|"))
+            if op not in ("=", "!=") and (
+                len(values) != 1 or isinstance(_number_or_text(values[0]), str)
+            ):
+                msg = f"--bench-exclude: {cond.strip()!r}: {op} needs one number"
+                raise pytest.UsageError(msg)
+            conditions.append((key, op, values))
+        rules.append(ExcludeRule(" ".join(text.split()), tuple(conditions)))
+    return rules
+
+
+def item_facts(item: pytest.Item) -> dict[str, Any]:
+    """What an exclusion rule can test about a collected benchmark."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    facts: dict[str, Any] = {
+        k: params.get(k) for k in ("batch", "hidden", "dtype", "phase", "bandwidth_kind")
+    }
+    case = params.get("layer_case")
+    if isinstance(case, LayerCase):
+        facts["layer"], facts["hidden"] = case.layer, case.hidden
+    if isinstance(params.get("gemm"), int):
+        facts["gemm"] = step_gemm_shapes(1, 1)[params["gemm"]].name.split()[0]  # fc1, dW2, ...
+    target = target_of(item)
+    facts["target"] = target
+    facts["name"] = target.partition(":")[2] if target else None
+    name = getattr(item, "originalname", None) or item.name
+    facts["kind"] = name.removeprefix("test_")
+    module = getattr(getattr(item, "module", None), "__name__", "") or ""
+    facts["module"] = module.rpartition(".")[2].removeprefix("test_") or None
+    return facts
 
 
 # --------------------------------------------------------------------------- parametrization
@@ -380,7 +530,17 @@ def pytest_sessionfinish(session: pytest.Session) -> Any:
     # saves no JSON; not an error, although the project turns warnings into errors.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Not saving anything")
-        return (yield)
+        result = yield
+    # XPLAYERS_BENCH_COVERAGE (set by bench/run_all.py): what was deselected and skipped,
+    # written even when every test skipped and pytest-benchmark saves no JSON.
+    path = os.environ.get("XPLAYERS_BENCH_COVERAGE")
+    if path:
+        import json
+
+        data = {"excluded": _EXCLUDED, "skipped": _SKIPPED, "exit": int(session.exitstatus)}
+        with open(path, "w") as fh:
+            json.dump(data, fh, indent=1)
+    return result
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -388,14 +548,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unselected:
         config.hook.pytest_deselected(items=unselected)
         items[:] = [item for item in items if not item.get_closest_marker("xplayers_unselected")]
+    rules = exclude_rules(_raw(config, "exclude"))
+    if rules:
+        counts = {rule.text: 0 for rule in rules}
+        kept, excluded = [], []
+        for item in items:
+            facts = item_facts(item)
+            rule = next((r for r in rules if r.matches(facts)), None)
+            if rule is None:
+                kept.append(item)
+            else:
+                counts[rule.text] += 1
+                excluded.append(item)
+        _EXCLUDED.update(counts)
+        if excluded:
+            config.hook.pytest_deselected(items=excluded)
+            items[:] = kept
     # Stable sort: each target becomes one contiguous block (limits, peers, backends).
     items.sort(key=lambda item: _target_rank(target_of(item)))
 
 
 _last_target: list[str | None] = [None]
+#: Tests deselected per ``--bench-exclude`` rule, and skipped tests per reason (for the JSON).
+_EXCLUDED: dict[str, int] = {}
+_SKIPPED: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and report.when in ("setup", "call"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        _SKIPPED[reason] = _SKIPPED.get(reason, 0) + 1
+
+
+def _deadline() -> float | None:
+    raw = os.environ.get("XPLAYERS_BENCH_DEADLINE", "").strip()
+    return float(raw) if raw else None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # XPLAYERS_BENCH_DEADLINE (Unix time, set by bench/run_all.py --budget): tests that
+    # would start later skip, so the process still ends normally and writes its JSON.
+    deadline = _deadline()
+    if deadline is not None and time.time() > deadline:
+        pytest.skip("the run's time budget was spent (XPLAYERS_BENCH_DEADLINE)")
     target = target_of(item)
     if target != _last_target[0]:
         if _last_target[0] is not None:
@@ -483,5 +679,7 @@ if HAVE_BENCHMARK:  # pytest rejects hooks of plugins that are not installed
     def pytest_benchmark_update_json(
         config: pytest.Config, benchmarks: Any, output_json: dict
     ) -> None:
-        """Store the run's selection (batches, dtypes, peers, backends, pause...)."""
+        """Store the run's selection, what ``--bench-exclude`` deselected and what skipped."""
         output_json["xplayers_selection"] = asdict(selection(config))
+        output_json["xplayers_excluded"] = dict(_EXCLUDED)
+        output_json["xplayers_skipped"] = dict(_SKIPPED)
