@@ -204,3 +204,29 @@ def build(session: nox.Session) -> None:
     script.write_text(SMOKE_TEST, encoding="utf-8")
     with session.chdir(venv):  # away from the source tree, so the import finds the wheel
         session.run(python, str(script), external=True, env={"XPLAYERS_BACKEND": ""})
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark every target in its own process and render docs/benchmarks.md (not default).
+
+    Runs ``bench/run_all.py`` in the current environment, which must already
+    have the ``bench`` dependency group and the backends to measure: the
+    numbers are those of the libraries installed there. ``nox -s bench``
+    is the measurement run (an estimated 15-20 minutes on two cores; see
+    ``bench/README.md``); ``nox -s bench -- quick`` (or ``XPLAYERS_BENCH_QUICK=1``)
+    is a smoke run of about a minute whose page goes under ``bench/results/tmp/``.
+    Other arguments go to ``bench/run_all.py``, e.g.
+    ``nox -s bench -- --also bench/results/gpu`` to include a GPU run in the page.
+    """
+    import shlex
+
+    args = ["--", *session.posargs] if session.posargs else []
+    command = shlex.join(["nox", "-s", "bench", *args])
+    session.run(
+        "python",
+        "bench/run_all.py",
+        *session.posargs,
+        env={"XPLAYERS_BENCH_COMMAND": command},
+        external=True,
+    )
