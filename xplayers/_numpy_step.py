@@ -38,15 +38,25 @@ class NumpyStep:
     """
 
     def __init__(self) -> None:
-        self._bufs: dict[tuple[Any, ...], Array] = {}
+        self._sets: dict[tuple[int, Any], dict[tuple[Any, ...], Array]] = {}
+        self._cur: dict[tuple[Any, ...], Array] = {}
         self._rows: dict[int, Array] = {}
 
     def _buf(self, key: tuple[Any, ...], shape: tuple[int, ...], dtype: Any) -> Array:
-        b = self._bufs.get(key)
-        if b is None or b.shape != shape or b.dtype != dtype:
-            b = np.empty(shape, dtype)
-            self._bufs[key] = b
+        """The buffer for one role, for the current batch size and dtype (see :meth:`_use`)."""
+        b = self._cur.get(key)
+        if b is None:
+            b = self._cur[key] = np.empty(shape, dtype)
         return b
+
+    def _use(self, n: int, dtype: Any) -> None:
+        """Select the buffer set of batch size `n` (the parameter shapes never change)."""
+        cur = self._sets.get((n, dtype))
+        if cur is None:
+            if len(self._sets) >= 2:  # the full batch and one ragged last batch
+                self._sets.pop(next(iter(self._sets)))
+            cur = self._sets[(n, dtype)] = {}
+        self._cur = cur
 
     @staticmethod
     def supports(params: Sequence[tuple[Array, Array]], x: Any, t: Any) -> bool:
@@ -99,6 +109,7 @@ class NumpyStep:
             the generic path, which defines those cases; nothing was updated).
         """
         n = x.shape[0]
+        self._use(n, params[0][0].dtype)
         inputs, z = self._forward(params, activations, x)
         _check_targets(z, t)
         scale = (1.0 if sgd_lr is None else sgd_lr) / max(n, 1)
@@ -160,21 +171,24 @@ class NumpyStep:
         y = self._buf(("y",), z.shape, z.dtype)
         np.exp(z, out=y)
         s = np.add.reduce(y, axis=1, keepdims=True)
-        y /= s
+        log_s = np.log(s[:, 0])
         if t.ndim == 1:
             rows = self._rows.get(n)
             if rows is None:
                 rows = self._rows[n] = np.arange(n)
-            per_row = np.log(s[:, 0]) - z[rows, t]
-            y[rows, t] -= 1.0
+            total = log_s.sum() - z[rows, t].sum()
+            np.divide(scale, s, out=s)
+            y *= s  # softmax times the scale, in one pass
+            y[rows, t] -= scale
         else:
             tt = t if t.dtype == z.dtype else t.astype(z.dtype)
             tsum = tt.sum(axis=1, keepdims=True)
-            per_row = np.log(s[:, 0]) * tsum[:, 0] - np.einsum("nc,nc->n", tt, z)
+            total = (log_s * tsum[:, 0]).sum() - np.einsum("nc,nc->", tt, z)
+            y /= s
             y *= tsum
             y -= tt
-        y *= scale
-        return np.asarray(per_row.sum() / max(n, 1), dtype=z.dtype), y
+            y *= scale
+        return np.asarray(total / max(n, 1), dtype=z.dtype), y
 
     def _backward(
         self,
