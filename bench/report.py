@@ -292,12 +292,16 @@ def limits_of(b: Bench) -> str | None:
 # --------------------------------------------------------------------------- formatting
 
 
+#: 999.6 shows as 1k, not as 1e+03 (3 significant digits).
+ROUNDS_UP = 0.9995
+
+
 def fmt_rate(x: float | None) -> str:
     """``12345.6`` -> ``12.3k`` (3 significant digits)."""
     if x is None or not math.isfinite(x):
         return NA
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
+        if abs(x) >= scale * ROUNDS_UP:
             return f"{x / scale:.3g}{suffix}"
     return f"{x:.3g}"
 
@@ -306,7 +310,7 @@ def fmt_time(s: float | None) -> str:
     if s is None:
         return NA
     for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if s >= scale:
+        if s >= scale * ROUNDS_UP:
             return f"{s / scale:.3g} {unit}"
     return f"{s * 1e9:.3g} ns"
 
