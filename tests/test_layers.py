@@ -260,3 +260,19 @@ def test_book_network_chain(xp, rng):
     np.testing.assert_allclose(
         xp.to_numpy(affine.dW), oracle.numerical_gradient(f, W1), rtol=1e-5, atol=1e-9
     )
+
+
+def test_relu_backward_numpy_path_equals_generic(rng):
+    """The NumPy multiply path of relu_backward equals the array-API where path."""
+    strict = pytest.importorskip("array_api_strict")
+    for dtype in ("float32", "float64"):
+        x = rng.normal(size=(64, 33)).astype(dtype)
+        x[::3] = 0.0
+        dout = rng.normal(size=(64, 33)).astype(dtype)
+        out = xpl.functional.relu(x)
+        fast = xpl.functional.relu_backward(dout, out)
+        generic = xpl.functional.relu_backward(
+            strict.asarray(dout), xpl.functional.relu(strict.asarray(x))
+        )
+        assert fast.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(fast, xpl.to_numpy(generic))

@@ -26,7 +26,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import device, is_numpy_namespace
 
 from xplayers._backend import namespace
 
@@ -71,6 +71,11 @@ def relu_backward(dout: Any, out: Any, /) -> Any:
     Uses the forward *output* (``out > 0`` exactly where ``x > 0``), so no
     mask has to be kept and nothing is written into `dout`.
 
+    On NumPy the mask multiplies `dout` instead of selecting with ``where``:
+    NumPy's ``where`` branches per element and runs about 7x slower on a
+    half-random mask. The two agree for finite `dout`; a non-finite `dout`
+    where ``x <= 0`` gives NaN there instead of 0.
+
     Examples
     --------
     >>> import array_api_strict as xp
@@ -79,7 +84,10 @@ def relu_backward(dout: Any, out: Any, /) -> Any:
     >>> relu_backward(xp.asarray([5.0, 5.0]), out)
     Array([0., 5.], dtype=array_api_strict.float64)
     """
-    return namespace(dout).where(out > 0, dout, 0.0)
+    xp = namespace(dout)
+    if is_numpy_namespace(xp):
+        return xp.multiply(dout, out > 0)
+    return xp.where(out > 0, dout, 0.0)
 
 
 def sigmoid(x: Any, /) -> Any:
