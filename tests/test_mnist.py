@@ -279,3 +279,13 @@ def test_errors_are_value_and_xplayers_errors(tmp_path: Path) -> None:
         load_mnist(tmp_path)
     with pytest.raises(XplayersError, match="load_mnist"):
         load_mnist(tmp_path)
+
+
+def test_dotted_file_names(tmp_path: Path) -> None:
+    """Copies such as Kaggle's spell the files train-images.idx3-ubyte."""
+    raw = make_mnist(tmp_path)
+    for name in MNIST_FILES:
+        (tmp_path / name).rename(tmp_path / name.replace("-idx", ".idx"))
+    (x_train, t_train), _ = load_mnist(tmp_path)
+    np.testing.assert_array_equal(t_train, raw[TRAIN_LBL])
+    assert x_train.shape == (12, 784)

@@ -41,7 +41,9 @@ def _locate(directory: Path) -> list[Path]:
     found: list[Path] = []
     missing: list[str] = []
     for name in MNIST_FILES:
-        candidates = [directory / name, directory / f"{name}.gz"]
+        # Some copies (Kaggle's among them) name the files train-images.idx3-ubyte.
+        dotted = name.replace("-idx", ".idx")
+        candidates = [directory / n for n in (name, f"{name}.gz", dotted, f"{dotted}.gz")]
         hit = next((c for c in candidates if c.is_file()), None)
         if hit is None:
             missing.append(f"{name}[.gz]")
@@ -120,7 +122,8 @@ def load_mnist(
     Reads ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` from ``path``;
     each may be plain or gzip-compressed (``.gz``; a plain file wins if both
-    exist). Every header is checked (magic number, dimensions, exact file
+    exist), and the dotted spelling ``train-images.idx3-ubyte`` of some
+    copies is accepted too. Every header is checked (magic number, dimensions, exact file
     length) and labels must be 0..9. Nothing is downloaded: get the files from
     https://yann.lecun.com/exdb/mnist/ or a mirror first.
 
