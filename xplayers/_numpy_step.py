@@ -243,9 +243,11 @@ def _check_targets(z: Array, t: Array) -> None:
 
 
 def _sigmoid_inplace(h: Array) -> None:
-    """Overwrite `h` with sigmoid(h) without overflow (same formula as the generic path)."""
-    pos = h >= 0
-    e = np.exp(-np.abs(h))
-    r = 1.0 / (1.0 + e)
-    np.multiply(e, r, out=e)
-    np.copyto(h, np.where(pos, r, e))
+    """Overwrite `h` with sigmoid(h): the generic formula ``exp(min(h, 0)) / (1 + exp(-|h|))``."""
+    e = np.abs(h)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    e += 1.0
+    np.minimum(h, 0, out=h)
+    np.exp(h, out=h)
+    h /= e
