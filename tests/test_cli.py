@@ -278,3 +278,19 @@ def test_python_dash_m_error_has_no_traceback() -> None:
     )
     assert result.returncode == 1
     _assert_one_line_error(result.stderr)
+
+
+def test_closed_pipe_is_quiet(monkeypatch, capsys, tmp_path) -> None:
+    """`xplayers info | head -1`: a reader that goes away ends the command quietly."""
+    import sys
+
+    import xplayers.cli as cli
+
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with (tmp_path / "out").open("w") as out:
+        monkeypatch.setattr(sys, "stdout", out)  # its descriptor is what gets redirected
+        monkeypatch.setattr(cli, "_info", closed)
+        assert cli.main(["info"]) == 141
+    assert capsys.readouterr().err == ""
