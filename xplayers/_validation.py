@@ -30,12 +30,20 @@ def fail(where: str, arg: str, expected: str, got: str, hint: str = "") -> NoRet
     raise LayerInputError(msg + (f". {hint}" if hint else ""))
 
 
+_REAL_FLOATING: dict[Any, bool] = {}
+
+
 def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleType:
     """Check `x` is an array of a real floating dtype; return its namespace."""
     if not array_api_compat.is_array_api_obj(x):
         fail(where, arg, "an array", describe(x), "Create one with xplayers.asarray(...)")
     xp = namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
+    dtype = x.dtype
+    key = (type(dtype), dtype)  # never compares dtypes of two libraries (strict warns)
+    real = _REAL_FLOATING.get(key)
+    if real is None:  # isdtype costs about a microsecond; dtypes are few
+        real = _REAL_FLOATING[key] = bool(xp.isdtype(dtype, "real floating"))
+    if not real:
         fail(
             where,
             arg,
