@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -10,16 +11,20 @@ import array_api_compat
 from xplayers._backend import backend_name, namespace
 from xplayers.errors import LayerInputError
 
-__all__ = ["describe", "fail", "float_array", "same_backend"]
+__all__ = ["describe", "dtype_name", "fail", "float_array", "positive_int", "same_backend"]
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for the float32 dtype of any library (``torch.float32``, ...)."""
+    return str(dtype).rsplit(".", 1)[-1]
 
 
 def describe(x: Any) -> str:
     """Describe a value for an error message: library, dtype, shape, device."""
     if not array_api_compat.is_array_api_obj(x):
         return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float)) else type(x).__name__
-    dtype = str(x.dtype).rsplit(".", 1)[-1]
     return (
-        f"a {backend_name(x)} {dtype} array of shape {tuple(x.shape)}"
+        f"a {backend_name(x)} {dtype_name(x.dtype)} array of shape {tuple(x.shape)}"
         f" on {array_api_compat.device(x)}"
     )
 
@@ -31,6 +36,13 @@ def fail(where: str, arg: str, expected: str, got: str, hint: str = "") -> NoRet
 
 
 _REAL_FLOATING: dict[Any, bool] = {}
+
+
+def positive_int(where: str, arg: str, value: object) -> int:
+    """Check `value` is an integer >= 1 (not a bool); return it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        fail(where, arg, "an integer >= 1", repr(value))
+    return int(value)
 
 
 def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleType:

@@ -34,7 +34,7 @@ import numpy as np
 
 from xplayers._backend import asarray, namespace, to_numpy
 from xplayers._numpy_step import NumpyStep
-from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
 from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.init import WeightInit, _check_sizes, canonical_dtype, init_params, weight_scale
 from xplayers.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
@@ -54,15 +54,6 @@ def _is_layer(obj: Any) -> bool:
 def _layer_params(layer: Any) -> dict[str, Any]:
     params = getattr(layer, "params", None)
     return dict(params) if params else {}
-
-
-def _dtype_name(x: Any) -> str:
-    """``"float32"`` or ``"float64"`` for an array of any backend."""
-    xp = namespace(x)
-    for name in ("float32", "float64"):
-        if x.dtype == getattr(xp, name):
-            return name
-    return str(x.dtype).rsplit(".", 1)[-1]  # pragma: no cover - other floats are rejected earlier
 
 
 def _like(host: np.ndarray[Any, Any], ref: Any) -> Any:
@@ -477,7 +468,7 @@ class Sequential:
                 d_in, d_out = layer.W.shape
                 entry.update(input_size=int(d_in), output_size=int(d_out))
                 entry["input_grad"] = bool(layer.input_grad)
-                dtype = _dtype_name(layer.W)
+                dtype = dtype_name(layer.W.dtype)
             layers.append(entry)
         if type(self.last_layer) is not SoftmaxWithLoss:
             fail(where, "last_layer", "SoftmaxWithLoss", describe(self.last_layer))
@@ -519,7 +510,7 @@ class Sequential:
             if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray):
                 value = to_numpy(value)
             host = np.array(value, copy=True)
-            dtype = _dtype_name(current)
+            dtype = dtype_name(current.dtype)
             if host.shape != tuple(current.shape) or host.dtype != np.dtype(dtype):
                 fail(
                     where,

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy, namespace, to_numpy
-from xplayers._validation import fail
+from xplayers._validation import fail, positive_int
 from xplayers.datasets import BatchLoader
 from xplayers.errors import XplayersError
 
@@ -216,12 +216,6 @@ def _host_pair(where: str, arg: str, data: object) -> tuple[npt.NDArray[Any], np
     return x, t
 
 
-def _positive_int(where: str, arg: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        fail(where, arg, "an integer >= 1", repr(value))
-    return int(value)
-
-
 def _chunks(
     x: npt.NDArray[Any], t: npt.NDArray[Any], size: int
 ) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
@@ -270,7 +264,7 @@ def evaluate(
     (1797, 2.3)
     """
     xa, ta = _host_pair("evaluate", "x, t", (x, t))
-    size = _positive_int("evaluate", "batch_size", batch_size)
+    size = positive_int("evaluate", "batch_size", batch_size)
     total_loss = 0.0
     correct = 0.0
     for xc, tc in _chunks(xa, ta, size):
@@ -347,8 +341,8 @@ def _total(epochs: object, iterations: object, per_epoch: int) -> int:
             "both" if epochs is not None else "neither",
         )
     if epochs is not None:
-        return _positive_int("train", "epochs", epochs) * per_epoch
-    return _positive_int("train", "iterations", iterations)
+        return positive_int("train", "epochs", epochs) * per_epoch
+    return positive_int("train", "iterations", iterations)
 
 
 def _check_output(arg: str, path: str | os.PathLike[str] | None) -> Path | None:
@@ -463,8 +457,8 @@ def train(
     loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
     per_epoch = len(loader)
     total = _total(epochs, iterations, per_epoch)
-    every = per_epoch if eval_every == "epoch" else _positive_int("train", "eval_every", eval_every)
-    chunk = _positive_int("train", "eval_batch_size", eval_batch_size)
+    every = per_epoch if eval_every == "epoch" else positive_int("train", "eval_every", eval_every)
+    chunk = positive_int("train", "eval_batch_size", eval_batch_size)
     checkpoint_path = _check_output("checkpoint", checkpoint)
     plot_path = _check_output("plot", plot)
     if plot_path is not None:

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import asarray
-from xplayers._validation import describe, fail
+from xplayers._validation import describe, fail, positive_int
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -127,13 +127,6 @@ def _check_test_size(where: str, value: object) -> float:
     return float(size)
 
 
-def _check_batch_size(where: str, value: object) -> int:
-    size = None if isinstance(value, bool) else value
-    if not isinstance(size, numbers.Integral) or int(size) < 1:
-        fail(where, "batch_size", "an integer >= 1", repr(value))
-    return int(size)
-
-
 class BatchLoader:
     """Mini-batches of host data, moved to the current backend one batch at a time.
 
@@ -196,7 +189,7 @@ class BatchLoader:
         drop_last: bool = False,
     ) -> None:
         self.x, self.t = _pair("BatchLoader", x, t)
-        self.batch_size = _check_batch_size("BatchLoader", batch_size)
+        self.batch_size = positive_int("BatchLoader", "batch_size", batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self._rng = np.random.default_rng(seed)
@@ -271,5 +264,5 @@ def iterate_batches(
     [(3, 3), (3, 3), (1, 3)]
     """
     xa, ta = _pair("iterate_batches", x, t)
-    size = _check_batch_size("iterate_batches", batch_size)
+    size = positive_int("iterate_batches", "batch_size", batch_size)
     return iter(BatchLoader(xa, ta, size, shuffle=shuffle, seed=seed, drop_last=drop_last))

@@ -6,7 +6,7 @@ import math
 from types import ModuleType
 from typing import Any
 
-from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
 from xplayers.layers._base import Layer
 
 __all__ = ["Affine"]
@@ -144,5 +144,4 @@ class Affine(Layer):
 
     def __repr__(self) -> str:
         d, m = self.W.shape
-        dtype = str(self.W.dtype).rsplit(".", 1)[-1]  # "float32" whatever the library
-        return f"Affine({d} -> {m}, dtype={dtype})"
+        return f"Affine({d} -> {m}, dtype={dtype_name(self.W.dtype)})"
