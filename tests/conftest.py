@@ -1,4 +1,10 @@
-"""The backend matrix: one ``xp`` fixture parametrized over every backend.
+"""The backend matrix: a ``backend`` fixture parametrized over every backend, and ``xp``.
+
+``backend`` is the :class:`TestBackend` record of one backend of the matrix (its
+id, the xplayers :class:`~xplayers.Backend`, host-to-backend ``asarray``,
+``to_numpy``, ...); ``xp`` is that backend's array namespace module, as in
+array-api-extra's tests. Both also select the backend as the current one for
+the test.
 
 Choose the backends with ``--backends=numpy,torch`` or the environment variable
 ``XPLAYERS_TEST_BACKENDS``; with ``--require-backends`` (or
@@ -131,7 +137,7 @@ def _make(bid: str) -> TestBackend:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "xp" in metafunc.fixturenames:
+    if "backend" in metafunc.fixturenames:
         ids = _selected(metafunc.config)
         marks = {bid: [pytest.mark.gpu] if bid in GPU_IDS else [] for bid in ids}
         metafunc.parametrize(
@@ -145,13 +151,19 @@ def _backend_cache() -> dict[str, TestBackend]:
 
 
 @pytest.fixture
-def xp(backend_id: str, _backend_cache: dict[str, TestBackend]) -> Iterator[TestBackend]:
+def backend(backend_id: str, _backend_cache: dict[str, TestBackend]) -> Iterator[TestBackend]:
     """One backend of the matrix, also selected as the current backend during the test."""
     if backend_id not in _backend_cache:
         _backend_cache[backend_id] = _make(backend_id)
     b = _backend_cache[backend_id]
     with xpl.use_backend(b.backend.name, b.backend.device):
         yield b
+
+
+@pytest.fixture
+def xp(backend: TestBackend) -> Any:
+    """The array namespace of the ``backend`` under test (``numpy``, ``torch``, ...)."""
+    return backend.xp
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def saved(tmp_path: Path) -> tuple[Path, Any]:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_round_trip_on_each_backend(xp: Any, tmp_path: Path, dtype: str) -> None:
+def test_round_trip_on_each_backend(backend: Any, xp: Any, tmp_path: Path, dtype: str) -> None:
     net = MultiLayerNet(6, [5], 3, activation="sigmoid", seed=1, dtype=dtype)
     path = io.save(net, tmp_path / "net.npz", metadata={"epochs": 3, "note": "ünïcode"})
     again = io.load(path)
@@ -59,9 +59,11 @@ def test_round_trip_on_each_backend(xp: Any, tmp_path: Path, dtype: str) -> None
     assert again.config() == net.config()
     _same_bits(_host(again), _host(net))
     for value in again.params.values():
-        assert xpl.namespace(value) is xp.xp
-    x = xp.asarray(np.random.default_rng(0).normal(size=(4, 6)), dtype=dtype)
-    np.testing.assert_array_equal(xp.to_numpy(again.predict(x)), xp.to_numpy(net.predict(x)))
+        assert xpl.namespace(value) is xp
+    x = backend.asarray(np.random.default_rng(0).normal(size=(4, 6)), dtype=dtype)
+    np.testing.assert_array_equal(
+        backend.to_numpy(again.predict(x)), backend.to_numpy(net.predict(x))
+    )
     header = io.read_metadata(path)
     assert header["metadata"] == {"epochs": 3, "note": "ünïcode"}
     assert header["format"] == io.FORMAT

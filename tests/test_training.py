@@ -101,24 +101,24 @@ def test_evaluation_accuracy_matches_full_batch(digits: Any) -> None:
     assert result["loss"] == pytest.approx(float(net.loss(*test_set)), rel=1e-12)
 
 
-def test_runs_on_each_backend(xp: Any, digits: Any) -> None:
+def test_runs_on_each_backend(backend: Any, xp: Any, digits: Any) -> None:
     train_set, test_set = digits
     net = _net()
     history = train(net, SGD(lr=0.5), train_set, test_set, epochs=2, batch_size=100)
     assert len(history) == 2
     assert history.train_loss[1] < history.train_loss[0]
     for value in net.params.values():
-        assert xpl.namespace(value) is xp.xp
+        assert xpl.namespace(value) is xp
 
 
-@pytest.mark.parametrize("backend", ["torch", "array_api_strict"])
-def test_same_seed_same_curve_across_backends(digits: Any, backend: str) -> None:
-    ok, why = xpl.backend_status(backend)
+@pytest.mark.parametrize("other", ["torch", "array_api_strict"])
+def test_same_seed_same_curve_across_backends(digits: Any, other: str) -> None:
+    ok, why = xpl.backend_status(other)
     if not ok:
         pytest.skip(why)
     train_set, test_set = digits
     curves = []
-    for name in ("numpy", backend):
+    for name in ("numpy", other):
         with xpl.use_backend(name):
             net = MultiLayerNet(64, [30, 20], 10, seed=7, dtype="float64")
             history = train(
@@ -152,7 +152,7 @@ def _step_with(index: int, n: int, batch_size: int, seed: int) -> int:
     raise AssertionError("unreachable")
 
 
-def test_poisoned_input_names_the_step(xp: Any, digits: Any) -> None:
+def test_poisoned_input_names_the_step(backend: Any, digits: Any) -> None:
     (x, t), _ = digits
     x = x.copy()
     x[123, 5] = np.nan
