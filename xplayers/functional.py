@@ -138,7 +138,7 @@ def _shifted(x: Any, xp: ModuleType) -> Any:
     m = xp.max(x, axis=-1, keepdims=True)
     finite = xp.isfinite(m)
     half = x * 0.5 - xp.where(finite, m, 0.0) * 0.5
-    lo = -xp.finfo(x.dtype).max * 0.5
+    lo = -_finfo_max(x.dtype, xp) * 0.5  # a Python float: keeps bfloat16 bfloat16
     z = xp.where(half < lo, -xp.inf, xp.maximum(half, lo) * 2.0)
     zero = xp.zeros((), dtype=x.dtype, device=device(x))
     special = xp.where(xp.isnan(m), m, xp.where(x == m, zero, -xp.inf))
@@ -224,8 +224,36 @@ def one_hot(t: Any, num_classes: int, /, *, dtype: Any = None) -> Any:
 
 
 def _label_mask(t: Any, num_classes: int, xp: ModuleType) -> Any:
+    """``mask[n, c] = (t[n] == c)``, in an integer type that holds every class number.
+
+    Labels of a narrow type (uint8 with more than 256 classes) are widened
+    first, so ``arange`` cannot wrap around and mark two classes at once.
+    """
+    if num_classes - 1 > _iinfo_max(t.dtype, xp):
+        t = xp.astype(t, xp.int32 if num_classes <= 2**31 else xp.int64)
     classes = xp.arange(num_classes, dtype=t.dtype, device=device(t))
     return xp.expand_dims(t, axis=-1) == classes
+
+
+_INFO: dict[tuple[Any, Any, str], float] = {}
+
+
+def _finfo_max(dtype: Any, xp: ModuleType) -> float:
+    """``finfo(dtype).max`` as a Python float, cached per dtype."""
+    key = (type(dtype), dtype, "f")  # never compares dtypes of two libraries
+    v = _INFO.get(key)
+    if v is None:
+        v = _INFO[key] = float(xp.finfo(dtype).max)
+    return v
+
+
+def _iinfo_max(dtype: Any, xp: ModuleType) -> float:
+    """``iinfo(dtype).max`` (a Python int), cached per dtype."""
+    key = (type(dtype), dtype, "i")
+    v = _INFO.get(key)
+    if v is None:
+        v = _INFO[key] = int(xp.iinfo(dtype).max)
+    return v
 
 
 def _is_labels(t: Any, xp: ModuleType) -> bool:
@@ -286,8 +314,21 @@ def _nll(logp: Any, t: Any, x: Any, xp: ModuleType) -> Any:
     else:
         # where() keeps 0 * -inf from turning into NaN for impossible classes.
         picked = probs * xp.where(probs != 0, logp, 0.0)
-    # Per-row losses first, then their mean: no overflow even for losses near the float maximum.
-    return -xp.sum(xp.sum(picked, axis=-1) / _batch(x))
+    return -_mean_rows(xp.sum(picked, axis=-1), xp)
+
+
+def _mean_rows(rows: Any, xp: ModuleType) -> Any:
+    """The mean of per-row values ``(N,)``, without overflow, in their dtype.
+
+    Each row is divided by ``N`` before the sum, so losses near the float
+    maximum do not overflow. When ``N`` itself exceeds the dtype's maximum
+    (float16 from a batch of 65,520), the mean is taken in float32 and cast
+    back: ``N`` cast to float16 would be ``inf``.
+    """
+    n = _batch(rows)
+    if n <= _finfo_max(rows.dtype, xp):
+        return xp.sum(rows / n)
+    return xp.astype(xp.sum(xp.astype(rows, xp.float32) / n), rows.dtype)
 
 
 def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:
