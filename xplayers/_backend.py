@@ -24,7 +24,7 @@ import importlib
 import importlib.util
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, cast
@@ -800,3 +800,25 @@ def materialize(x: Any) -> Any:
     if array_api_compat.is_dask_array(x):
         return cast(Any, x).persist()  # Dask's own methods are untyped
     return x
+
+
+def materialize_all(arrays: Sequence[Any]) -> list[Any]:
+    """:func:`materialize` many arrays with one scheduler run; the others come back as they are.
+
+    Lazy (Dask) arrays that share work (parameters and optimizer state
+    computed from one backward pass) are persisted together by one
+    ``dask.persist``, so the shared work runs once, and a ``dask.distributed``
+    scheduler receives each key once per step.
+    """
+    out = list(arrays)
+    lazy = [i for i, x in enumerate(out) if array_api_compat.is_dask_array(x)]
+    if lazy:
+        persist = cast(Any, importlib.import_module("dask")).persist  # untyped
+
+        # Unoptimised: a later graph holding the same keys (the step's loss,
+        # computed at evaluation) then sends them with the same tasks; fused
+        # graphs give one key two different tasks, which a cluster warns about.
+        done = persist(*(out[i] for i in lazy), optimize_graph=False)
+        for i, x in zip(lazy, done, strict=True):
+            out[i] = x
+    return out

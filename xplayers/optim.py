@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 from array_api_compat import is_writeable_array
 
-from xplayers._backend import is_lazy, materialize, namespace
+from xplayers._backend import is_lazy, materialize_all, namespace
 from xplayers._validation import describe, fail, float_array, same_backend
 from xplayers.errors import LayerStateError
 
@@ -138,13 +138,20 @@ class Optimizer:
             self._materialize(params)
 
     def _materialize(self, params: MutableMapping[str, Any]) -> None:
-        """Compute lazy (Dask) parameters and state now, so each step's graph stays short."""
-        for key in params:
-            params[key] = materialize(params[key])
+        """Compute lazy (Dask) parameters and state now, so each step's graph stays short.
+
+        One ``persist`` for all of them: the forward and backward passes they
+        share run once per step (a ``persist`` per array ran them once per
+        array, and made a ``dask.distributed`` scheduler warn about keys
+        submitted again with another task).
+        """
+        slots: list[tuple[MutableMapping[str, Any], str]] = [(params, key) for key in params]
         for store in vars(self).values():
             if isinstance(store, dict):
-                for key in store:
-                    store[key] = materialize(store[key])
+                slots.extend((store, key) for key in store)
+        done = materialize_all([store[key] for store, key in slots])
+        for (store, key), value in zip(slots, done, strict=True):
+            store[key] = value
 
     def _begin(self) -> None:
         """Called once per :meth:`update` before the parameters (Adam counts steps)."""

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import asarray, is_lazy, namespace, to_numpy
+from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import fail, positive_int
 from xplayers.datasets import BatchLoader
 from xplayers.errors import XplayersError
@@ -536,7 +536,7 @@ class _LossWindow:
     def mean(self) -> float:
         if self.pending:
             xp = namespace(self.pending[0][0])
-            values = to_numpy(xp.stack([p[0] for p in self.pending]))
+            values = to_numpy(xp.stack(materialize_all([p[0] for p in self.pending])))
             for value, (_, n, iteration) in zip(values.tolist(), self.pending, strict=True):
                 self._take(float(value), n, iteration)
             self.pending.clear()
