@@ -13,15 +13,15 @@ import xplayers as xpl
 from tests import oracle
 from xplayers._backend import backend_name
 from xplayers.errors import LayerInputError, LayerStateError
-from xplayers.gradcheck import numerical_gradient
+from xplayers.gradcheck import host_copy, numerical_gradient
 from xplayers.network import (
     MultiLayerNet,
     Parameters,
     Sequential,
     TwoLayerNet,
     from_config,
-    host_copy,
 )
+from xplayers.network import config as network_config
 from xplayers.optim import SGD
 
 ACT = {"relu": oracle.relu, "sigmoid": oracle.sigmoid}
@@ -786,3 +786,75 @@ def test_book_chapter5_two_layer_net_runs_unchanged_and_learns(rng):
     assert start < 0.6
     assert end > 0.9
     assert network.accuracy(x_train, np.argmax(t_train, axis=1)) > 0.9
+
+
+@pytest.mark.parametrize("kind", list(CONFIG_NETS))
+def test_param_shapes_match_the_built_network(kind):
+    net = CONFIG_NETS[kind]()
+    shapes = network_config.param_shapes(net.config())
+    assert shapes == {k: tuple(v.shape) for k, v in net.params.items()}
+    assert list(shapes) == list(net.params)
+
+
+def test_param_shapes_allocate_nothing():
+    """A config bomb is sized, not built: 20000 x 20000 float64 would be 3.2 GB."""
+    import tracemalloc
+
+    config = TwoLayerNet(3, 2, 2).config() | {"input_size": 20000, "hidden_size": 20000}
+    tracemalloc.start()
+    try:
+        shapes = network_config.param_shapes(config)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert shapes["W1"] == (20000, 20000)
+    assert peak < 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"class": "TwoLayerNet", "input_size": 3}, r"missing \['hidden_size', 'output_size'\]"),
+        ({"class": "TwoLayerNet", "input_size": 0, "hidden_size": 1, "output_size": 1}, "sizes"),
+        ({"class": "Nope"}, r"config\['class'\]"),
+        (
+            {
+                "class": "Sequential",
+                "layers": [
+                    {"name": "A1", "type": "Affine", "input_size": 4, "output_size": 3},
+                    {"name": "R1", "type": "Relu"},
+                    {"name": "A2", "type": "Affine", "input_size": 5, "output_size": 2},
+                ],
+            },
+            r"config 'A2'': expected input_size 3",
+        ),
+    ],
+)
+def test_param_shapes_check_like_from_config(config, message):
+    with pytest.raises(LayerInputError, match=message):
+        network_config.param_shapes(config)
+    with pytest.raises(LayerInputError, match=message):
+        from_config(config, {})
+
+
+def test_from_config_compares_shapes_before_building(monkeypatch):
+    """Parameters that do not fit the config are refused before any weight is drawn."""
+    config = TwoLayerNet(3, 2, 2).config() | {"input_size": 20000, "hidden_size": 20000}
+    params = _params(TwoLayerNet(3, 2, 2, seed=0))
+
+    def no_init(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the network was built")
+
+    monkeypatch.setattr("xplayers.network.book.init_params", no_init)
+    with pytest.raises(LayerInputError, match=r"params\['W1'\]': expected shape \(20000, 20000\)"):
+        from_config(config, params)
+
+
+def test_constructor_table_keys_follow_the_signatures():
+    keys = {name: entry.keys() for name, entry in network_config.NETWORKS.items()}
+    assert keys["TwoLayerNet"] == (
+        {"class", "input_size", "hidden_size", "output_size"},
+        {"weight_init_std", "seed", "dtype"},
+    )
+    assert keys["MultiLayerNet"][1] == {"activation", "weight_init_std", "seed", "dtype"}
+    assert keys["Sequential"] == ({"class", "layers"}, {"dtype"})

@@ -82,12 +82,14 @@ def test_nothing_returned_is_overwritten(rng):
 def test_fused_path_is_taken_on_numpy(rng):
     net = TwoLayerNet(6, 5, 3, seed=0)
     net.train_step(*_data(rng), get_optimizer("sgd"))
-    assert net._numpy_step is not None
+    assert net._numpy_plan is not None
+    assert net._numpy_plan.numpy_step is not None
     ro = TwoLayerNet(6, 5, 3, seed=0)
     x, t = _data(rng)
     x.setflags(write=False)
     ro.train_step(x, t, get_optimizer("sgd"))  # read-only input: fused path still fine
-    assert ro._numpy_step is not None
+    assert ro._numpy_plan is not None
+    assert ro._numpy_plan.numpy_step is not None
 
 
 def test_dask_graph_stays_short(rng):

@@ -1,17 +1,42 @@
-"""Argument checks shared by the layers; every failure names where, what and why."""
+"""Argument checks shared by the whole package; every failure names where, what and why.
+
+Each checker takes ``where`` (the function or class, as users call it), ``arg``
+(the argument's name) and the value, and returns the value normalised (an
+``int``, a ``float``, a dtype name) or raises
+:class:`~xplayers.errors.LayerInputError` through :func:`fail`.
+"""
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any, NoReturn
 
 import array_api_compat
+import numpy as np
 
 from xplayers._backend import backend_name, namespace
 from xplayers.errors import LayerInputError
 
-__all__ = ["describe", "dtype_name", "fail", "float_array", "positive_int", "same_backend"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "choice",
+    "describe",
+    "dtype_name",
+    "fail",
+    "float_array",
+    "float_dtype",
+    "positive_int",
+    "positive_ints",
+    "positive_number",
+    "same_backend",
+    "seed_or_none",
+]
+
+#: Parameter and data dtypes a network can be built in, by name.
+FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64")
 
 
 def dtype_name(dtype: Any) -> str:
@@ -43,6 +68,54 @@ def positive_int(where: str, arg: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         fail(where, arg, "an integer >= 1", repr(value))
     return int(value)
+
+
+def positive_ints(where: str, arg: str, values: Iterable[object]) -> list[int]:
+    """Check every entry of `values` is an integer >= 1 (not a bool); return them as ints."""
+    items = list(values)
+    if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in items):
+        fail(where, arg, "positive integer sizes", repr(items))
+    return [int(n) for n in items]  # type: ignore[call-overload]
+
+
+def positive_number(where: str, arg: str, value: object) -> float:
+    """Check `value` is a finite real number > 0 (not a bool); return it as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        fail(where, arg, "a positive finite number", describe(value))
+    return float(value)
+
+
+def seed_or_none(where: str, arg: str, value: object) -> int | None:
+    """Check `value` is None or an integer >= 0 (not a bool), as NumPy's seeds are."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        fail(where, arg, "None or a non-negative int", describe(value))
+    return int(value)
+
+
+def choice(where: str, arg: str, value: object, choices: Iterable[str]) -> str:
+    """Check `value` is one of the strings `choices` (case-insensitive); return it lower-case."""
+    options = list(choices)
+    if not isinstance(value, str) or value.lower() not in options:
+        fail(where, arg, f"one of {options}", repr(value))
+    return value.lower()
+
+
+def float_dtype(where: str, value: object, arg: str = "dtype") -> str:
+    """Return ``"float32"`` or ``"float64"`` for a dtype given by name or as a NumPy dtype."""
+    try:
+        name = np.dtype(value).name if not isinstance(value, bool) else ""  # type: ignore[call-overload]
+    except TypeError:
+        name = ""
+    if name not in FLOAT_DTYPES:
+        fail(where, arg, " or ".join(map(repr, FLOAT_DTYPES)), repr(value))
+    return str(name)
 
 
 def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleType:

@@ -29,103 +29,59 @@ this way: they drown in the noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from xplayers._backend import namespace, to_numpy
-from xplayers._validation import describe, fail
-from xplayers.network import Sequential, _host_layer, _is_layer, _layer_params, host_copy
+from xplayers._numerical import (
+    EPS,
+    host64,
+    host_layer,
+    host_target,
+    numerical_gradient,
+    scalar,
+)
+from xplayers._validation import describe, fail, positive_number
+from xplayers.network import Sequential
+from xplayers.network.parameters import is_layer, layer_grads, layer_params
 
-__all__ = ["gradient_check", "numerical_gradient", "numerical_params", "relative_error"]
+__all__ = [
+    "EPS",
+    "TINY",
+    "gradient_check",
+    "host_copy",
+    "numerical_gradient",
+    "numerical_params",
+    "relative_error",
+]
 
 Array = np.ndarray[Any, Any]
 
-#: Default step of the central differences.
-EPS = 1e-5
 #: Default floor of the relative error's denominator.
 TINY = 1e-4
 
 
-def _check_positive(where: str, arg: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        fail(where, arg, "a positive finite number", describe(value))
-    return float(value)
+def host_copy(net: Sequential) -> Sequential:
+    """Return a copy of `net` computing in float64 NumPy (used by gradient checks).
 
-
-def _scalar(value: Any) -> float:
-    return float(np.asarray(to_numpy(value) if array_api_compat.is_array_api_obj(value) else value))
-
-
-def _host64(x: Any) -> Array:
-    """A writable float64 NumPy copy of array `x` of any backend."""
-    return np.array(to_numpy(x), dtype=np.float64, copy=True)
-
-
-def _host_target(t: Any) -> Any:
-    """Targets on the host: labels keep their integer dtype, one-hot rows become float64."""
-    if t is None or not array_api_compat.is_array_api_obj(t):
-        return t
-    host = np.array(to_numpy(t), copy=True)
-    return host.astype(np.float64) if host.dtype.kind in "fb" else host
-
-
-def numerical_gradient(f: Callable[[Array], Any], x: Any, *, eps: float = EPS) -> Array:
-    r"""Gradient of the scalar function `f` at `x` by central differences, in float64.
-
-    `f` is called with a float64 NumPy array holding `x` with one entry
-    moved by :math:`\pm h`. When `x` is itself a writable float64 NumPy array,
-    that array *is* `x`, moved in place and restored afterwards, so the
-    book's idiom ``numerical_gradient(lambda W: net.loss(x, t), net.params["W1"])``
-    works; otherwise `f` gets a float64 host copy and must compute from its
-    argument.
-
-    Parameters
-    ----------
-    f : callable
-        ``f(x) -> float`` or a 0-d array of any backend.
-    x : array
-        Any backend, shape and real dtype.
-    eps : float, default 1e-5
-        The step :math:`h`.
-
-    Returns
-    -------
-    numpy.ndarray
-        Float64, shape of `x`.
+    The copy has the same class, layers and parameter names; its parameters
+    are new float64 NumPy arrays, so changing them leaves `net` alone.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from xplayers.gradcheck import numerical_gradient
-    >>> numerical_gradient(lambda z: float(np.sum(z**2)), np.array([1.0, -2.0])).round(8)
-    array([ 2., -4.])
+    >>> import xplayers as xpl
+    >>> from xplayers.gradcheck import host_copy
+    >>> from xplayers.network import TwoLayerNet
+    >>> with xpl.use_backend("array_api_strict"):
+    ...     net = TwoLayerNet(3, 4, 2, seed=0, dtype="float32")
+    >>> host = host_copy(net)
+    >>> host.params["W1"].dtype, type(host.params["W1"]).__name__
+    (dtype('float64'), 'ndarray')
     """
-    eps = _check_positive("numerical_gradient", "eps", eps)
-    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.writeable:
-        z = x
-    else:
-        if not array_api_compat.is_array_api_obj(x):
-            fail("numerical_gradient", "x", "an array", describe(x))
-        z = _host64(x)
-    grad = np.zeros(z.shape, dtype=np.float64)
-    for idx in np.ndindex(*z.shape):
-        old = z[idx]
-        up, down = old + eps, old - eps
-        z[idx] = up
-        fp = _scalar(f(z))
-        z[idx] = down
-        fm = _scalar(f(z))
-        z[idx] = old
-        grad[idx] = (fp - fm) / (up - down)  # the step actually taken, after rounding
-    return grad
+    return net.map_layers(host_layer)
 
 
 def _select(where: str, wanted: Iterable[str] | None, available: list[str]) -> list[str]:
@@ -179,7 +135,7 @@ def numerical_params(
     where = "numerical_params"
     if not isinstance(net, Sequential):
         fail(where, "net", "a network (Sequential, TwoLayerNet, MultiLayerNet)", describe(net))
-    eps = _check_positive(where, "eps", eps)
+    eps = positive_number(where, "eps", eps)
     keys = _select(where, params, list(net.params))
     return _numerical_net(net, x, t, eps, keys)[0]
 
@@ -189,10 +145,10 @@ def _numerical_net(
 ) -> tuple[dict[str, Array], float]:
     """Numerical gradients of `keys` and the loss at the unperturbed point."""
     host = host_copy(net)
-    x64, t64 = _host64(x), _host_target(t)
+    x64, t64 = host64(x), host_target(t)
 
     def loss(_: Array) -> float:
-        return _scalar(host.loss(x64, t64))
+        return scalar(host.loss(x64, t64))
 
     grads = {key: numerical_gradient(loss, host.params[key], eps=eps) for key in keys}
     return grads, loss(x64)
@@ -277,8 +233,8 @@ def gradient_check(
     True
     """
     where = "gradient_check"
-    eps = _check_positive(where, "eps", eps)
-    tiny = _check_positive(where, "tiny", tiny)
+    eps = positive_number(where, "eps", eps)
+    tiny = positive_number(where, "tiny", tiny)
     if isinstance(model, Sequential):
         if t is None:
             fail(where, "t", "the targets of the network's loss", "None")
@@ -287,7 +243,7 @@ def gradient_check(
         numeric, f0 = _numerical_net(model, x, t, eps, keys)
         floor = tiny * max(1.0, abs(f0))
         return {k: _compare(analytic[k], numeric[k], floor) for k in keys}
-    if not _is_layer(model):
+    if not is_layer(model):
         fail(where, "model", "a network or a layer with forward and backward", describe(model))
     return _check_layer(model, x, t, eps, params, tiny)
 
@@ -302,9 +258,9 @@ def _check_layer(
     layer: Any, x: Any, t: Any, eps: float, params: Iterable[str] | None, tiny: float
 ) -> dict[str, float]:
     where = "gradient_check"
-    keys = _select(where, params, ["x", *_layer_params(layer)])
-    host = _host_layer(layer)
-    x64, t64 = _host64(x), _host_target(t)
+    keys = _select(where, params, ["x", *layer_params(layer)])
+    host = host_layer(layer)
+    x64, t64 = host64(x), host_target(t)
     if t is not None:
         # A loss layer: forward(x, t) is the scalar.
         loss = layer.forward(x, t)
@@ -313,7 +269,7 @@ def _check_layer(
         dx = layer.backward(1.0)
 
         def f(z: Array) -> float:
-            return _scalar(host.forward(z, t64))
+            return scalar(host.forward(z, t64))
 
     else:
         out = layer.forward(x)
@@ -325,7 +281,7 @@ def _check_layer(
         def f(z: Array) -> float:
             return float(np.sum(np.asarray(host.forward(z)) * r))
 
-    analytic = {"x": dx, **_layer_params_grads(layer)}
+    analytic = {"x": dx, **layer_grads(layer)}
     floor = tiny * max(1.0, abs(f(x64)))
     errors = {}
     for key in keys:
@@ -337,8 +293,3 @@ def _check_layer(
             numeric = numerical_gradient(lambda _: f(x64), getattr(host, key), eps=eps)
         errors[key] = _compare(analytic[key], numeric, floor)
     return errors
-
-
-def _layer_params_grads(layer: Any) -> dict[str, Any]:
-    grads = getattr(layer, "grads", None)
-    return dict(grads) if grads else {}

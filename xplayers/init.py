@@ -25,12 +25,16 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from xplayers._backend import asarray
-from xplayers._validation import describe, fail
+from xplayers._validation import FLOAT_DTYPES, describe, fail, float_dtype, positive_ints
 
-__all__ = ["FLOAT_DTYPES", "WEIGHT_INIT_NAMES", "canonical_dtype", "init_params", "weight_scale"]
-
-#: Parameter dtypes a network can be built in.
-FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64")
+__all__ = [
+    "FLOAT_DTYPES",
+    "WEIGHT_INIT_NAMES",
+    "affine_shapes",
+    "canonical_dtype",
+    "init_params",
+    "weight_scale",
+]
 
 #: Named weight scales and the variance numerator each stands for.
 WEIGHT_INIT_NAMES: dict[str, float] = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}
@@ -68,13 +72,7 @@ def canonical_dtype(dtype: Any, where: str = "init_params") -> str:
     >>> canonical_dtype(np.float32)
     'float32'
     """
-    try:
-        name = np.dtype(dtype).name if not isinstance(dtype, bool) else ""
-    except TypeError:
-        name = ""
-    if name not in FLOAT_DTYPES:
-        fail(where, "dtype", "'float32' or 'float64'", repr(dtype))
-    return name
+    return float_dtype(where, dtype)
 
 
 def weight_scale(weight_init_std: WeightInit, fan_in: int, where: str = "weight_scale") -> float:
@@ -133,14 +131,21 @@ def weight_scale(weight_init_std: WeightInit, fan_in: int, where: str = "weight_
     return float(weight_init_std)
 
 
-def _check_sizes(sizes: Sequence[int], where: str = "init_params", arg: str = "sizes") -> list[int]:
-    """Check `sizes` are positive ints (not bools); return them as a list."""
-    out = []
-    for n in sizes:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            fail(where, arg, "positive integer sizes", f"{list(sizes)!r}")
-        out.append(int(n))
-    return out
+def affine_shapes(sizes: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the parameters :func:`init_params` creates for `sizes`, without creating them.
+
+    Examples
+    --------
+    >>> from xplayers.init import affine_shapes
+    >>> affine_shapes([4, 3, 2])
+    {'W1': (4, 3), 'b1': (3,), 'W2': (3, 2), 'b2': (2,)}
+    """
+    sizes = positive_ints("affine_shapes", "sizes", sizes)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for k in range(1, len(sizes)):
+        shapes[f"W{k}"] = (sizes[k - 1], sizes[k])
+        shapes[f"b{k}"] = (sizes[k],)
+    return shapes
 
 
 def init_params(
@@ -187,7 +192,7 @@ def init_params(
     True
     """
     dtype = canonical_dtype(dtype, "init_params")
-    sizes = _check_sizes(sizes)
+    sizes = positive_ints("init_params", "sizes", sizes)
     if len(sizes) < 2:
         fail("init_params", "sizes", "at least two sizes (inputs and outputs)", repr(sizes))
     rng = np.random.default_rng(seed)

@@ -6,4 +6,7 @@ from xplayers.layers.relu import Relu
 from xplayers.layers.sigmoid import Sigmoid
 from xplayers.layers.softmax_with_loss import SoftmaxWithLoss
 
-__all__ = ["Affine", "Layer", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+#: The activation layers by the book's names (``MultiLayerNet(activation="relu")``).
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": Relu, "sigmoid": Sigmoid}
+
+__all__ = ["ACTIVATIONS", "Affine", "Layer", "Relu", "Sigmoid", "SoftmaxWithLoss"]

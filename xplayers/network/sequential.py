@@ -1,0 +1,479 @@
+"""Sequential: layers applied in order, then a loss layer (the book's network pattern).
+
+:class:`Sequential` is the book's ``self.layers = OrderedDict()``,
+``self.last_layer = SoftmaxWithLoss()`` made generic: ``predict``, ``loss``,
+``accuracy``, ``gradient`` by backpropagation, and the parameters under the
+book's names ``W1, b1, W2, b2, ...`` in a live :class:`~xplayers.network.Parameters`
+mapping. A plain ``Sequential`` of ``Affine``, ``Relu`` and ``Sigmoid`` layers
+is described layer by layer by :meth:`Sequential.config`;
+:func:`build_sequential` and :func:`sequential_shapes` read that description
+back (for :func:`xplayers.network.from_config` and
+:func:`xplayers.network.param_shapes`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from xplayers._backend import asarray, namespace, to_numpy
+from xplayers._numerical import host64, host_layer, host_target, numerical_gradient, scalar
+from xplayers._validation import describe, dtype_name, fail, positive_ints, same_backend
+from xplayers.errors import LayerStateError
+from xplayers.init import canonical_dtype
+from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
+from xplayers.network._numpy_plan import NumpyPlan, Optimizer, numpy_plan
+from xplayers.network.parameters import Parameters, is_layer, layer_params
+
+__all__ = ["CONFIG_LAYERS", "Sequential", "build_sequential", "sequential_shapes"]
+
+#: Layer classes a plain :class:`Sequential` config can hold, by ``type`` name.
+CONFIG_LAYERS: dict[str, type] = {
+    "Affine": Affine,
+    **{cls.__name__: cls for cls in ACTIVATIONS.values()},
+}
+
+
+def _like(host: np.ndarray[Any, Any], ref: Any) -> Any:
+    """Put the NumPy array `host` on the backend and device of array `ref` (no dtype change)."""
+    if isinstance(ref, np.ndarray):
+        return host
+    return namespace(ref).asarray(host, device=array_api_compat.device(ref))
+
+
+class Sequential:
+    """Layers applied in order, then a loss layer: the book's network pattern.
+
+    Parameters
+    ----------
+    layers : mapping or iterable of (str, layer) pairs
+        The layers in forward order, by name (the book's ``"Affine1"``,
+        ``"Relu1"``, ...). Each has ``forward(x)`` and ``backward(dout)``;
+        trainable ones expose ``params``/``grads`` dictionaries whose keys are
+        attribute names of the layer (``Affine``: ``W``, ``b``).
+    last_layer : layer, optional
+        The loss, with ``forward(x, t)`` returning a scalar and
+        ``backward(dout)``. Default: a new :class:`~xplayers.SoftmaxWithLoss`.
+
+    Attributes
+    ----------
+    layers : mapping of str to layer
+        Read-only ordered view of the layers (``net.layers["Affine1"]``).
+    last_layer : layer
+        The loss layer.
+
+    Notes
+    -----
+    The ``k``-th layer that has parameters contributes the keys ``W{k}``,
+    ``b{k}`` (its parameter names followed by ``k``) to :attr:`params` and
+    :attr:`grads`, as the book numbers them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xplayers as xpl
+    >>> from xplayers.network import Sequential
+    >>> rng = np.random.default_rng(0)
+    >>> net = Sequential({
+    ...     "Affine1": xpl.Affine(xpl.asarray(rng.normal(size=(4, 3))), xpl.asarray(np.zeros(3))),
+    ...     "Relu1": xpl.Relu(),
+    ...     "Affine2": xpl.Affine(xpl.asarray(rng.normal(size=(3, 2))), xpl.asarray(np.zeros(2))),
+    ... })
+    >>> x, t = xpl.asarray(rng.normal(size=(5, 4))), xpl.asarray([0, 1, 1, 0, 1])
+    >>> sorted(net.gradient(x, t)) == sorted(net.params) == ["W1", "W2", "b1", "b2"]
+    True
+    >>> 0.0 <= net.accuracy(x, t) <= 1.0
+    True
+    """
+
+    def __init__(
+        self,
+        layers: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        last_layer: Any = None,
+    ) -> None:
+        self._set_layers(layers, SoftmaxWithLoss() if last_layer is None else last_layer)
+
+    def _set_layers(self, layers: Mapping[str, Any] | Iterable[tuple[str, Any]], last: Any) -> None:
+        where = type(self).__name__
+        items = list(layers.items()) if isinstance(layers, Mapping) else list(layers)
+        if not items:
+            fail(where, "layers", "at least one layer", "none")
+        ordered: OrderedDict[str, Any] = OrderedDict()
+        for item in items:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                fail(where, "layers", "a mapping or (name, layer) pairs", repr(item))
+            name, layer = item
+            if name in ordered:
+                fail(where, "layers", "unique layer names", f"{name!r} twice")
+            if not is_layer(layer):
+                fail(
+                    where, f"layers[{name!r}]", "a layer with forward and backward", describe(layer)
+                )
+            ordered[name] = layer
+        if not is_layer(last):
+            fail(where, "last_layer", "a loss layer such as SoftmaxWithLoss()", describe(last))
+        slots: dict[str, tuple[Any, str]] = {}
+        k = 0
+        for name, layer in ordered.items():
+            params = layer_params(layer)
+            if not params:
+                continue
+            k += 1
+            for attr, value in params.items():
+                if getattr(layer, attr, None) is not value:
+                    fail(
+                        where,
+                        f"layers[{name!r}]",
+                        "a layer whose params keys are the names of its parameter attributes",
+                        f"params key {attr!r}",
+                    )
+                key = f"{attr}{k}"
+                if key in slots:
+                    fail(where, f"layers[{name!r}]", "parameter names unique in the network", key)
+                slots[key] = (layer, attr)
+        self._layers = ordered
+        self.layers: Mapping[str, Any] = MappingProxyType(ordered)
+        self._backward_order = list(reversed(ordered.values()))
+        self.last_layer = last
+        self._params = Parameters(slots, where)
+        self._numpy_plan: NumpyPlan | None = None
+        self._numpy_plan_known = False
+
+    # ------------------------------------------------------------------ parameters
+
+    @property
+    def params(self) -> Parameters:
+        """The parameters by the book's names, a live :class:`Parameters` mapping."""
+        return self._params
+
+    @property
+    def grads(self) -> dict[str, Any]:
+        """The gradients from the last :meth:`gradient`, keyed like :attr:`params`.
+
+        The values are the layers' own ``dW``/``db`` arrays (``None`` before
+        the first backward pass).
+        """
+        return {key: layer.grads[attr] for key, (layer, attr) in self._params.slots.items()}
+
+    # ------------------------------------------------------------------ computation
+
+    def predict(self, x: Any) -> Any:
+        """Return the scores (logits) of shape ``(N, C)`` for inputs `x`."""
+        for layer in self._layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x: Any, t: Any) -> Any:
+        """Return the loss of `x` against targets `t` (labels ``(N,)`` or one-hot ``(N, C)``)."""
+        return self.last_layer.forward(self.predict(x), t)
+
+    def accuracy(self, x: Any, t: Any) -> float:
+        """Return the fraction of samples whose highest score is the target class.
+
+        Parameters
+        ----------
+        x : array, shape (N, ...)
+            A non-empty batch.
+        t : array
+            Integer labels ``(N,)`` or one-hot rows ``(N, C)`` (their argmax is taken).
+
+        Returns
+        -------
+        float
+        """
+        where = f"{type(self).__name__}.accuracy"
+        y = self.predict(x)
+        xp = namespace(y)
+        n, c = y.shape[0], y.shape[-1]
+        expected = f"integer labels of shape ({n},) or one-hot rows of shape ({n}, {c})"
+        if not array_api_compat.is_array_api_obj(t):
+            fail(where, "t", expected, describe(t))
+        same_backend(where, "t", t, "the scores", y)
+        if n == 0:
+            fail(where, "x", "a non-empty batch", describe(x))
+        if tuple(t.shape) == (n, c) and t.ndim == 2:
+            t = xp.argmax(t, axis=1)
+        elif not (t.ndim == 1 and t.shape[0] == n and xp.isdtype(t.dtype, "integral")):
+            fail(where, "t", expected, describe(t))
+        predicted = xp.argmax(y, axis=1)
+        if t.dtype != predicted.dtype:
+            t = xp.astype(t, predicted.dtype)
+        return float(xp.count_nonzero(predicted == t)) / float(n)
+
+    def _backprop(self, x: Any, t: Any) -> Any:
+        """Forward, loss and backward; return the loss, leave the gradients in the layers."""
+        loss = self.loss(x, t)
+        dout = self.last_layer.backward(1.0)
+        for layer in self._backward_order:
+            if dout is None:
+                # A layer built without input_grad ends the chain: what comes
+                # before it must have nothing to learn.
+                if layer_params(layer):
+                    raise LayerStateError(
+                        f"{type(self).__name__}.gradient: {layer!r} needs a gradient but the "
+                        "layer after it returned none; build only the first Affine layer "
+                        "with input_grad=False"
+                    )
+                continue
+            dout = layer.backward(dout)
+        return loss
+
+    def gradient(self, x: Any, t: Any) -> dict[str, Any]:
+        """Return the gradients of the loss by backpropagation, keyed like :attr:`params`."""
+        self._backprop(x, t)
+        return self.grads
+
+    def train_step(self, x: Any, t: Any, optimizer: Optimizer) -> Any:
+        """One training step: forward, loss, backward, ``optimizer.update(params, grads)``.
+
+        Parameters
+        ----------
+        x, t : array
+            A batch and its targets (labels or one-hot).
+        optimizer
+            Any object with ``update(params, grads)``, e.g. :class:`xplayers.optim.SGD`.
+
+        Returns
+        -------
+        array, shape ()
+            The loss *before* the update.
+
+        Notes
+        -----
+        On NumPy, for stacks of ``Affine`` and ``Relu``/``Sigmoid`` layers
+        ending in ``SoftmaxWithLoss`` with writable parameters, the step runs
+        a fused path that reuses its intermediate buffers from step to step
+        (tested equal to the layer path). That path leaves the layers' cached
+        values and :attr:`grads` as they were; call :meth:`gradient` to
+        inspect gradients. Nothing returned to the caller is ever overwritten.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import xplayers as xpl
+        >>> from xplayers.network import TwoLayerNet
+        >>> from xplayers.optim import SGD
+        >>> net = TwoLayerNet(4, 8, 3, weight_init_std=0.5, seed=0)
+        >>> rng = np.random.default_rng(1)
+        >>> x, t = xpl.asarray(rng.normal(size=(16, 4))), xpl.asarray(rng.integers(0, 3, 16))
+        >>> opt = SGD(lr=0.5)
+        >>> first = float(net.train_step(x, t, opt))
+        >>> for _ in range(20):
+        ...     last = float(net.train_step(x, t, opt))
+        >>> last < first
+        True
+        """
+        update = getattr(optimizer, "update", None)
+        if not callable(update):
+            fail(
+                f"{type(self).__name__}.train_step",
+                "optimizer",
+                "an object with update(params, grads), e.g. xplayers.optim.SGD()",
+                describe(optimizer),
+            )
+        if not self._numpy_plan_known:
+            self._numpy_plan = numpy_plan(list(self._layers.values()), self.last_layer)
+            self._numpy_plan_known = True
+        if self._numpy_plan is not None:
+            loss = self._numpy_plan.step(self._params, x, t, optimizer)
+            if loss is not None:
+                return loss
+        loss = self._backprop(x, t)
+        update(self._params, self.grads)
+        return loss
+
+    def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray[Any, Any]]:
+        """Return the gradients by central differences, in float64 on a host copy.
+
+        Slow (two loss evaluations per parameter entry): for checking
+        :meth:`gradient` on small networks. See :func:`xplayers.gradcheck.gradient_check`.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Float64 NumPy arrays keyed like :attr:`params`.
+        """
+        host = self.map_layers(host_layer)
+        x64, t64 = host64(x), host_target(t)
+
+        def loss(_: np.ndarray[Any, Any]) -> float:
+            return scalar(host.loss(x64, t64))
+
+        return {key: numerical_gradient(loss, host.params[key]) for key in host.params}
+
+    def map_layers(self, fn: Callable[[Any], Any]) -> Sequential:
+        """Return a shallow copy of the network whose layers (and loss layer) are ``fn(layer)``.
+
+        The copy has the same class and attributes; its :attr:`params` map the
+        same names to the new layers' arrays. :func:`xplayers.gradcheck.host_copy`
+        uses it to make a float64 NumPy copy.
+        """
+        clone = copy.copy(self)
+        clone._set_layers(
+            [(name, fn(layer)) for name, layer in self._layers.items()], fn(self.last_layer)
+        )
+        return clone
+
+    # ------------------------------------------------------------------ description
+
+    def config(self) -> dict[str, Any]:
+        """Describe the architecture as JSON-serialisable data (for ``from_config``).
+
+        A plain :class:`Sequential` is described layer by layer; only
+        ``Affine``, ``Relu``, ``Sigmoid`` and a ``SoftmaxWithLoss`` loss are
+        supported (:data:`CONFIG_LAYERS`). Its parameters are not included (see
+        :func:`~xplayers.network.from_config`).
+
+        Raises
+        ------
+        LayerInputError
+            A layer of another type.
+        """
+        where = f"{type(self).__name__}.config"
+        layers: list[dict[str, Any]] = []
+        dtype = None
+        for name, layer in self._layers.items():
+            kind = type(layer).__name__
+            if CONFIG_LAYERS.get(kind) is not type(layer):
+                fail(where, f"layers[{name!r}]", _CONFIG_NAMES, describe(layer))
+            entry: dict[str, Any] = {"name": name, "type": kind}
+            if isinstance(layer, Affine):
+                d_in, d_out = layer.W.shape
+                entry.update(input_size=int(d_in), output_size=int(d_out))
+                entry["input_grad"] = bool(layer.input_grad)
+                dtype = dtype_name(layer.W.dtype)
+            layers.append(entry)
+        if type(self.last_layer) is not SoftmaxWithLoss:
+            fail(where, "last_layer", "SoftmaxWithLoss", describe(self.last_layer))
+        return {"class": "Sequential", "layers": layers, "dtype": dtype or "float64"}
+
+    def load_params(self, params: Mapping[str, Any]) -> None:
+        """Replace every parameter by a copy of the given host values.
+
+        Parameters
+        ----------
+        params : mapping of str to numpy.ndarray
+            Exactly the keys of :attr:`params`, each with the same shape and
+            dtype as the current parameter. The values are copied onto the
+            backend and device of the network.
+
+        Raises
+        ------
+        LayerInputError
+            Missing or unknown names, or a wrong shape or dtype; nothing is
+            changed then.
+        """
+        self._load(params, f"{type(self).__name__}.load_params")
+
+    def _load(self, params: Mapping[str, Any], where: str) -> None:
+        if not isinstance(params, Mapping):
+            fail(where, "params", "a mapping of parameter names to NumPy arrays", describe(params))
+        missing = [k for k in self._params if k not in params]
+        unknown = [k for k in params if k not in self._params]
+        if missing or unknown:
+            fail(
+                where,
+                "params",
+                f"exactly the names {list(self._params)}",
+                f"missing {missing}, unknown {unknown}",
+            )
+        staged = {}
+        for key, current in self._params.items():
+            value = params[key]
+            if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray):
+                value = to_numpy(value)
+            host = np.array(value, copy=True)
+            dtype = dtype_name(current.dtype)
+            if host.shape != tuple(current.shape) or host.dtype != np.dtype(dtype):
+                fail(
+                    where,
+                    f"params[{key!r}]",
+                    f"shape {tuple(current.shape)} and dtype {dtype}",
+                    f"shape {host.shape} and dtype {host.dtype}",
+                )
+            staged[key] = _like(host, current)
+        for key, value in staged.items():
+            self._params[key] = value
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): {layer!r}" for name, layer in self._layers.items()]
+        lines.append(f"  (last_layer): {self.last_layer!r}")
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+_CONFIG_NAMES = ", ".join(list(CONFIG_LAYERS)[:-1]) + f" or {list(CONFIG_LAYERS)[-1]}"
+
+
+def _layer_entries(entries: object, where: str) -> list[tuple[str, str, list[int], bool]]:
+    """Check a config's ``layers`` list: ``(name, type, [d_in, d_out] or [], input_grad)`` each.
+
+    Consecutive ``Affine`` layers must chain (the outputs of one are the
+    inputs of the next), so a description that could never compute is
+    refused here rather than at the first ``predict``.
+    """
+    if not isinstance(entries, list) or not entries:
+        fail(where, "config['layers']", "a non-empty list of layer descriptions", repr(entries))
+    out: list[tuple[str, str, list[int], bool]] = []
+    width: int | None = None
+    for entry in entries:
+        kind = entry.get("type") if isinstance(entry, Mapping) else None
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if kind not in CONFIG_LAYERS or not isinstance(name, str):
+            fail(
+                where,
+                "config['layers']",
+                f"entries like {{'name': 'Relu1', 'type': 'Relu'}} of type {_CONFIG_NAMES}",
+                repr(entry)[:200],
+            )
+        sizes: list[int] = []
+        if kind == "Affine":
+            sizes = positive_ints(
+                where, f"config {name!r}", [entry.get("input_size"), entry.get("output_size")]
+            )
+            if width is not None and sizes[0] != width:
+                fail(
+                    where,
+                    f"config {name!r}",
+                    f"input_size {width}, the output_size of the Affine layer before it",
+                    f"input_size {sizes[0]}",
+                )
+            width = sizes[1]
+        out.append((name, kind, sizes, bool(entry.get("input_grad", True))))
+    return out
+
+
+def sequential_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes a plain :class:`Sequential` config implies, without allocating."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    k = 0
+    for _, _, sizes, _ in _layer_entries(config["layers"], "from_config"):
+        if sizes:
+            k += 1
+            shapes[f"W{k}"] = (sizes[0], sizes[1])
+            shapes[f"b{k}"] = (sizes[1],)
+    return shapes
+
+
+def build_sequential(layers: list[dict[str, Any]], dtype: str = "float64") -> Sequential:
+    """Build a :class:`Sequential` from the ``layers`` of its config (zero parameters)."""
+    where = "from_config"
+    dtype = canonical_dtype(dtype, where)
+    built: list[tuple[str, Any]] = []
+    for name, kind, sizes, input_grad in _layer_entries(layers, where):
+        if kind == "Affine":
+            d_in, d_out = sizes
+            layer: Any = Affine(
+                asarray(np.zeros((d_in, d_out), dtype=dtype), dtype),
+                asarray(np.zeros(d_out, dtype=dtype), dtype),
+                input_grad=input_grad,
+            )
+        else:
+            layer = CONFIG_LAYERS[kind]()
+        built.append((name, layer))
+    return Sequential(built, SoftmaxWithLoss())
