@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import fail, positive_int
-from xplayers.datasets import BatchLoader
+from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import XplayersError
 
 __all__ = [
@@ -196,6 +196,8 @@ def _matplotlib_figure() -> Any:
 def _host_pair(where: str, arg: str, data: object) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         fail(where, arg, "a pair (x, t) of host (NumPy) arrays", type(data).__name__)
+    if any(is_lazy(a) for a in data):  # np.asarray would compute (read) all of it
+        fail(where, arg, "a pair (x, t) of host (NumPy) arrays", "a lazy array", streaming.HINT)
     try:
         x, t = np.asarray(data[0]), np.asarray(data[1])
     except (TypeError, ValueError, RuntimeError):
@@ -222,11 +224,28 @@ def _chunks(
     return [(x[i : i + size], t[i : i + size]) for i in range(0, x.shape[0], size)]
 
 
-def _accuracy(network: Trainable, x: npt.NDArray[Any], t: npt.NDArray[Any], size: int) -> float:
-    correct = 0.0
-    for xc, tc in _chunks(x, t, size):
+def _accuracy(network: Trainable, chunks: Iterable[tuple[Any, Any]]) -> float:
+    correct, n = 0.0, 0
+    for xc, tc in chunks:
         correct += float(network.accuracy(asarray(xc), asarray(tc))) * int(xc.shape[0])
-    return correct / int(x.shape[0])
+        n += int(xc.shape[0])
+    return correct / max(n, 1)
+
+
+def _eval_chunks(
+    where: str, arg: str, data: object, size: int
+) -> tuple[Callable[[], Iterable[tuple[Any, Any]]], Any]:
+    """How to read `data` in evaluation chunks, and its training loader's source.
+
+    Chunked data (a Dask or zarr array, a folder of ``.npy`` files) are
+    streamed block by block (:mod:`xplayers.datasets.streaming`); anything
+    else is a host pair.
+    """
+    streamed = streaming.open_pair(where, arg, data)
+    if streamed is not None:
+        return (lambda: streaming.StreamLoader(*streamed, 1, shuffle=False).chunks(size)), streamed
+    x, t = _host_pair(where, arg, data)
+    return (lambda: _chunks(x, t, size)), (x, t)
 
 
 def evaluate(
@@ -263,15 +282,16 @@ def evaluate(
     >>> result["samples"], round(result["loss"], 1)
     (1797, 2.3)
     """
-    xa, ta = _host_pair("evaluate", "x, t", (x, t))
     size = positive_int("evaluate", "batch_size", batch_size)
+    chunks = _eval_chunks("evaluate", "x, t", (x, t), size)[0]
     total_loss = 0.0
     correct = 0.0
-    for xc, tc in _chunks(xa, ta, size):
+    n = 0
+    for xc, tc in chunks():
         xb, tb = asarray(xc), asarray(tc)
         total_loss += float(network.loss(xb, tb)) * int(xc.shape[0])
         correct += float(network.accuracy(xb, tb)) * int(xc.shape[0])
-    n = int(xa.shape[0])
+        n += int(xc.shape[0])
     return {"loss": total_loss / n, "accuracy": correct / n, "samples": n}
 
 
@@ -452,13 +472,19 @@ def train(
     >>> history.test_acc[-1] > 0.85
     True
     """
-    x_train, t_train = _host_pair("train", "train_data", train_data)
-    test = None if test_data is None else _host_pair("train", "test_data", test_data)
-    loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
+    chunk = positive_int("train", "eval_batch_size", eval_batch_size)
+    train_chunks, (x_train, t_train) = _eval_chunks("train", "train_data", train_data, chunk)
+    test_chunks = (
+        None if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)[0]
+    )
+    loader: streaming.StreamLoader | BatchLoader
+    if isinstance(x_train, streaming.Rows):
+        loader = streaming.StreamLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
+    else:
+        loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
     per_epoch = len(loader)
     total = _total(epochs, iterations, per_epoch)
     every = per_epoch if eval_every == "epoch" else positive_int("train", "eval_every", eval_every)
-    chunk = positive_int("train", "eval_batch_size", eval_batch_size)
     checkpoint_path = _check_output("checkpoint", checkpoint)
     plot_path = _check_output("plot", plot)
     if plot_path is not None:
@@ -473,8 +499,8 @@ def train(
         history.epoch.append(iteration / per_epoch)
         history.iteration.append(iteration)
         history.train_loss.append(window.mean())
-        history.train_acc.append(_accuracy(network, x_train, t_train, chunk))
-        history.test_acc.append(None if test is None else _accuracy(network, *test, chunk))
+        history.train_acc.append(_accuracy(network, train_chunks()))
+        history.test_acc.append(None if test_chunks is None else _accuracy(network, test_chunks()))
         history.seconds.append(time.perf_counter() - start)
         if checkpoint_path is not None:
             _save_checkpoint(network, checkpoint_path, history)

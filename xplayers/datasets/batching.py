@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import asarray
+from xplayers._backend import asarray, is_lazy
 from xplayers._validation import describe, fail, positive_int
 
 if TYPE_CHECKING:
@@ -22,6 +22,10 @@ _Seed = int | np.random.Generator | None
 
 
 def _host(where: str, arg: str, a: object) -> _Array:
+    if is_lazy(a):  # random rows of a Dask array would compute (read) all of it per batch
+        from xplayers.datasets.streaming import HINT
+
+        fail(where, arg, "a host (NumPy) array", "a lazy array", HINT)
     try:
         arr = np.asarray(a)
     except (TypeError, ValueError, RuntimeError):
