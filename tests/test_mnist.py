@@ -12,6 +12,8 @@ import pytest
 from xplayers.datasets import MNIST_DIR_ENV, MNIST_FILES, DatasetError, load_mnist
 from xplayers.errors import LayerInputError, XplayersError
 
+from .limits import run_limited
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -209,12 +211,44 @@ def test_truncated_header(tmp_path: Path) -> None:
 def test_trailing_bytes(tmp_path: Path, gz: bool) -> None:
     raw = make_mnist(tmp_path, gz=gz)
     write(tmp_path, TEST_LBL, idx_bytes(raw[TEST_LBL]) + b"\x00\x01", gz=gz)
-    with pytest.raises(
-        DatasetError,
-        match=rf"{TEST_LBL}.* has 15 bytes .*implies 13: "
-        "2 trailing bytes",
-    ):
+    # a compressed file is inflated one byte past its declared size, no further
+    got = "more than 13 bytes" if gz else "15 bytes"
+    trailing = "trailing bytes" if gz else "2 trailing bytes"
+    with pytest.raises(DatasetError, match=rf"{TEST_LBL}.* has {got} .*implies 13: {trailing}"):
         load_mnist(tmp_path)
+
+
+_LOAD = """
+from xplayers.datasets import DatasetError, load_mnist
+try:
+    load_mnist(sys.argv[1])
+except DatasetError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_gzip_bomb_is_refused_within_memory_and_time(tmp_path: Path) -> None:
+    """A 3 MB .gz declaring 20 images but inflating to 3 GiB is refused after 15,697 bytes."""
+    raw = make_mnist(tmp_path, n_test=20, gz=True)
+    zeros = gzip.compress(bytes(2**20), compresslevel=9)  # about 1 KiB for 1 MiB
+    bomb = gzip.compress(idx_bytes(raw[TEST_IMG])) + zeros * 3072  # concatenated members
+    (tmp_path / f"{TEST_IMG}.gz").write_bytes(bomb)
+    assert len(bomb) < 4 * 2**20
+    done = run_limited(_LOAD, str(tmp_path), memory_mib=512, cpu_s=10)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout
+    assert "more than 15696 bytes (decompressed file)" in done.stdout
+    assert "trailing bytes" in done.stdout
+
+
+def test_plain_file_declaring_more_than_it_holds_is_not_read(tmp_path: Path) -> None:
+    make_mnist(tmp_path)
+    huge = struct.pack(">4I", 0x0803, 2**31, 28, 28)  # declares 1.6 TB of images
+    (tmp_path / TEST_IMG).write_bytes(huge + bytes(100))
+    done = run_limited(_LOAD, str(tmp_path), memory_mib=512, cpu_s=10)
+    assert done.returncode == 0, done.stderr
+    assert "has 116 bytes (file)" in done.stdout
+    assert "truncated" in done.stdout
 
 
 def test_damaged_gzip(tmp_path: Path) -> None:

@@ -58,38 +58,70 @@ def _locate(directory: Path) -> list[Path]:
     return found
 
 
+_CHUNK = 1 << 20
+
+
+def _read_upto(f: Any, n: int) -> bytes:
+    """Read at most `n` bytes of `f`, in chunks, so memory follows what is really there."""
+    parts: list[bytes] = []
+    while n > 0:
+        part = f.read(min(n, _CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
 def _read_idx(path: Path, ndim: int) -> npt.NDArray[np.uint8]:
-    """Read an IDX file of unsigned bytes with ``ndim`` dimensions, checking its header."""
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions, checking its header.
+
+    The file is read as a stream and never past the size its header declares
+    (plus one byte, to detect trailing data): a small ``.gz`` that inflates to
+    gigabytes is refused after reading no more than a legitimate file would.
+    """
     gz = path.suffix == ".gz"
     what = "decompressed file" if gz else "file"
+    header = 4 + 4 * ndim
     try:
-        blob = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+        with gzip.open(path, "rb") if gz else path.open("rb") as f:
+            head = _read_upto(f, header)
+            if len(head) < header:
+                raise DatasetError(
+                    f"load_mnist: {path} is truncated: {what} has {len(head)} bytes, "
+                    f"shorter than the {header}-byte IDX header"
+                )
+            magic, *dims = struct.unpack(f">{ndim + 1}I", head)
+            expected_magic = 0x0800 | ndim
+            if magic != expected_magic:
+                kind = "image" if ndim == 3 else "label"
+                raise DatasetError(
+                    f"load_mnist: {path} has magic number 0x{magic:08X}, expected "
+                    f"0x{expected_magic:08X} (IDX {kind} file of unsigned bytes)"
+                )
+            if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
+                raise DatasetError(f"load_mnist: {path} declares empty {dims[1]}x{dims[2]} images")
+            size = header + math.prod(dims)
+            # A plain file's length is known before its data is read; a
+            # compressed one is inflated one byte past the declared size at most.
+            length = os.fstat(f.fileno()).st_size if not gz else size
+            data = _read_upto(f, size - header + 1) if length == size else b""
+            if length == size:
+                length = header + len(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"load_mnist: cannot read {path}: {exc}") from exc
-    header = 4 + 4 * ndim
-    if len(blob) < header:
+    if length != size:
+        if length < size:
+            got, problem = f"{length} bytes", "truncated"
+        elif gz:  # reading stopped one byte past the declared size
+            got, problem = f"more than {size} bytes", "trailing bytes"
+        else:
+            got, problem = f"{length} bytes", f"{length - size} trailing bytes"
         raise DatasetError(
-            f"load_mnist: {path} is truncated: {what} has {len(blob)} bytes, "
-            f"shorter than the {header}-byte IDX header"
-        )
-    magic, *dims = struct.unpack(f">{ndim + 1}I", blob[:header])
-    expected_magic = 0x0800 | ndim
-    if magic != expected_magic:
-        kind = "image" if ndim == 3 else "label"
-        raise DatasetError(
-            f"load_mnist: {path} has magic number 0x{magic:08X}, expected "
-            f"0x{expected_magic:08X} (IDX {kind} file of unsigned bytes)"
-        )
-    if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
-        raise DatasetError(f"load_mnist: {path} declares empty {dims[1]}x{dims[2]} images")
-    size = header + math.prod(dims)
-    if len(blob) != size:
-        problem = "truncated" if len(blob) < size else f"{len(blob) - size} trailing bytes"
-        raise DatasetError(
-            f"load_mnist: {path} has {len(blob)} bytes ({what}) but its header "
+            f"load_mnist: {path} has {got} ({what}) but its header "
             f"(dimensions {tuple(dims)}) implies {size}: {problem}"
         )
-    return np.frombuffer(blob, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _read_pair(
