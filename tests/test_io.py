@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io as stdio
 import json
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ from xplayers import io
 from xplayers.errors import LayerInputError
 from xplayers.io import METADATA_KEY, ModelFileError
 from xplayers.network import MultiLayerNet, TwoLayerNet
+
+from .limits import run_limited
 
 
 def _host(net: Any) -> dict[str, np.ndarray]:
@@ -143,11 +148,11 @@ def test_failed_write_leaves_previous_file_and_no_temp(
     path, _ = saved
     before = path.read_bytes()
 
-    def broken_savez(file: Any, **arrays: Any) -> None:
+    def broken_write(file: Any, arrays: Any, *, compress: bool) -> None:
         file.write(b"PK\x03\x04 half an archive")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", broken_savez)
+    monkeypatch.setattr(io, "_write_archive", broken_write)
     with pytest.raises(OSError, match="No space"):
         io.save(TwoLayerNet(3, 3, 2, seed=5), path)
     assert path.read_bytes() == before
@@ -234,8 +239,8 @@ def _both(
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], dict[str, Any]], None], str]] = {
-    "missing param": (_drop("W2"), r"declared parameter\(s\) W2 missing"),
-    "extra array": (_replace("W9", np.zeros(3)), r"undeclared array\(s\) W9"),
+    "missing param": (_drop("W2"), r"declared parameter\(s\) 'W2' missing"),
+    "extra array": (_replace("W9", np.zeros(3)), r"undeclared array\(s\) 'W9'"),
     "wrong shape": (
         _replace("W1", np.zeros((5, 6))),
         r"'W1' has shape \(5, 6\), declared \(6, 5\)",
@@ -259,7 +264,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], dict[str, Any]], None], s
     "version as string": (_set("format_version", "1"), "format_version is '1'"),
     "wrong format name": (_set("format", "keras"), "format is 'keras'"),
     "config not a dict": (_set("config", [1, 2]), "'config' must be a JSON dict"),
-    "bad config": (_set("config", {"class": "Evil"}), "do not fit the stored network config"),
+    "bad config": (_set("config", {"class": "Evil"}), "stored network config is not valid"),
     "duplicate declaration": (
         lambda a, h: h["params"].append(dict(h["params"][0])),
         "'W1' is declared twice",
@@ -419,12 +424,12 @@ _CHILD = textwrap.dedent(
     target, mode = sys.argv[1], sys.argv[2]
     net = TwoLayerNet(784, 1000, 10, seed=1)  # about 6 MB of float64
     if mode == "slow":
-        real = np.savez
+        real = io._write_archive
 
-        def slow_savez(file, **arrays):
+        def slow_write(file, arrays, *, compress):
             import io as stdio
             buf = stdio.BytesIO()
-            real(buf, **arrays)
+            real(buf, arrays, compress=compress)
             data = buf.getvalue()
             file.write(data[: len(data) // 2])
             file.flush()
@@ -432,7 +437,7 @@ _CHILD = textwrap.dedent(
             time.sleep(60)
             file.write(data[len(data) // 2 :])
 
-        np.savez = slow_savez
+        io._write_archive = slow_write
         io.save(net, target)
     else:
         print("saving", flush=True)
@@ -505,3 +510,361 @@ def test_sigkill_during_repeated_saves_always_leaves_a_whole_file(tmp_path: Path
                 child.stdout.close()
         loaded = _host(io.load(target))
         assert loaded["W1"].tobytes()[:4096] in valid
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _zip(members: list[tuple[str, int, bytes, int, int]]) -> bytes:
+    """A zip archive built by hand: (name, method, raw data, declared size, crc) per member.
+
+    zipfile itself would compress the data and compute honest sizes; a
+    hostile file need not be honest.
+    """
+    out, central = bytearray(), bytearray()
+    for name, method, data, size, crc in members:
+        raw = name.encode()
+        offset = len(out)
+        out += struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0
+        )
+        out += raw + data
+        central += struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 33, crc,
+            len(data), size, len(raw), 0, 0, 0, 0, 0, offset,
+        )  # fmt: skip
+        central += raw
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(out), 0
+    )
+    return bytes(out + central + end)
+
+
+def _stored(name: str, data: bytes) -> tuple[str, int, bytes, int, int]:
+    return name, zipfile.ZIP_STORED, data, len(data), zlib.crc32(data)
+
+
+def _header_blob(config: dict[str, Any], params: dict[str, tuple[int, ...]]) -> bytes:
+    doc = {
+        "format": io.FORMAT,
+        "format_version": io.FORMAT_VERSION,
+        "xplayers_version": xpl.__version__,
+        "config": config,
+        "params": [{"name": k, "shape": list(v), "dtype": "float64"} for k, v in params.items()],
+        "metadata": {},
+    }
+    return _npy_bytes(np.frombuffer(json.dumps(doc).encode(), np.uint8))
+
+
+_SMALL = {"W1": (6, 5), "b1": (5,), "W2": (5, 3), "b2": (3,)}
+_SMALL_CONFIG = {"class": "TwoLayerNet", "input_size": 6, "hidden_size": 5, "output_size": 3}
+
+_LOAD_CHILD = """
+from xplayers import io
+try:
+    io.load(sys.argv[1])
+    print("loaded")
+except io.ModelFileError as exc:
+    print("refused:", exc)
+"""
+
+
+def _refused_within_limits(path: Path, message: str) -> None:
+    done = run_limited(_LOAD_CHILD, str(path), memory_mib=400, cpu_s=10)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("refused:"), done.stdout
+    assert message in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("hidden", [20000, 10**6])
+def test_config_bomb_is_refused_before_allocating(tmp_path: Path, hidden: int) -> None:
+    """A 2 KB file whose config says TwoLayerNet(784, 20000, 10) builds nothing."""
+    arrays = {k: np.zeros(v) for k, v in _SMALL.items()}
+    config = {**_SMALL_CONFIG, "input_size": 20000, "hidden_size": hidden}
+    members = [_stored(f"{METADATA_KEY}.npy", _header_blob(config, _SMALL))]
+    members += [_stored(f"{k}.npy", _npy_bytes(v)) for k, v in arrays.items()]
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(_zip(members))
+    _refused_within_limits(path, "do not fit the stored network config: 'W1' is ((6, 5)")
+    with pytest.raises(ModelFileError, match="do not fit the stored network config"):
+        io.read_metadata(path)
+
+
+def test_forged_sizes_are_refused_before_reading(tmp_path: Path) -> None:
+    """Headers and config agree on a 3.2 GB W1, but the file holds none of it."""
+    shapes = {**_SMALL, "W1": (20000, 20000)}
+    config = {**_SMALL_CONFIG, "input_size": 20000, "hidden_size": 20000}
+    shapes = {"W1": (20000, 20000), "b1": (20000,), "W2": (20000, 3), "b2": (3,)}
+    members = [_stored(f"{METADATA_KEY}.npy", _header_blob(config, shapes))]
+    for k, v in shapes.items():
+        head = _npy_bytes(np.zeros(v if k != "W1" else (1,)))
+        if k == "W1":
+            head = head.replace(b"(1,)", b"(20000, 20000)")[:128]
+        members.append(_stored(f"{k}.npy", head))
+    path = tmp_path / "forged.npz"
+    path.write_bytes(_zip(members))
+    _refused_within_limits(path, "'W1' holds 0 data bytes")
+    # the zip directory lying about the size as well
+    name, method, data, _, crc = members[1]
+    members[1] = (name, method, data, 128 + 20000 * 20000 * 8 % 2**32, crc)
+    path.write_bytes(_zip(members))
+    _refused_within_limits(path, "more than that can hold")
+
+
+def _deflate_bomb(npy_header: bytes, mib: int) -> bytes:
+    """Raw deflate of `npy_header` and `mib` MiB of zeros, made in milliseconds."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(npy_header) + c.flush(zlib.Z_FULL_FLUSH)
+    chunk = c.compress(bytes(2**20)) + c.flush(zlib.Z_FULL_FLUSH)  # history reset: repeatable
+    return head + chunk * mib + c.flush()
+
+
+def test_zip_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
+    """A 2 MB file deflating W1 to 2 GiB: refused from the headers, nothing inflated."""
+    shapes = {**_SMALL, "W1": (16384, 16384)}
+    head = _npy_bytes(np.zeros((1,))).replace(b"(1,)", b"(16384, 16384)")[:128]
+    bomb = _deflate_bomb(head, 2048)
+    members = [_stored(f"{METADATA_KEY}.npy", _header_blob(_SMALL_CONFIG, shapes))]
+    members.append(("W1.npy", zipfile.ZIP_DEFLATED, bomb, 128 + 2**31, 0))
+    members += [_stored(f"{k}.npy", _npy_bytes(np.zeros(_SMALL[k]))) for k in ("b1", "W2", "b2")]
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(_zip(members))
+    assert path.stat().st_size < 3 * 2**20
+    _refused_within_limits(path, "'W1' is ((16384, 16384), 'float64'), the config implies ((6, 5)")
+
+
+def test_other_compression_methods_are_refused(saved: tuple[Path, Any], tmp_path: Path) -> None:
+    path, _ = saved
+    bz = tmp_path / "bzip2.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bz, "w", zipfile.ZIP_BZIP2) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    with pytest.raises(ModelFileError, match="compression method 12; xplayers writes"):
+        io.load(bz)
+    # an unknown method number: zipfile itself would raise NotImplementedError
+    data = bytearray(path.read_bytes())
+    for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = 0
+        while (start := data.find(sig, start)) >= 0:
+            data[start + at : start + at + 2] = struct.pack("<H", 99)
+            start += 4
+    odd = tmp_path / "odd.npz"
+    odd.write_bytes(bytes(data))
+    for read in (io.load, io.read_metadata):
+        with pytest.raises(ModelFileError, match="compression method 99"):
+            read(odd)
+
+
+def test_deeply_nested_metadata_is_a_model_file_error(
+    saved: tuple[Path, Any], tmp_path: Path
+) -> None:
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    bad = _metadata_bytes(saved, tmp_path / "deep.npz", deep)
+    for read in (io.load, io.read_metadata):
+        with pytest.raises(ModelFileError, match="nested too deeply"):
+            read(bad)
+    nested = b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}"  # parses, over MAX_NESTING
+    bad = _metadata_bytes(saved, tmp_path / "nested.npz", nested)
+    with pytest.raises(ModelFileError, match="nested more than 64 deep"):
+        io.read_metadata(bad)
+
+
+def test_random_damage_only_ever_gives_model_file_errors(tmp_path: Path) -> None:
+    for compress in (False, True):
+        good = io.save(TwoLayerNet(6, 5, 3, seed=0), tmp_path / "good.npz", compress=compress)
+        data = good.read_bytes()
+        rng = np.random.default_rng(compress)
+        bad = tmp_path / "bad.npz"
+        for _ in range(300):
+            damaged = bytearray(data)
+            for at in rng.integers(0, len(data), size=int(rng.integers(1, 4))):
+                damaged[at] ^= 1 << int(rng.integers(0, 8))
+            bad.write_bytes(bytes(damaged))
+            for read in (io.load, io.read_metadata):
+                with contextlib.suppress(ModelFileError):
+                    read(bad)
+
+
+def test_text_file_renamed_npz_is_not_called_a_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
+    path.write_text("W1,b1\n0.5,0.25\n")
+    with pytest.raises(ModelFileError, match="not an xplayers model file") as info:
+        io.load(path)
+    assert "pickle" not in str(info.value)
+
+
+def test_member_names_from_the_file_are_quoted(saved: tuple[Path, Any], tmp_path: Path) -> None:
+    path, _ = saved
+    evil = "\x1b[2J\x1b[31mW9"
+    bad = _rewrite(path, tmp_path / "bad.npz", _replace(evil, np.zeros(3)))
+    with pytest.raises(ModelFileError, match="undeclared") as info:
+        io.load(bad)
+    assert "\x1b" not in str(info.value)
+    assert repr(evil) in str(info.value)
+    name = tmp_path / "name.npz"
+    with zipfile.ZipFile(name, "w") as z:
+        z.writestr("\x1b[2J.txt", b"")
+    with pytest.raises(ModelFileError, match=r"is not a \.npy array") as info:
+        io.load(name)
+    assert "\x1b" not in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    done = run_limited(_LOAD_CHILD, str(fifo), cpu_s=10, timeout_s=20)
+    assert "refused:" in done.stdout, done.stderr[-2000:]
+    assert "not a regular file" in done.stdout
+
+
+def test_non_finite_weights_are_refused_on_save_and_load(
+    saved: tuple[Path, Any], tmp_path: Path
+) -> None:
+    path, _ = saved
+    broken = MultiLayerNet(6, [5, 4], 3, seed=0)
+    broken.params["W2"] = xpl.asarray(np.full((5, 4), np.nan))
+    with pytest.raises(LayerInputError, match=r"finite parameters \('W2'\).*20 NaN or infinite"):
+        io.save(broken, tmp_path / "nan.npz")
+    assert not (tmp_path / "nan.npz").exists()
+    w = np.zeros((6, 5))
+    w[1, 2] = np.inf
+    bad = _rewrite(path, tmp_path / "inf.npz", _replace("W1", w))
+    with pytest.raises(ModelFileError, match="'W1' holds 1 NaN or infinite value"):
+        io.load(bad)
+
+
+def test_sequential_whose_sizes_do_not_chain_is_refused_at_load(tmp_path: Path) -> None:
+    layers: dict[str, Any] = {
+        "Affine1": xpl.Affine(xpl.asarray(np.ones((4, 3))), xpl.asarray(np.zeros(3)))
+    }
+    layers["Relu1"] = xpl.Relu()
+    layers["Affine2"] = xpl.Affine(xpl.asarray(np.ones((3, 2))), xpl.asarray(np.zeros(2)))
+    path = io.save(xpl.Sequential(layers), tmp_path / "seq.npz")
+    assert type(io.load(path)) is xpl.Sequential
+
+    def unchain(arrays: dict[str, Any], header: dict[str, Any]) -> None:
+        header["config"]["layers"][2].update(input_size=5)
+        header["params"][2]["shape"] = [5, 2]
+        arrays["W2"] = np.ones((5, 2))
+
+    bad = _rewrite(path, tmp_path / "bad.npz", unchain)
+    with pytest.raises(ModelFileError, match="input_size 3, the output_size of 'Affine1'"):
+        io.load(bad)
+    # and save refuses such a network up front
+    layers["Affine2"] = xpl.Affine(xpl.asarray(np.ones((5, 2))), xpl.asarray(np.zeros(2)))
+    with pytest.raises(LayerInputError, match="must chain"):
+        io.save(xpl.Sequential(layers), tmp_path / "never.npz")
+    assert not (tmp_path / "never.npz").exists()
+
+
+# --------------------------------------------------------------------------- save refuses up front
+
+
+class _Named:
+    """A network-like object with chosen parameter names and config."""
+
+    def __init__(self, params: dict[str, Any], config: dict[str, Any]) -> None:
+        self.params, self._config = params, config
+
+    def config(self) -> dict[str, Any]:
+        return self._config
+
+
+def test_write_archive_keeps_any_member_name(tmp_path: Path) -> None:
+    arrays = {"file": np.ones(2), "allow_pickle": np.zeros(3)}
+    with (tmp_path / "a.npz").open("wb") as f:
+        io._write_archive(f, arrays, compress=False)
+    with np.load(tmp_path / "a.npz") as npz:
+        assert sorted(npz.files) == ["allow_pickle", "file"]
+        np.testing.assert_array_equal(npz["allow_pickle"], np.zeros(3))
+
+
+@pytest.mark.parametrize("name", ["file", "allow_pickle"])
+def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path, name: str) -> None:
+    net = TwoLayerNet(3, 3, 2, seed=0)
+    odd = _Named({**net.params, name: np.ones(2)}, net.config())
+    with pytest.raises(LayerInputError, match="config\\(\\) implies"):
+        io.save(odd, tmp_path / "odd.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _nest(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"big": "x" * (64 * 2**20 + 1)}, "at most 67108864 bytes"),
+        ({"text": "lone \ud800 surrogate"}, "UnicodeEncodeError"),
+        ({"deep": _nest(5000)}, "nested more than 64 deep"),
+        ({"huge": 10**5000}, "ValueError"),
+        ({1: "int key"}, "keys must be str"),
+    ],
+    ids=["64MiB", "surrogate", "deep", "bigint", "intkey"],
+)
+def test_save_refuses_metadata_load_would_refuse(
+    tmp_path: Path, metadata: dict[Any, Any], message: str
+) -> None:
+    with pytest.raises(LayerInputError, match=message):
+        io.save(TwoLayerNet(3, 3, 2, seed=0), tmp_path / "m.npz", metadata=metadata)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_up_to_the_limits_round_trips(tmp_path: Path) -> None:
+    metadata = {"deep": _nest(60), "text": "ünï \U0001f600", "n": 10**100}
+    path = io.save(TwoLayerNet(3, 3, 2, seed=0), tmp_path / "m.npz", metadata=metadata)
+    assert io.read_metadata(path)["metadata"] == metadata
+
+
+# --------------------------------------------------------------------------- permissions, leftovers
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saving_over_a_private_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = io.save(TwoLayerNet(3, 3, 2, seed=0), tmp_path / "private.npz")
+    path.chmod(0o600)
+    io.save(TwoLayerNet(3, 3, 2, seed=1), path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)
+    io.save(TwoLayerNet(3, 3, 2, seed=2), path, compress=True)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL and flock")
+def test_next_save_removes_temporaries_of_killed_saves_only(tmp_path: Path) -> None:
+    import fcntl
+
+    target = tmp_path / "model.npz"
+    io.save(TwoLayerNet(3, 3, 2, seed=0), target)
+    for _ in range(2):  # the second killed save removes the first one's temporary
+        child = _start_child(target, "slow")
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "half written"
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+    assert len(list(tmp_path.iterdir())) == 2  # the killed save left its temporary
+    # a live writer (holding its lock), another target's and a user's file stay
+    live = tmp_path / ".model.npz.0123456789ab.tmp"
+    other = tmp_path / ".other.npz.0123456789ab.tmp"
+    mine = tmp_path / ".model.npz.notes.tmp"
+    for p in (live, other, mine):
+        p.write_bytes(b"x")
+    with live.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        io.save(TwoLayerNet(3, 3, 2, seed=1), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["model.npz", live.name, other.name, mine.name]
+    )
+    _same_bits(_host(io.load(target)), _host(TwoLayerNet(3, 3, 2, seed=1)))

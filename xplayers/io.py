@@ -1,6 +1,7 @@
 """Save networks to ``.npz`` files and load them back, atomically and without pickle.
 
-A model file is an ordinary NumPy ``.npz`` archive (a zip of ``.npy`` files):
+A model file is an ordinary NumPy ``.npz`` archive (a zip of ``.npy`` files,
+stored or deflated):
 
 - one array per parameter, named as in ``network.params`` (``W1``, ``b1``, ...),
   a host copy made with :func:`xplayers.to_numpy`, so the bits are those the
@@ -13,28 +14,35 @@ A model file is an ordinary NumPy ``.npz`` archive (a zip of ``.npy`` files):
        "params": [{"name": "W1", "shape": [64, 100], "dtype": "float32"}, ...],
        "metadata": {...user metadata...}}
 
-Nothing in the file is ever unpickled: :func:`load` opens it with
-``numpy.load(path, allow_pickle=False)``, and an object array inside is
-rejected from its ``.npy`` header before any data is read.
+Nothing in the file is ever unpickled, and nothing is allocated on the
+file's word: :func:`load` reads the zip directory, the JSON header and the
+``.npy`` headers first, checks that they agree with each other, with the
+archive's size and with the network the config describes, and only then
+reads the data, never more bytes than declared.
 
 Writes are atomic: :func:`save` writes a temporary file in the target's
 directory, flushes it and syncs it to disk (``os.fsync``), renames it over
 the target with :func:`os.replace` and syncs the directory. A crash at any moment leaves
-either the old file or the new one, never a mixture; at worst a hidden
-``.NAME.*.tmp`` file is left beside it.
+either the old file or the new one, never a mixture; the hidden
+``.NAME.*.tmp`` file a killed save leaves behind is removed by the next save
+of the same target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import re
 import secrets
+import stat
+import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -44,6 +52,9 @@ import numpy.typing as npt
 from xplayers._backend import to_numpy, use_backend
 from xplayers._validation import fail
 from xplayers.errors import XplayersError
+
+if sys.platform != "win32":  # a live writer holds a lock on its temporary file
+    import fcntl
 
 __all__ = [
     "FORMAT",
@@ -64,7 +75,18 @@ METADATA_KEY = "__xplayers__"
 
 _DTYPES = ("float32", "float64")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
-_MAX_METADATA_BYTES = 64 * 2**20  # a config is a few hundred bytes; refuse absurd entries
+#: The largest JSON header written or read (a config is a few hundred bytes).
+MAX_METADATA_BYTES = 64 * 2**20
+#: The deepest nesting of lists and dicts in the JSON header (user metadata
+#: sits two levels down), so that parsing it never exhausts the stack.
+MAX_NESTING = 64
+# zip compression methods written by save, and so the only ones read
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+# deflate produces at most 1032 bytes per compressed byte (258-byte matches in
+# 2 bits); a member claiming more is lying about its size
+_DEFLATE_RATIO = 1032
+_DEFLATE_SLACK = 4096
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{12}\.tmp")
 
 
 class ModelFileError(XplayersError, ValueError):
@@ -104,19 +126,23 @@ def save(
 ) -> Path:
     """Write `network`'s parameters and structure to a ``.npz`` file, atomically.
 
+    Everything :func:`save` writes, :func:`load` reads back; what it could
+    not read back is refused before anything is written.
+
     Parameters
     ----------
     network : TwoLayerNet, MultiLayerNet or Sequential
         Any network with a ``params`` mapping and a ``config()`` method, on
         any backend.
     path : str or os.PathLike
-        The file to write; it is replaced if it exists. No suffix is added.
+        The file to write; it is replaced if it exists (keeping its
+        permission bits). No suffix is added.
     metadata : mapping, optional
         Extra JSON-serialisable information stored with the model (for
         example the training history); read it back with :func:`read_metadata`.
     compress : bool, default False
-        Deflate the arrays (``numpy.savez_compressed``). Weights compress
-        poorly, so the default stores them as they are.
+        Deflate the arrays. Weights compress poorly, so the default stores
+        them as they are.
 
     Returns
     -------
@@ -127,7 +153,9 @@ def save(
     ------
     xplayers.errors.LayerInputError
         A parameter name cannot be stored, a parameter is not float32 or
-        float64, or `metadata` or the config is not JSON-serialisable (all
+        float64 or holds NaN or infinity, or `metadata` or the config is not
+        JSON-serialisable, nested more than :data:`MAX_NESTING` deep or
+        larger than :data:`MAX_METADATA_BYTES` once encoded (all
         ``ValueError``), checked before anything is written.
     OSError
         The directory does not exist or cannot be written. The previous file,
@@ -152,10 +180,23 @@ def save(
     """
     target = Path(path)
     arrays, header = _prepare(network, metadata)
-    writer: Callable[..., None] = np.savez_compressed if compress else np.savez
-    with _atomic_writer(target) as f:
-        writer(f, **{METADATA_KEY: header}, **arrays)
+    with atomic_writer(target) as f:
+        _write_archive(f, {METADATA_KEY: header, **arrays}, compress=compress)
     return target
+
+
+def _write_archive(f: IO[bytes], arrays: Mapping[str, npt.NDArray[Any]], *, compress: bool) -> None:
+    """Write `arrays` as the ``.npy`` members of a zip, as :func:`numpy.savez` does.
+
+    The archive is written here rather than by ``numpy.savez``, whose own
+    keyword arguments (``file``, ``allow_pickle``) would collide with
+    parameters of those names.
+    """
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(f, "w", compression=method, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
 
 
 def _prepare(
@@ -175,61 +216,183 @@ def _prepare(
         host = np.ascontiguousarray(to_numpy(value))
         if host.dtype.name not in _DTYPES:
             fail("save", "network", f"float32 or float64 parameters ({name})", str(host.dtype))
+        bad = host.size - int(np.count_nonzero(np.isfinite(host)))
+        if bad:
+            fail(
+                "save",
+                "network",
+                f"finite parameters ({name!r})",
+                f"{bad} NaN or infinite value(s) of {host.size}",
+                "A network with NaN or infinite weights has diverged; lower the "
+                "learning rate and train again",
+            )
         if host.dtype.byteorder not in "=|":
             host = host.astype(host.dtype.newbyteorder("="))
         arrays[name] = host
         entries.append({"name": name, "shape": list(host.shape), "dtype": host.dtype.name})
+    config = network.config()
+    implied = _param_shapes(config)
+    stored = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in entries}
+    if stored != implied:
+        fail(
+            "save",
+            "network",
+            "the parameters its config() implies (else load could not rebuild it)",
+            _mismatch(stored, implied),
+        )
     from xplayers import __version__
 
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "xplayers_version": __version__,
-        "config": network.config(),
+        "config": config,
         "params": entries,
         "metadata": dict(metadata) if metadata is not None else {},
     }
+    return arrays, np.frombuffer(_encode(doc), dtype=np.uint8)
+
+
+_JSON_HINT = (
+    "JSON-serialisable metadata and network config (str, int, finite float, "
+    "bool, None, lists and dicts with str keys)"
+)
+
+
+def _encode(doc: dict[str, Any]) -> bytes:
+    """The header as UTF-8 JSON, refusing up front whatever :func:`load` would refuse."""
+    problem = _nesting_problem(doc)
+    if problem:
+        fail("save", "metadata", _JSON_HINT, problem)
     try:
-        text = json.dumps(doc, allow_nan=False, sort_keys=True, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+        blob = json.dumps(doc, allow_nan=False, sort_keys=True, ensure_ascii=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        fail("save", "metadata", _JSON_HINT, f"{type(exc).__name__}: {exc}")
+    if len(blob) > MAX_METADATA_BYTES:
         fail(
             "save",
             "metadata",
-            "JSON-serialisable metadata and network config (str, int, finite float, "
-            "bool, None, lists and dicts with str keys)",
-            f"{type(exc).__name__}: {exc}",
+            f"at most {MAX_METADATA_BYTES} bytes of metadata once encoded as JSON",
+            f"{len(blob)} bytes",
         )
-    return arrays, np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    try:
+        json.loads(blob)  # as load will: an int of over 4,300 digits, for one, does not parse
+    except ValueError as exc:
+        fail("save", "metadata", _JSON_HINT, f"{type(exc).__name__}: {exc}")
+    return blob
+
+
+def _nesting_problem(doc: Any) -> str:
+    """Why `doc` cannot be stored as written (too deep, a key not a str), or ``""``.
+
+    Walked without recursion, so that a 5,000-deep (or cyclic) value is
+    reported, not a ``RecursionError``.
+    """
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+            bad = next((k for k in value if not isinstance(k, str)), None)
+            if bad is not None:
+                return f"a dict key {bad!r} of type {type(bad).__name__} (keys must be str)"
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > MAX_NESTING:
+            return f"lists and dicts nested more than {MAX_NESTING} deep"
+        stack.extend((child, depth + 1) for child in children)
+    return ""
 
 
 @contextlib.contextmanager
-def _atomic_writer(target: Path) -> Iterator[IO[bytes]]:
+def atomic_writer(target: Path) -> Iterator[IO[bytes]]:
     """Yield a file whose content replaces `target` only once fully written and synced.
 
-    The temporary file is created with ``O_EXCL`` and mode ``0o666`` (so the
-    umask applies, as for any new file, unlike ``mkstemp``'s ``0o600``) next
-    to the target, so :func:`os.replace` is an atomic rename on one file system.
+    The temporary file ``.NAME.<random>.tmp`` is created next to the target
+    with ``O_EXCL`` (so :func:`os.replace` is an atomic rename on one file
+    system) and mode ``0o666`` (so the umask applies, as for any new file,
+    unlike ``mkstemp``'s ``0o600``); if the target exists, its permission
+    bits are kept instead. On POSIX the writer holds an exclusive ``flock``
+    on its temporary file until done, so that the stale temporaries of killed
+    writers (whose locks died with them) can be told from live ones and are
+    removed here.
     """
     directory = target.parent
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileExistsError:  # pragma: no cover - 48 random bits collided
-            continue
-        break
+    _remove_stale_temporaries(target)
     try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = None
+    fd, tmp = _create_temporary(target)
+    try:
+        if mode is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+            os.replace(tmp, target)  # still locked: a cleaner never sees it unlocked
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+# Kept for callers written against the earlier private name.
+_atomic_writer = atomic_writer
+
+
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """Create and lock a new temporary file for `target`; return its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+        if sys.platform == "win32":  # pragma: no cover - no flock
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A cleaner may have locked and removed the file between its
+            # creation and our lock: then start again under another name.
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporaries that killed saves of `target` left behind.
+
+    A temporary whose lock can be taken has no live writer. Best effort:
+    every failure is ignored, and nothing is removed where ``flock`` is
+    missing (Windows).
+    """
+    if sys.platform == "win32":  # pragma: no cover - no flock
+        return
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or match["target"] != target.name:
+            continue
+        stale = target.parent / name
+        with contextlib.suppress(OSError):
+            fd = os.open(stale, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    os.unlink(stale)
+            finally:
+                os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -254,12 +417,13 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a model file's JSON header without building the network.
+    """Read and check a model file's JSON header without reading the parameters.
 
-    Every check of :func:`load` that needs no network is made: the file is a
-    zip archive, the header parses and has the right format and version,
-    every declared parameter is present with its declared shape and dtype,
-    and nothing undeclared is stored.
+    Every check of :func:`load` that needs no parameter data is made: the
+    file is a zip archive of ``.npy`` members, the header parses and has the
+    right format and version, every declared parameter is present with its
+    declared shape and dtype, nothing undeclared is stored, and the declared
+    parameters are those of the network the config describes.
 
     Parameters
     ----------
@@ -276,23 +440,27 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     ------
     ModelFileError
         The file is missing, unreadable, or fails a check; the message names
-        the file and the problem.
+        the file and the problem. No other exception escapes.
     """
-    with _open(Path(path)) as npz:
-        return _check_archive(Path(path), npz)
+    where = Path(path)
+    with _reading(where), _open(where) as archive:
+        return _check_archive(archive).doc
 
 
 def load(path: str | os.PathLike[str], *, backend: str | None = None, device: Any = None) -> Any:
     """Load a network saved by :func:`save`, checking everything before using any of it.
 
-    The checks, in order: the file is a zip archive readable by
-    ``numpy.load(..., allow_pickle=False)``; its JSON header parses and names
+    The checks, in order: the path is a regular file holding a zip archive
+    of ``.npy`` members, stored or deflated (the methods :func:`save`
+    writes), whose sizes fit in the file; its JSON header parses and names
     this format and version; every declared parameter is present with its
     declared shape and a float32 or float64 dtype (read from the ``.npy``
     headers, so object arrays are refused before any data is read); no
-    undeclared array is stored; and the parameters fit the network the config
-    describes (checked by :func:`xplayers.network.from_config`). Nothing is
-    ever unpickled.
+    undeclared array is stored; the declared parameters are exactly those of
+    the network the config describes (checked without building it, so a
+    small file declaring a huge network allocates nothing). Only then is the
+    data read, never more bytes than declared, and every value must be
+    finite. Nothing is ever unpickled.
 
     Parameters
     ----------
@@ -313,7 +481,8 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     ------
     ModelFileError
         The file is missing, damaged, or fails a check (a ``ValueError``);
-        the message names the file and the problem.
+        the message names the file and the problem. No other exception
+        escapes for a bad file.
     xplayers.BackendUnavailableError
         `backend` cannot be used here.
 
@@ -322,13 +491,16 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     See :func:`save`.
     """
     where = Path(path)
-    with _open(where) as npz:
-        header = _check_archive(where, npz)
-        arrays = {e["name"]: _read_array(where, npz, e) for e in header["params"]}
+    with _reading(where), _open(where) as archive:
+        checked = _check_archive(archive)
+        arrays = {
+            e["name"]: _read_array(archive, e, checked.layout[e["name"]])
+            for e in checked.doc["params"]
+        }
     if backend is None:
-        return _build(where, header["config"], arrays)
+        return _build(where, checked.doc["config"], arrays)
     with use_backend(backend, device):
-        return _build(where, header["config"], arrays)
+        return _build(where, checked.doc["config"], arrays)
 
 
 def _error(path: Path, problem: str) -> ModelFileError:
@@ -336,64 +508,168 @@ def _error(path: Path, problem: str) -> ModelFileError:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[Any]:
-    # The file is opened here, not by numpy.load, so that it is closed on every
-    # path: numpy.load leaks its own file handle when a zip turns out damaged.
+def _reading(path: Path) -> Iterator[None]:
+    """Turn whatever else reading a file raises into a :class:`ModelFileError`."""
     try:
-        f = path.open("rb")
+        yield
+    except ModelFileError:
+        raise
+    except MemoryError:
+        raise _error(path, "needs more memory than is available to load") from None
+    except RecursionError:
+        raise _error(path, "metadata nested too deeply to parse") from None
+    except Exception as exc:
+        raise _error(path, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+@dataclass(frozen=True)
+class _Archive:
+    """An open model file: its path, its zip directory and its length in bytes."""
+
+    path: Path
+    zip: zipfile.ZipFile
+    size: int
+    members: dict[str, zipfile.ZipInfo]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A checked header, and the stored dtype and data offset of each parameter."""
+
+    doc: dict[str, Any]
+    layout: dict[str, tuple[np.dtype[Any], int]]
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open `path` for reading if it is a regular file (a FIFO or a device is refused).
+
+    The file is opened without blocking (``O_NONBLOCK``: a FIFO would wait
+    for a writer forever) and checked with ``fstat`` on the open descriptor.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise _error(path, "no such file") from None
     except IsADirectoryError:
         raise _error(path, "is a directory, not a model file") from None
     except OSError as exc:
         raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
-    with f:
-        try:
-            npz = np.load(f, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _error(path, "is a directory, not a model file")
+        if not stat.S_ISREG(mode):
             raise _error(
-                path,
-                f"not a .npz archive written by xplayers.io.save ({type(exc).__name__}: {exc})",
-            ) from None
-        if not isinstance(npz, np.lib.npyio.NpzFile):
+                path, "is not a regular file (a FIFO, socket or device?), not a model file"
+            )
+        if sys.platform != "win32":
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_NOT_A_MODEL = "not an xplayers model file: not a .npz archive (a zip of .npy arrays)"
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[_Archive]:
+    # The file is opened here, not by numpy.load: numpy.load treats what is
+    # not a zip or an .npy as a pickle and says so, and it leaks its own file
+    # handle when a zip turns out damaged.
+    with _open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        magic = f.read(6)
+        f.seek(0)
+        if magic == b"\x93NUMPY":
             raise _error(
                 path, "is a single .npy array, not a .npz archive written by xplayers.io.save"
             )
+        if magic[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise _error(path, f"{_NOT_A_MODEL} written by xplayers.io.save")
         try:
-            yield npz
-        finally:
-            npz.close()
+            zf = zipfile.ZipFile(f)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise _error(
+                path, f"{_NOT_A_MODEL} written by xplayers.io.save ({type(exc).__name__}: {exc})"
+            ) from None
+        with zf:
+            yield _Archive(path, zf, size, _members(path, zf, size))
 
 
-def _member(path: Path, npz: Any, key: str) -> zipfile.ZipInfo:
-    try:
-        info: zipfile.ZipInfo = npz.zip.getinfo(f"{key}.npy")
-    except KeyError:
-        raise _error(path, f"archive entry {key!r} is not a .npy array") from None
+def _members(path: Path, zf: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
+    """The ``.npy`` members by array name, each checked before any is decompressed."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        name = info.filename
+        if not name.endswith(".npy"):
+            raise _error(path, f"archive entry {name!r} is not a .npy array")
+        key = name[: -len(".npy")]
+        if key in members:
+            raise _error(path, f"archive entry {name!r} is stored twice")
+        if info.flag_bits & 0x1:
+            raise _error(path, f"archive entry {name!r} is encrypted")
+        if info.compress_type not in _METHODS:
+            raise _error(
+                path,
+                f"archive entry {name!r} uses zip compression method {info.compress_type}; "
+                "xplayers writes and reads only stored and deflated entries",
+            )
+        if info.header_offset + 30 + info.compress_size > size:
+            raise _error(
+                path,
+                f"archive entry {name!r} claims {info.compress_size} bytes at offset "
+                f"{info.header_offset}, past the end of the {size}-byte file (truncated?)",
+            )
+        limit = (
+            info.compress_size
+            if info.compress_type == zipfile.ZIP_STORED
+            else _DEFLATE_RATIO * info.compress_size + _DEFLATE_SLACK
+        )
+        if info.file_size > limit:
+            raise _error(
+                path,
+                f"archive entry {name!r} claims {info.file_size} bytes from "
+                f"{info.compress_size} {_METHODS[info.compress_type]} bytes, more than "
+                "that can hold (damaged or forged sizes)",
+            )
+        members[key] = info
+    return members
+
+
+def _member(archive: _Archive, key: str) -> zipfile.ZipInfo:
+    info = archive.members.get(key)
+    if info is None:
+        raise _error(archive.path, f"archive entry {key!r} is not a .npy array")
     return info
 
 
-def _npy_header(path: Path, npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+def _npy_header(archive: _Archive, key: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     """Shape, dtype and header length of archive entry `key`, from its header only."""
-    info = _member(path, npz, key)
+    path = archive.path
+    info = _member(archive, key)
     try:
-        with npz.zip.open(info) as f:
+        with archive.zip.open(info) as f:
             major, _ = np.lib.format.read_magic(f)
             if major == 1:
-                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             elif major == 2:
-                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             else:
                 raise _error(path, f"entry {key!r} uses .npy format version {major}.x")
             offset = f.tell()
     except ModelFileError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, ValueError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
         raise _error(path, f"entry {key!r} is damaged ({type(exc).__name__}: {exc})") from None
     if dtype.hasobject:
         raise _error(
             path, f"entry {key!r} is an object array (refused: loading it would need pickle)"
         )
+    if fortran and len(shape) > 1:
+        raise _error(path, f"entry {key!r} is in Fortran order; xplayers writes C order")
     size = math.prod(shape) * dtype.itemsize
     if info.file_size != offset + size:
         raise _error(
@@ -404,48 +680,159 @@ def _npy_header(path: Path, npz: Any, key: str) -> tuple[tuple[int, ...], np.dty
     return tuple(shape), dtype, offset
 
 
-def _check_archive(path: Path, npz: Any) -> dict[str, Any]:
-    """Check the header and that the archive holds exactly the declared arrays."""
-    doc = _read_header(path, npz)
+def _names(names: Any) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _check_archive(archive: _Archive) -> _Checked:
+    """Check the header, that the archive holds exactly the declared arrays, and the config."""
+    path = archive.path
+    doc = _read_header(archive)
     declared = _check_entries(path, doc["params"])
-    stored = set(npz.files) - {METADATA_KEY}
+    stored = set(archive.members) - {METADATA_KEY}
     missing = [n for n in declared if n not in stored]
     if missing:
-        raise _error(path, f"declared parameter(s) {', '.join(missing)} missing from the archive")
+        raise _error(path, f"declared parameter(s) {_names(missing)} missing from the archive")
     extra = sorted(stored - set(declared))
     if extra:
-        raise _error(path, f"undeclared array(s) {', '.join(extra)} in the archive")
+        raise _error(path, f"undeclared array(s) {_names(extra)} in the archive")
+    layout = {}
     for entry in doc["params"]:
         name = entry["name"]
-        shape, dtype, _ = _npy_header(path, npz, name)
+        shape, dtype, offset = _npy_header(archive, name)
+        layout[name] = (dtype, offset)
         if list(shape) != entry["shape"]:
             raise _error(
                 path,
                 f"parameter {name!r} has shape {shape}, declared {tuple(entry['shape'])}",
             )
-        if dtype.name != entry["dtype"]:
+        if dtype.kind != "f" or dtype.name != entry["dtype"]:
             raise _error(path, f"parameter {name!r} has dtype {dtype}, declared {entry['dtype']}")
-    return doc
+    _check_config(path, doc)
+    return _Checked(doc, layout)
 
 
-def _read_header(path: Path, npz: Any) -> dict[str, Any]:
+def _check_config(path: Path, doc: dict[str, Any]) -> None:
+    """The declared parameters must be those the config implies (nothing is built)."""
+    try:
+        expected = _param_shapes(doc["config"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _error(path, f"the stored network config is not valid: {exc}") from None
+    declared = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in doc["params"]}
+    if declared != expected:
+        raise _error(
+            path,
+            f"parameters do not fit the stored network config: {_mismatch(declared, expected)}",
+        )
+
+
+def _mismatch(
+    declared: Mapping[str, tuple[tuple[int, ...], str]],
+    expected: Mapping[str, tuple[tuple[int, ...], str]],
+) -> str:
+    """The first differences between parameter layouts, for an error message."""
+    names = [*expected, *(n for n in declared if n not in expected)]
+    problems = [
+        f"{name!r} is {declared.get(name, 'missing')}, the config implies "
+        f"{expected.get(name, 'none')}"
+        for name in names
+        if declared.get(name) != expected.get(name)
+    ]
+    return "; ".join(problems[:4]) + ("; ..." if len(problems) > 4 else "")
+
+
+def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The parameter names, shapes and dtypes a network config implies, allocating nothing.
+
+    Checks only what the shapes depend on (class, sizes, dtype, and that the
+    ``Affine`` sizes of a ``Sequential`` chain); :func:`xplayers.network.from_config`
+    checks the rest when the network is built.
+    """
+    from xplayers.init import _check_sizes, canonical_dtype
+
+    where = "config"
+    cls = config.get("class")
+    dtype = canonical_dtype(config.get("dtype", "float64"), where)
+    if cls == "TwoLayerNet":
+        wanted: list[Any] = [config.get(k) for k in ("input_size", "hidden_size", "output_size")]
+        sizes = _check_sizes(
+            wanted,
+            where,
+            "sizes",
+        )
+    elif cls == "MultiLayerNet":
+        hidden = config.get("hidden_size_list")
+        if not isinstance(hidden, list):
+            fail(where, "hidden_size_list", "a list of positive ints", repr(hidden)[:100])
+        wanted = [config.get("input_size"), *hidden, config.get("output_size")]
+        sizes = _check_sizes(wanted, where, "sizes")
+    elif cls == "Sequential":
+        return _sequential_shapes(config.get("layers"), dtype)
+    else:
+        fail(where, "class", "TwoLayerNet, MultiLayerNet or Sequential", repr(cls)[:100])
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    for k, (d_in, d_out) in enumerate(itertools.pairwise(sizes), start=1):
+        shapes[f"W{k}"] = ((d_in, d_out), dtype)
+        shapes[f"b{k}"] = ((d_out,), dtype)
+    return shapes
+
+
+def _sequential_shapes(layers: Any, dtype: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    from xplayers.init import _check_sizes
+
+    where = "config"
+    if not isinstance(layers, list) or not layers:
+        fail(where, "layers", "a non-empty list of layer descriptions", repr(layers)[:100])
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    previous: tuple[str, int] | None = None
+    for entry in layers:
+        if not isinstance(entry, dict) or entry.get("type") != "Affine":
+            continue
+        name = entry.get("name")
+        pair: list[Any] = [entry.get("input_size"), entry.get("output_size")]
+        d_in, d_out = _check_sizes(pair, where, f"layers {name!r}")
+        if previous is not None and previous[1] != d_in:
+            fail(
+                where,
+                f"layers {name!r}",
+                f"input_size {previous[1]}, the output_size of {previous[0]!r} before it",
+                str(d_in),
+                "The Affine sizes of a Sequential must chain",
+            )
+        previous = (str(name), d_out)
+        k = len(shapes) // 2 + 1
+        shapes[f"W{k}"] = ((d_in, d_out), dtype)
+        shapes[f"b{k}"] = ((d_out,), dtype)
+    return shapes
+
+
+def _read_header(archive: _Archive) -> dict[str, Any]:
     """Parse the JSON header and check its format, version and field types."""
-    if METADATA_KEY not in npz.files:
+    path = archive.path
+    if METADATA_KEY not in archive.members:
+        entries = _names(sorted(archive.members)[:10]) or "none"
         raise _error(
             path,
             f"no {METADATA_KEY!r} metadata entry: not a file written by xplayers.io.save "
-            f"(entries: {', '.join(sorted(npz.files)[:10]) or 'none'})",
+            f"(entries: {entries})",
         )
-    shape, dtype, _ = _npy_header(path, npz, METADATA_KEY)
+    shape, dtype, offset = _npy_header(archive, METADATA_KEY)
     if dtype != np.uint8 or len(shape) != 1:
         raise _error(path, f"metadata entry must be a 1-d uint8 array; got {dtype} {shape}")
-    if shape[0] > _MAX_METADATA_BYTES:
-        raise _error(path, f"metadata entry is {shape[0]} bytes, over the 64 MiB limit")
-    raw = _load_entry(path, npz, METADATA_KEY)
+    if shape[0] > MAX_METADATA_BYTES:
+        raise _error(
+            path, f"metadata entry is {shape[0]} bytes, over the {MAX_METADATA_BYTES}-byte limit"
+        )
+    raw = _read_data(archive, METADATA_KEY, offset, shape[0])
     try:
-        doc = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_no_constant)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise _error(path, "metadata is nested too deeply to parse") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise _error(path, f"metadata is not valid UTF-8 JSON ({exc})") from None
+    problem = _nesting_problem(doc)
+    if problem:
+        raise _error(path, f"metadata has {problem}")
     if not isinstance(doc, dict):
         raise _error(path, f"metadata must be a JSON object; got {type(doc).__name__}")
     if doc.get("format") != FORMAT:
@@ -454,7 +841,7 @@ def _read_header(path: Path, npz: Any) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
         written = doc.get("xplayers_version", "unknown")
         hint = (
-            f" (written by xplayers {written}; upgrade xplayers to read it)"
+            f" (written by xplayers {written!r}; upgrade xplayers to read it)"
             if isinstance(version, int) and version > FORMAT_VERSION
             else ""
         )
@@ -488,26 +875,57 @@ def _check_entries(path: Path, entries: list[Any]) -> list[str]:
                 f"'dtype': 'float32' or 'float64'}}; got {e!r}"[:300],
             )
         if not _NAME.fullmatch(e["name"]) or e["name"] == METADATA_KEY:
-            raise _error(path, f"params[{i}] has an invalid name {e['name']!r}")
+            raise _error(path, f"params[{i}] has an invalid name {e['name'][:200]!r}")
         if e["name"] in names:
             raise _error(path, f"parameter {e['name']!r} is declared twice")
         names.append(e["name"])
     return names
 
 
-def _load_entry(path: Path, npz: Any, key: str) -> npt.NDArray[Any]:
+def _read_data(archive: _Archive, key: str, offset: int, nbytes: int) -> bytearray:
+    """The `nbytes` data bytes of member `key` after its header: never more are inflated.
+
+    The member's size was checked against its header, so reading exactly
+    `nbytes` reaches its end, where :mod:`zipfile` checks the CRC.
+    """
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
     try:
-        value: npt.NDArray[Any] = npz[key]
+        with archive.zip.open(_member(archive, key)) as member:
+            f: Any = member  # a ZipExtFile, which has readinto
+            f.read(offset)
+            done = 0
+            while done < nbytes:
+                n = f.readinto(view[done : done + 2**24])
+                if not n:
+                    break
+                done += n
+            extra = f.read(1)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise _error(path, f"entry {key!r} is damaged ({type(exc).__name__}: {exc})") from None
-    return value
+        raise _error(
+            archive.path, f"entry {key!r} is damaged ({type(exc).__name__}: {exc})"
+        ) from None
+    if done != nbytes or extra:
+        raise _error(archive.path, f"entry {key!r} is damaged (its data ends early or late)")
+    return buf
 
 
-def _read_array(path: Path, npz: Any, entry: Mapping[str, Any]) -> npt.NDArray[Any]:
-    value = _load_entry(path, npz, entry["name"])
-    dtype = np.dtype(entry["dtype"])
-    if value.dtype != dtype:  # same kind and size, other byte order
-        value = value.astype(dtype)
+def _read_array(
+    archive: _Archive, entry: Mapping[str, Any], layout: tuple[np.dtype[Any], int]
+) -> npt.NDArray[Any]:
+    name, shape = entry["name"], tuple(entry["shape"])
+    dtype, offset = layout
+    data = _read_data(archive, name, offset, math.prod(shape) * dtype.itemsize)
+    value = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if value.dtype != np.dtype(entry["dtype"]):  # same kind and size, other byte order
+        value = value.astype(entry["dtype"])
+    bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+    if bad:
+        raise _error(
+            archive.path,
+            f"parameter {name!r} holds {bad} NaN or infinite value(s) of {value.size} "
+            "(a diverged network; refused)",
+        )
     return value
 
 
@@ -518,3 +936,5 @@ def _build(path: Path, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any
         return from_config(config, params=arrays)
     except (ValueError, TypeError, KeyError) as exc:
         raise _error(path, f"parameters do not fit the stored network config: {exc}") from exc
+    except MemoryError:
+        raise _error(path, "needs more memory than is available to build") from None
