@@ -31,7 +31,6 @@ of the same target.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -742,68 +741,12 @@ def _mismatch(
 
 
 def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
-    """The parameter names, shapes and dtypes a network config implies, allocating nothing.
+    """The parameter names, shapes and dtypes a network config implies, allocating nothing."""
+    from xplayers.network import NETWORKS, param_shapes
 
-    Checks only what the shapes depend on (class, sizes, dtype, and that the
-    ``Affine`` sizes of a ``Sequential`` chain); :func:`xplayers.network.from_config`
-    checks the rest when the network is built.
-    """
-    from xplayers.init import _check_sizes, canonical_dtype
-
-    where = "config"
-    cls = config.get("class")
-    dtype = canonical_dtype(config.get("dtype", "float64"), where)
-    if cls == "TwoLayerNet":
-        wanted: list[Any] = [config.get(k) for k in ("input_size", "hidden_size", "output_size")]
-        sizes = _check_sizes(
-            wanted,
-            where,
-            "sizes",
-        )
-    elif cls == "MultiLayerNet":
-        hidden = config.get("hidden_size_list")
-        if not isinstance(hidden, list):
-            fail(where, "hidden_size_list", "a list of positive ints", repr(hidden)[:100])
-        wanted = [config.get("input_size"), *hidden, config.get("output_size")]
-        sizes = _check_sizes(wanted, where, "sizes")
-    elif cls == "Sequential":
-        return _sequential_shapes(config.get("layers"), dtype)
-    else:
-        fail(where, "class", "TwoLayerNet, MultiLayerNet or Sequential", repr(cls)[:100])
-    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
-    for k, (d_in, d_out) in enumerate(itertools.pairwise(sizes), start=1):
-        shapes[f"W{k}"] = ((d_in, d_out), dtype)
-        shapes[f"b{k}"] = ((d_out,), dtype)
-    return shapes
-
-
-def _sequential_shapes(layers: Any, dtype: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    from xplayers.init import _check_sizes
-
-    where = "config"
-    if not isinstance(layers, list) or not layers:
-        fail(where, "layers", "a non-empty list of layer descriptions", repr(layers)[:100])
-    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
-    previous: tuple[str, int] | None = None
-    for entry in layers:
-        if not isinstance(entry, dict) or entry.get("type") != "Affine":
-            continue
-        name = entry.get("name")
-        pair: list[Any] = [entry.get("input_size"), entry.get("output_size")]
-        d_in, d_out = _check_sizes(pair, where, f"layers {name!r}")
-        if previous is not None and previous[1] != d_in:
-            fail(
-                where,
-                f"layers {name!r}",
-                f"input_size {previous[1]}, the output_size of {previous[0]!r} before it",
-                str(d_in),
-                "The Affine sizes of a Sequential must chain",
-            )
-        previous = (str(name), d_out)
-        k = len(shapes) // 2 + 1
-        shapes[f"W{k}"] = ((d_in, d_out), dtype)
-        shapes[f"b{k}"] = ((d_out,), dtype)
-    return shapes
+    shapes = param_shapes(config)  # checks the class, the keys and the sizes
+    dtype = NETWORKS[config["class"]].dtype(config, "param_shapes")
+    return {name: (shape, dtype) for name, shape in shapes.items()}
 
 
 def _read_header(archive: _Archive) -> dict[str, Any]:
