@@ -152,6 +152,22 @@ def test_optimizer_descends_a_quadratic(backend, name, dtype):
         assert in_place
 
 
+def test_nesterov_uses_the_new_velocity_as_the_book_does(backend):
+    """The book's ``common/optimizer.py`` scales and decrements ``v`` first, then adds
+    ``m*m*v`` (the new ``v``) to the parameter: one step from p=1, g=0.5, lr=0.01,
+    m=0.9 gives 1 + 0.81 * (-0.005) - 1.9 * 0.005 = 0.98645. Using the old
+    velocity instead would give 0.9905, which is not the book's code."""
+    params = {"w": backend.asarray(np.array([1.0]))}
+    opt = Nesterov(lr=0.01, momentum=0.9)
+    opt.update(params, {"w": backend.asarray(np.array([0.5]))})
+    np.testing.assert_allclose(backend.to_numpy(params["w"]), [0.98645], rtol=1e-14)
+    opt.update(params, {"w": backend.asarray(np.array([0.5]))})
+    v = 0.9 * -0.005 - 0.005  # -0.0095
+    np.testing.assert_allclose(
+        backend.to_numpy(params["w"]), [0.98645 + 0.81 * v - 1.9 * 0.005], rtol=1e-14
+    )
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_optimizer_matches_the_book_in_float64(backend, xp, rng, name):
     kwargs = {"lr": 0.05}

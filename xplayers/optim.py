@@ -265,6 +265,11 @@ class Nesterov(Optimizer):
         v \leftarrow \alpha v - \eta g, \qquad
         W \leftarrow W + \alpha^2 v - (1 + \alpha)\,\eta\,g
 
+    The order is the book's code: the velocity is updated first, and the
+    parameter step uses the *new* velocity (one step from :math:`W = 1`,
+    :math:`g = 0.5`, :math:`\eta = 0.01`, :math:`\alpha = 0.9` gives
+    0.98645).
+
     Parameters
     ----------
     lr : float, default 0.01
