@@ -19,20 +19,42 @@ Numerical stability
 * :func:`cross_entropy` works from the logits, not from probabilities, so no
   ``log(0)`` guard such as the book's ``1e-7`` is needed: a logit gap of
   1000 costs a loss of exactly 1000, and the loss is never negative.
+
+Kernels
+-------
+Each function marked with :func:`kernel` has one generic implementation,
+the body written here (the oracle), and may have a faster form of the same
+formula for one library: a function of the same name and signature in that
+backend's kernel module (``xplayers/backend/kernels_<backend>.py``, e.g.
+NumPy writing into the arrays it has just created, ``np.dot`` for the
+batch-1 outer product, the fused softmax cross-entropy backward). The
+public function picks the implementation by the type of its first argument,
+once per type. A kernel that does not cover an input (non-finite logits, an
+odd dtype) returns ``NotImplemented`` and the generic version runs instead.
+The generic version stays reachable as ``f.generic``; the tests run every
+kernel against it on one table of inputs. To add a kernel, decorate the
+generic function with ``@kernel`` and define the same name in the kernel
+module.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from array_api_compat import device, is_numpy_namespace
+from array_api_compat import device
 
-from xplayers._backend import namespace
+from xplayers._backend import backend_name, namespace
 
 __all__ = [
+    "affine",
+    "affine_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "kernel",
     "log_softmax",
     "one_hot",
     "relu",
@@ -40,9 +62,136 @@ __all__ = [
     "sigmoid",
     "sigmoid_backward",
     "softmax",
+    "softmax_cross_entropy",
 ]
 
+F = TypeVar("F", bound=Callable[..., Any])
 
+#: The kernel module of each array type (None: the generic code only).
+_KERNEL_MODULES: dict[type, ModuleType | None] = {}
+
+
+def kernel_module(x: Any) -> ModuleType | None:
+    """The kernel module of array `x`'s backend, or None; looked up once per array type."""
+    cls = type(x)
+    try:
+        return _KERNEL_MODULES[cls]
+    except KeyError:
+        pass
+    name = f"xplayers.backend.kernels_{backend_name(x)}"
+    try:
+        module: ModuleType | None = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # the kernel module exists but its own import failed
+            raise
+        module = None
+    _KERNEL_MODULES[cls] = module
+    return module
+
+
+def kernel(generic: F) -> F:
+    """Make `generic` a public function that a backend's kernel module may speed up.
+
+    The returned function calls the kernel of the same name in the kernel
+    module of its first argument's backend (see :func:`kernel_module`), or
+    `generic` when there is none or the kernel returns ``NotImplemented``.
+    The choice is cached per array type; ``f.generic`` is the generic body.
+    """
+    name = generic.__name__
+    chosen: dict[type, Callable[..., Any]] = {}
+
+    @functools.wraps(generic)
+    def public(x: Any, /, *args: Any, **kwargs: Any) -> Any:
+        impl = chosen.get(type(x))
+        if impl is None:
+            impl = chosen[type(x)] = getattr(kernel_module(x), name, generic)
+        out = impl(x, *args, **kwargs)
+        if out is NotImplemented:
+            return generic(x, *args, **kwargs)
+        return out
+
+    public.generic = generic  # type: ignore[attr-defined]
+    return cast(F, public)
+
+
+def kernels_of(x: Any) -> dict[str, Callable[..., Any]]:
+    """The public kernel-backed functions with a kernel for `x`'s backend, by name."""
+    module = kernel_module(x)
+    return {
+        name: getattr(module, name)
+        for name, f in globals().items()
+        if hasattr(f, "generic") and module is not None and hasattr(module, name)
+    }
+
+
+# --------------------------------------------------------------------------- affine
+
+
+@kernel
+def affine(x: Any, W: Any, b: Any, /) -> Any:
+    r"""Fully connected map :math:`y = x W + b`.
+
+    Parameters
+    ----------
+    x : array, shape (N, D)
+    W : array, shape (D, M)
+    b : array, shape (M,)
+
+    Returns
+    -------
+    array, shape (N, M)
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import affine
+    >>> affine(xp.ones((1, 2)), xp.ones((2, 3)), xp.asarray([0.0, 1.0, 2.0]))
+    Array([[2., 3., 4.]], dtype=array_api_strict.float64)
+    """
+    return x @ W + b
+
+
+@kernel
+def affine_backward(
+    dout: Any,
+    x: Any,
+    W: Any,
+    /,
+    *,
+    input_grad: bool = True,
+) -> tuple[Any, Any, Any]:
+    r"""Gradients of :func:`affine`, given the upstream gradient `dout`.
+
+    .. math::
+        dx = dout\,W^\top, \qquad dW = x^\top dout, \qquad db = \textstyle\sum_n dout_n
+
+    Parameters
+    ----------
+    dout : array, shape (N, M)
+    x : array, shape (N, D)
+        The forward input.
+    W : array, shape (D, M)
+    input_grad : bool, default True
+        When False, `dx` is not computed (returned as None).
+
+    Returns
+    -------
+    (dx, dW, db) : arrays of shapes (N, D) or None, (D, M), (M,)
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import affine_backward
+    >>> dx, dW, db = affine_backward(xp.ones((4, 2)), xp.ones((4, 3)), xp.ones((3, 2)))
+    >>> db
+    Array([4., 4.], dtype=array_api_strict.float64)
+    """
+    xp = namespace(dout)
+    dx = dout @ W.T if input_grad else None
+    return dx, x.T @ dout, xp.sum(dout, axis=0)
+
+
+@kernel
 def relu(x: Any, /) -> Any:
     r"""Rectified linear unit, :math:`\max(x, 0)`.
 
@@ -65,16 +214,17 @@ def relu(x: Any, /) -> Any:
     return namespace(x).maximum(x, 0.0)
 
 
+@kernel
 def relu_backward(dout: Any, out: Any, /) -> Any:
     r"""Gradient of :func:`relu`: :math:`dx = dout \cdot [out > 0]`.
 
     Uses the forward *output* (``out > 0`` exactly where ``x > 0``), so no
     mask has to be kept and nothing is written into `dout`.
 
-    On NumPy the mask multiplies `dout` instead of selecting with ``where``:
-    NumPy's ``where`` branches per element and runs about 7x slower on a
-    half-random mask. The two agree for finite `dout`; a non-finite `dout`
-    where ``x <= 0`` gives NaN there instead of 0.
+    The NumPy kernel multiplies `dout` by the mask instead of selecting with
+    ``where``: NumPy's ``where`` branches per element and runs about 7x
+    slower on a half-random mask. The two agree for finite `dout`; a
+    non-finite `dout` where ``x <= 0`` gives NaN there instead of 0.
 
     Examples
     --------
@@ -84,12 +234,10 @@ def relu_backward(dout: Any, out: Any, /) -> Any:
     >>> relu_backward(xp.asarray([5.0, 5.0]), out)
     Array([0., 5.], dtype=array_api_strict.float64)
     """
-    xp = namespace(dout)
-    if is_numpy_namespace(xp):
-        return xp.multiply(dout, out > 0)
-    return xp.where(out > 0, dout, 0.0)
+    return namespace(dout).where(out > 0, dout, 0.0)
 
 
+@kernel
 def sigmoid(x: Any, /) -> Any:
     r"""Logistic sigmoid, :math:`1 / (1 + e^{-x})`, without overflow.
 
@@ -113,6 +261,7 @@ def sigmoid(x: Any, /) -> Any:
     return xp.exp(xp.minimum(x, 0.0)) / (1.0 + e)
 
 
+@kernel
 def sigmoid_backward(dout: Any, out: Any, /) -> Any:
     r"""Gradient of :func:`sigmoid` from its output: :math:`dx = dout\,(1 - y)\,y`.
 
@@ -152,6 +301,7 @@ def _log_softmax_parts(x: Any, xp: ModuleType) -> tuple[Any, Any, Any]:
     return z, e, xp.sum(e, axis=-1, keepdims=True)
 
 
+@kernel
 def softmax(x: Any, /) -> Any:
     r"""Softmax along the last axis, :math:`y_i = e^{x_i - m} / \sum_j e^{x_j - m}`.
 
@@ -179,6 +329,7 @@ def softmax(x: Any, /) -> Any:
     return e / s
 
 
+@kernel
 def log_softmax(x: Any, /) -> Any:
     r"""Logarithm of :func:`softmax`, :math:`x_i - m - \log\sum_j e^{x_j - m}`.
 
@@ -272,6 +423,7 @@ def _batch(x: Any) -> int:
     return max(int(x.shape[0]), 1)
 
 
+@kernel
 def cross_entropy(x: Any, t: Any, /) -> Any:
     r"""Mean softmax cross-entropy of logits `x` against targets `t`.
 
@@ -307,6 +459,36 @@ def cross_entropy(x: Any, t: Any, /) -> Any:
     return _nll(logp, t, x, xp)
 
 
+@kernel
+def softmax_cross_entropy(x: Any, t: Any, /) -> tuple[Any, Any]:
+    r""":func:`cross_entropy` and :func:`softmax` of the same logits in one pass.
+
+    The forward of :class:`~xplayers.SoftmaxWithLoss`: the mean loss and the
+    probabilities ``y`` that :func:`cross_entropy_backward` needs, from one
+    shift and one ``exp``. Defined for an empty batch (loss 0, ``y`` of shape
+    ``(0, C)``).
+
+    Returns
+    -------
+    (loss, y) : array of shape () and array of shape (N, C), both in `x`'s dtype
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import softmax_cross_entropy
+    >>> loss, y = softmax_cross_entropy(xp.asarray([[0.0, 0.0]]), xp.asarray([1]))
+    >>> loss
+    Array(0.69314718, dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    n, c = x.shape
+    if n == 0:  # defined, and kept away from reductions over empty rows
+        dev = device(x)
+        return xp.zeros((), dtype=x.dtype, device=dev), xp.zeros((0, c), dtype=x.dtype, device=dev)
+    z, e, s = _log_softmax_parts(x, xp)
+    return _nll(z - xp.log(s), t, x, xp), e / s
+
+
 def _nll(logp: Any, t: Any, x: Any, xp: ModuleType) -> Any:
     mask, probs = _target(t, x, xp)
     if mask is not None:
@@ -331,6 +513,7 @@ def _mean_rows(rows: Any, xp: ModuleType) -> Any:
     return xp.astype(xp.sum(xp.astype(rows, xp.float32) / n), rows.dtype)
 
 
+@kernel
 def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:
     r"""Gradient of :func:`cross_entropy` with respect to the logits.
 

@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
+from xplayers.functional import affine, affine_backward
 from xplayers.layers._base import Layer
 
 __all__ = ["Affine"]
@@ -115,18 +116,16 @@ class Affine(Layer):
         if x.dtype != W.dtype:
             x = xp.astype(x, W.dtype)
         self.x = x
-        return x @ W + self.b
+        return affine(x, W, self.b)
 
     def backward(self, dout: Any) -> Any:
         """Set ``dW``, ``db``; return ``dx`` in the input's shape (None without ``input_grad``)."""
         x = self._forward_state(self.x)
         W = self.W
         xp, dout = self._dout_for(dout, x)
-        self.dW = x.T @ dout
-        self.db = xp.sum(dout, axis=0)
-        if not self.input_grad:
+        dx, self.dW, self.db = affine_backward(dout, x, W, input_grad=self.input_grad)
+        if dx is None:
             return None
-        dx = dout @ W.T
         if dx.dtype != self._x_dtype:
             dx = xp.astype(dx, self._x_dtype)
         if len(self.original_x_shape or ()) != 2:

@@ -9,7 +9,7 @@ import array_api_compat
 
 from xplayers._backend import is_lazy
 from xplayers._validation import describe, fail, float_array, same_backend
-from xplayers.functional import _log_softmax_parts, _nll, cross_entropy_backward
+from xplayers.functional import cross_entropy_backward, softmax_cross_entropy
 from xplayers.layers._base import Layer
 
 __all__ = ["SoftmaxWithLoss"]
@@ -83,17 +83,9 @@ class SoftmaxWithLoss(Layer):
             without forcing a computation: not for Dask or traced JAX).
         """
         where = "SoftmaxWithLoss.forward"
-        xp = check_logits_and_targets(where, x, t)
-        n, c = x.shape
+        check_logits_and_targets(where, x, t)
         self.t = t
-        if n == 0:  # defined, and kept away from reductions over empty rows
-            dev = array_api_compat.device(x)
-            self.y = xp.zeros((0, c), dtype=x.dtype, device=dev)
-            self.loss = xp.zeros((), dtype=x.dtype, device=dev)
-            return self.loss
-        z, e, s = _log_softmax_parts(x, xp)
-        self.y = e / s
-        self.loss = _nll(z - xp.log(s), t, x, xp)
+        self.loss, self.y = softmax_cross_entropy(x, t)
         return self.loss
 
     def backward(self, dout: Any = 1.0) -> Any:

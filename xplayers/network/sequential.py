@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import array_api_compat
 import numpy as np
@@ -28,10 +28,16 @@ from xplayers._validation import describe, dtype_name, fail, positive_ints, same
 from xplayers.errors import LayerStateError
 from xplayers.init import canonical_dtype
 from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
-from xplayers.network._numpy_plan import NumpyPlan, Optimizer, numpy_plan
 from xplayers.network.parameters import Parameters, is_layer, layer_params
 
 __all__ = ["CONFIG_LAYERS", "Sequential", "build_sequential", "sequential_shapes"]
+
+
+class Optimizer(Protocol):
+    """Anything with ``update(params, grads)``."""
+
+    def update(self, params: MutableMapping[str, Any], grads: Mapping[str, Any], /) -> None: ...
+
 
 #: Layer classes a plain :class:`Sequential` config can hold, by ``type`` name.
 CONFIG_LAYERS: dict[str, type] = {
@@ -142,8 +148,6 @@ class Sequential:
         self._backward_order = list(reversed(ordered.values()))
         self.last_layer = last
         self._params = Parameters(slots, where)
-        self._numpy_plan: NumpyPlan | None = None
-        self._numpy_plan_known = False
 
     # ------------------------------------------------------------------ parameters
 
@@ -246,12 +250,11 @@ class Sequential:
 
         Notes
         -----
-        On NumPy, for stacks of ``Affine`` and ``Relu``/``Sigmoid`` layers
-        ending in ``SoftmaxWithLoss`` with writable parameters, the step runs
-        a fused path that reuses its intermediate buffers from step to step
-        (tested equal to the layer path). That path leaves the layers' cached
-        values and :attr:`grads` as they were; call :meth:`gradient` to
-        inspect gradients. Nothing returned to the caller is ever overwritten.
+        The step runs the layers themselves, so afterwards the layers' kept
+        values and :attr:`grads` are those of this batch, as after
+        :meth:`gradient`, on every backend; the speed comes from the
+        backend's kernels (:mod:`xplayers.functional`), which every path
+        shares.
 
         Examples
         --------
@@ -277,13 +280,6 @@ class Sequential:
                 "an object with update(params, grads), e.g. xplayers.optim.SGD()",
                 describe(optimizer),
             )
-        if not self._numpy_plan_known:
-            self._numpy_plan = numpy_plan(list(self._layers.values()), self.last_layer)
-            self._numpy_plan_known = True
-        if self._numpy_plan is not None:
-            loss = self._numpy_plan.step(self._params, x, t, optimizer)
-            if loss is not None:
-                return loss
         loss = self._backprop(x, t)
         update(self._params, self.grads)
         return loss

@@ -1,0 +1,210 @@
+"""NumPy kernels of the functional core: the same formulas, in NumPy's fastest form.
+
+Each function here has the name and signature of a function of
+:mod:`xplayers.functional` marked ``@kernel`` and computes the same formula
+(the tests compare them on one table of inputs). What makes them faster:
+
+* they write into the arrays they have just created (``out=``, ``+=``)
+  instead of allocating a temporary for every operation, and never into
+  their arguments;
+* ``np.dot`` for ``x.T @ dout``: ``matmul`` with an inner dimension of 1 (the
+  batch-1 outer product) takes a slow loop, ``dot`` calls BLAS (8x faster);
+* the bias gradient as a BLAS matrix-vector product with a vector of ones;
+* one shift, one ``exp`` and one division for softmax and its loss; the
+  softmax cross-entropy backward indexes the label entries instead of
+  building a one-hot mask;
+* NumPy's own functions, not array-api-compat's wrappers (several
+  microseconds each).
+
+A kernel returns ``NotImplemented`` for the inputs whose special cases the
+generic code defines (logits with an infinite or NaN row maximum, mixed
+dtypes), and the generic version runs instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Array = np.ndarray[Any, Any]
+
+#: Vectors of ones by (length, dtype), read-only: ``ones @ dout`` is the column sum.
+_ONES: dict[tuple[int, Any], Array] = {}
+
+
+#: ``finfo(dtype).max`` as a Python float, by dtype.
+_FMAX: dict[Any, float] = {}
+
+
+def _fmax(dtype: Any) -> float:
+    v = _FMAX.get(dtype)
+    if v is None:
+        v = _FMAX[dtype] = float(np.finfo(dtype).max)
+    return v
+
+
+def _ones(n: int, dtype: Any) -> Array:
+    key = (n, dtype)
+    v = _ONES.get(key)
+    if v is None:
+        if len(_ONES) >= 8:  # the training batch, the ragged last batch, a few others
+            _ONES.pop(next(iter(_ONES)))
+        v = _ONES[key] = np.ones(n, dtype)
+        v.setflags(write=False)
+    return v
+
+
+def affine(x: Array, W: Array, b: Array, /) -> Any:
+    """``x @ W + b``, the bias added into the product."""
+    out = np.matmul(x, W)
+    if out.dtype != b.dtype or out.ndim != 2:
+        return NotImplemented
+    out += b
+    return out
+
+
+def affine_backward(
+    dout: Array,
+    x: Array,
+    W: Array,
+    /,
+    *,
+    input_grad: bool = True,
+) -> Any:
+    """``(dout @ W.T, x.T @ dout, sum(dout, axis=0))`` with ``dot`` and a GEMV."""
+    if dout.ndim != 2 or x.ndim != 2 or dout.dtype != x.dtype:
+        return NotImplemented
+    dx = np.dot(dout, W.T) if input_grad else None
+    return dx, np.dot(x.T, dout), np.dot(_ones(dout.shape[0], dout.dtype), dout)
+
+
+def relu(x: Array, /) -> Array:
+    """``max(x, 0)``."""
+    return np.maximum(x, 0.0)
+
+
+def relu_backward(dout: Array, out: Array, /) -> Array:
+    """``dout * (out > 0)``: a multiplication, not NumPy's per-element branching ``where``."""
+    return np.multiply(dout, out > 0)
+
+
+def sigmoid(x: Array, /) -> Array:
+    """``exp(min(x, 0)) / (1 + exp(-|x|))`` in two arrays."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    e += 1.0
+    out = np.minimum(x, 0.0)
+    np.exp(out, out=out)
+    out /= e
+    return out
+
+
+def sigmoid_backward(dout: Array, out: Array, /) -> Any:
+    """``dout * (1 - out) * out`` in one array."""
+    if dout.dtype != out.dtype:
+        return NotImplemented
+    dx = np.subtract(1.0, out)
+    dx *= dout
+    dx *= out
+    return dx
+
+
+def _shift(x: Array) -> tuple[Array, Array, Array] | None:
+    """``z = x - max``, ``e = exp(z)``, ``s = sum(e)`` per row; None when a row max is not finite.
+
+    ``x - max`` rounds to ``-inf`` where the true difference is below the
+    float minimum, as the generic shift defines it; overflow is possible
+    only where the value range exceeds the float maximum, which one
+    comparison of two Python floats rules out in the common case.
+    """
+    m = np.maximum.reduce(x, axis=-1, keepdims=True)
+    span = float(m.max()) - float(x.min())  # Python floats: inf or nan without a warning
+    if span <= _fmax(x.dtype):
+        z = np.subtract(x, m)
+    elif not np.isfinite(m).all():
+        return None
+    else:
+        with np.errstate(over="ignore"):
+            z = np.subtract(x, m)
+    e = np.exp(z)
+    return z, e, np.add.reduce(e, axis=-1, keepdims=True)
+
+
+def _mean(rows: Array, n: int, dtype: Any) -> Any:
+    """``sum(rows / n)`` as a 0-d array (per-row division first, as the generic mean)."""
+    rows /= n
+    return np.asarray(np.add.reduce(rows), dtype=dtype)
+
+
+def softmax(x: Array, /) -> Any:
+    """``exp(x - max) / sum``, divided in place."""
+    if x.ndim == 0 or x.size == 0:
+        return NotImplemented
+    parts = _shift(x)
+    if parts is None:
+        return NotImplemented
+    _, e, s = parts
+    e /= s
+    return e
+
+
+def log_softmax(x: Array, /) -> Any:
+    """``x - max - log(sum(exp(x - max)))``, subtracted in place."""
+    if x.ndim == 0 or x.size == 0:
+        return NotImplemented
+    parts = _shift(x)
+    if parts is None:
+        return NotImplemented
+    z, _, s = parts
+    z -= np.log(s)
+    return z
+
+
+def softmax_cross_entropy(x: Array, t: Array, /) -> Any:
+    """Mean loss and softmax from one shift: ``log(s) - z[n, t_n]`` per row for labels."""
+    n = x.shape[0]
+    if x.ndim != 2 or x.size == 0 or n > _fmax(x.dtype):
+        return NotImplemented
+    parts = _shift(x)
+    if parts is None:
+        return NotImplemented
+    z, y, s = parts
+    log_s = np.log(s[:, 0])
+    if t.ndim == 1:
+        rows = log_s
+        rows -= z[np.arange(n), t]
+    else:
+        p = t if t.dtype == x.dtype else t.astype(x.dtype)
+        # sum_c p_c (log s - z_c); where p_c = 0 and z_c = -inf the generic takes 0, not NaN
+        picked = np.multiply(p, z, where=p != 0, out=np.zeros_like(z))
+        rows = np.multiply(log_s, np.add.reduce(p, axis=1))
+        rows -= np.add.reduce(picked, axis=1)
+    loss = _mean(rows, n, x.dtype)
+    y /= s
+    return loss, y
+
+
+def cross_entropy(x: Array, t: Array, /) -> Any:
+    """The loss of :func:`softmax_cross_entropy`."""
+    out = softmax_cross_entropy(x, t)
+    return out if out is NotImplemented else out[0]
+
+
+def cross_entropy_backward(y: Array, t: Array, dout: Any = 1.0, /) -> Any:
+    """``(y - onehot(t)) * dout / N``: the label entries are indexed, no mask is built."""
+    if y.ndim != 2:
+        return NotImplemented
+    n = y.shape[0]
+    scale = dout / max(n, 1)
+    if t.ndim == 1:
+        dx = np.multiply(y, scale)
+        rows = np.arange(n)
+        dx[rows, t] = (y[rows, t] - 1.0) * scale
+        return dx
+    p = t if t.dtype == y.dtype else t.astype(y.dtype)
+    dx = np.multiply(y, np.add.reduce(p, axis=1, keepdims=True))
+    dx -= p
+    dx *= scale
+    return dx
