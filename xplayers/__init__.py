@@ -41,7 +41,17 @@ from xplayers.errors import (
 )
 from xplayers.gradcheck import gradient_check, numerical_gradient
 from xplayers.io import ModelFileError, load, save
-from xplayers.layers import Affine, Layer, Relu, Sigmoid, SoftmaxWithLoss
+from xplayers.layers import (
+    Affine,
+    BatchNormalization,
+    Convolution,
+    Dropout,
+    Layer,
+    Pooling,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
 from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet, from_config
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
 from xplayers.training import History, MissingDependencyError, TrainingError, evaluate, train
@@ -56,6 +66,9 @@ __all__ = [
     "Affine",
     "Backend",
     "BackendUnavailableError",
+    "BatchNormalization",
+    "Convolution",
+    "Dropout",
     "History",
     "Layer",
     "LayerInputError",
@@ -65,6 +78,7 @@ __all__ = [
     "Momentum",
     "MultiLayerNet",
     "Nesterov",
+    "Pooling",
     "RMSprop",
     "Relu",
     "Sequential",

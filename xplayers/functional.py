@@ -549,3 +549,39 @@ def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:
     if mask is not None:
         return (y - xp.astype(mask, y.dtype)) * scale
     return (y * xp.sum(probs, axis=-1, keepdims=True) - probs) * scale
+
+
+# --------------------------------------------------------------------------- chapters 6-7
+# Dropout, batch normalisation, im2col/col2im, convolution and max pooling live
+# in their own modules (one concept each) and are re-exported here, so that
+# ``xplayers.functional`` stays the one place to look for the layer math.
+
+from xplayers.functional_conv import (  # noqa: E402
+    col2im,
+    conv_output_size,
+    convolution,
+    convolution_backward,
+    im2col,
+    max_pooling,
+    max_pooling_backward,
+)
+from xplayers.functional_regularize import (  # noqa: E402
+    BATCH_NORM_EPS,
+    batch_norm,
+    batch_norm_backward,
+    dropout_mask,
+)
+
+__all__ += [
+    "BATCH_NORM_EPS",
+    "batch_norm",
+    "batch_norm_backward",
+    "col2im",
+    "conv_output_size",
+    "convolution",
+    "convolution_backward",
+    "dropout_mask",
+    "im2col",
+    "max_pooling",
+    "max_pooling_backward",
+]

@@ -2,6 +2,10 @@
 
 from xplayers.layers._base import Layer
 from xplayers.layers.affine import Affine
+from xplayers.layers.batch_norm import BatchNormalization
+from xplayers.layers.convolution import Convolution
+from xplayers.layers.dropout import Dropout
+from xplayers.layers.pooling import Pooling
 from xplayers.layers.relu import Relu
 from xplayers.layers.sigmoid import Sigmoid
 from xplayers.layers.softmax_with_loss import SoftmaxWithLoss
@@ -9,4 +13,15 @@ from xplayers.layers.softmax_with_loss import SoftmaxWithLoss
 #: The activation layers by the book's names (``MultiLayerNet(activation="relu")``).
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": Relu, "sigmoid": Sigmoid}
 
-__all__ = ["ACTIVATIONS", "Affine", "Layer", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+__all__ = [
+    "ACTIVATIONS",
+    "Affine",
+    "BatchNormalization",
+    "Convolution",
+    "Dropout",
+    "Layer",
+    "Pooling",
+    "Relu",
+    "Sigmoid",
+    "SoftmaxWithLoss",
+]

@@ -1,0 +1,196 @@
+"""The BatchNormalization layer (the book's chapter 6)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from array_api_compat import device
+
+from xplayers._backend import namespace
+from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
+from xplayers.functional_regularize import BATCH_NORM_EPS, batch_norm, batch_norm_backward
+from xplayers.layers._base import Layer
+from xplayers.layers._window import check_dout
+
+__all__ = ["BatchNormalization"]
+
+
+class BatchNormalization(Layer):
+    r"""Batch normalisation with the book's formulas.
+
+    Training (``train_flg=True``), over the batch axis of `x` flattened to
+    ``(N, D)`` (a 4-D input ``(N, C, H, W)`` is flattened to
+    ``(N, C*H*W)``, as the book does, so every pixel of every channel is a
+    feature):
+
+    .. math::
+        \mu = \overline{x}, \quad \sigma^2 = \overline{(x-\mu)^2}, \quad
+        y = \gamma \frac{x - \mu}{\sqrt{\sigma^2 + 10^{-6}}} + \beta
+
+    and the running averages become
+    ``momentum * running + (1 - momentum) * batch`` (new arrays: nothing is
+    written in place). Test time (``train_flg=False``) uses them instead:
+    :math:`y = \gamma (x - \mu_{run}) / \sqrt{\sigma^2_{run} + 10^{-6}} + \beta`.
+    The running averages start as zeros of shape ``(D,)`` at the first
+    forward, as in the book.
+
+    ``backward`` follows the training graph (see
+    :func:`~xplayers.functional.batch_norm_backward`); after a test-time
+    forward it is the gradient of the test-time formula (the book would
+    reuse the last training batch).
+
+    Dtypes as :class:`~xplayers.Affine`: computed in `gamma`'s dtype,
+    ``dx`` returned in the input's.
+
+    Parameters
+    ----------
+    gamma, beta : array, shape (D,), one real floating dtype
+    momentum : float in [0, 1], default 0.9
+    running_mean, running_var : array of shape (D,) or None
+
+    Attributes
+    ----------
+    gamma, beta, running_mean, running_var : array
+    dgamma, dbeta : array or None
+        Gradients from the last ``backward``.
+    input_shape : tuple or None
+    batch_size, xc, xn, std : kept by a training forward for ``backward``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers import BatchNormalization
+    >>> bn = BatchNormalization(xp.ones(1), xp.zeros(1))
+    >>> bn.forward(xp.asarray([[1.0], [3.0]]))
+    Array([[-0.9999995],
+           [ 0.9999995]], dtype=array_api_strict.float64)
+    >>> bn.running_mean, bn.running_var
+    (Array([0.2], dtype=array_api_strict.float64), Array([0.1], dtype=array_api_strict.float64))
+    """
+
+    def __init__(
+        self,
+        gamma: Any,
+        beta: Any,
+        momentum: float = 0.9,
+        running_mean: Any = None,
+        running_var: Any = None,
+    ) -> None:
+        where = "BatchNormalization"
+        float_array(where, "gamma", gamma)
+        if gamma.ndim != 1:
+            fail(where, "gamma", "a 1-D array of shape (D,)", describe(gamma))
+        for arg, value in (
+            ("beta", beta),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ):
+            if value is None and arg != "beta":
+                continue
+            float_array(where, arg, value)
+            same_backend(where, arg, value, "gamma", gamma)
+            if tuple(value.shape) != tuple(gamma.shape) or value.dtype != gamma.dtype:
+                fail(
+                    where,
+                    arg,
+                    f"shape {tuple(gamma.shape)} and dtype {gamma.dtype} like gamma",
+                    describe(value),
+                )
+        if (running_mean is None) != (running_var is None):
+            fail(
+                where,
+                "running_var",
+                "running_mean and running_var both given or both None",
+                describe(running_var),
+            )
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, numbers.Real)
+            or not 0 <= momentum <= 1
+        ):
+            fail(where, "momentum", "a number in [0, 1]", repr(momentum))
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = float(momentum)
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.input_shape: tuple[int, ...] | None = None
+        self.batch_size: int | None = None
+        self.xc: Any = None
+        self.xn: Any = None
+        self.std: Any = None
+        self.dgamma: Any = None
+        self.dbeta: Any = None
+        self._train: bool | None = None
+        self._x_dtype: Any = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``{"gamma": gamma, "beta": beta}``."""
+        return {"gamma": self.gamma, "beta": self.beta}
+
+    @property
+    def grads(self) -> dict[str, Any]:
+        """``{"gamma": dgamma, "beta": dbeta}``."""
+        return {"gamma": self.dgamma, "beta": self.dbeta}
+
+    def forward(self, x: Any, train_flg: bool = True) -> Any:
+        """Return the normalised, scaled, shifted `x` ``(N, D)`` or ``(N, ...)``, same shape."""
+        where = "BatchNormalization.forward"
+        xp = float_array(where, "x", x, ndim_min=2)
+        gamma = self.gamma
+        same_backend(where, "x", x, "the layer's parameters gamma, beta", gamma)
+        n, d = int(x.shape[0]), math.prod(x.shape[1:])
+        if d != gamma.shape[0]:
+            fail(where, "x", f"{gamma.shape[0]} values per sample to match gamma", describe(x))
+        if train_flg and n == 0:
+            fail(where, "x", "a non-empty batch in training mode", describe(x))
+        self.input_shape = tuple(x.shape)
+        self._x_dtype = x.dtype
+        if x.ndim != 2:
+            x = xp.reshape(x, (n, d))
+        if x.dtype != gamma.dtype:
+            x = xp.astype(x, gamma.dtype)
+        if self.running_mean is None:
+            self.running_mean = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
+            self.running_var = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
+        self._train = bool(train_flg)
+        if train_flg:
+            r = batch_norm(x, gamma, self.beta)
+            self.batch_size, self.xc, self.xn, self.std = n, r["xc"], r["xn"], r["std"]
+            m = self.momentum
+            self.running_mean = m * self.running_mean + (1 - m) * r["mu"]
+            self.running_var = m * self.running_var + (1 - m) * r["var"]
+            out = r["out"]
+        else:
+            self.std = xp.sqrt(self.running_var + BATCH_NORM_EPS)
+            self.xn = (x - self.running_mean) / self.std
+            out = gamma * self.xn + self.beta
+        return out if len(self.input_shape) == 2 else xp.reshape(out, self.input_shape)
+
+    def backward(self, dout: Any) -> Any:
+        """Set ``dgamma``, ``dbeta``; return ``dx`` in the input's shape and dtype."""
+        train = self._forward_state(self._train)
+        shape = self.input_shape or ()
+        gamma = self.gamma
+        dout = check_dout("BatchNormalization.backward", dout, shape, gamma, gamma.dtype)
+        xp = namespace(dout)
+        if dout.ndim != 2:
+            dout = xp.reshape(dout, (shape[0], -1))
+        if train:
+            dx, self.dgamma, self.dbeta = batch_norm_backward(
+                dout, gamma, self.xc, self.xn, self.std
+            )
+        else:
+            self.dbeta = xp.sum(dout, axis=0)
+            self.dgamma = xp.sum(self.xn * dout, axis=0)
+            dx = gamma * dout / self.std
+        if dx.dtype != self._x_dtype:
+            dx = xp.astype(dx, self._x_dtype)
+        return dx if len(shape) == 2 else xp.reshape(dx, shape)
+
+    def __repr__(self) -> str:
+        d, dtype = self.gamma.shape[0], dtype_name(self.gamma.dtype)
+        return f"BatchNormalization({d}, momentum={self.momentum}, dtype={dtype})"
