@@ -213,8 +213,8 @@ def fold(
         span_h, span_w = stride * (oh - 1) + 1, stride * (ow - 1) + 1
         for fy in range(filter_h):
             for fx in range(filter_w):
-                window = (slice(None), slice(None))
-                window += (slice(fy, fy + span_h, stride), slice(fx, fx + span_w, stride))
+                rows, cols = slice(fy, fy + span_h, stride), slice(fx, fx + span_w, stride)
+                window = (slice(None), slice(None), rows, cols)
                 img = xpx.at(img, window).add(t[:, :, fy * filter_w + fx, ...], copy=None)
     if pad:
         img = img[:, :, pad : pad + h, pad : pad + w]

@@ -8,7 +8,14 @@ from typing import Any
 
 from xplayers._validation import describe, fail, float_array, positive_int, same_backend
 
-__all__ = ["check_dout", "check_fits", "image_batch", "non_negative_int", "positive_int"]
+__all__ = [
+    "check_dout",
+    "check_fits",
+    "image_batch",
+    "non_negative_int",
+    "positive_int",
+    "unit_interval",
+]
 
 
 def non_negative_int(where: str, arg: str, value: object) -> int:
@@ -16,6 +23,13 @@ def non_negative_int(where: str, arg: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         fail(where, arg, "an integer >= 0", repr(value))
     return int(value)
+
+
+def unit_interval(where: str, arg: str, value: object) -> float:
+    """Check `value` is a real number in [0, 1] (not a bool); return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) <= 1:
+        fail(where, arg, "a number in [0, 1]", repr(value))
+    return float(value)
 
 
 def image_batch(where: str, x: Any) -> ModuleType:

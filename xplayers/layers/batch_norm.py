@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 from array_api_compat import device
@@ -12,7 +11,7 @@ from xplayers._backend import namespace
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
 from xplayers.functional_regularize import BATCH_NORM_EPS, batch_norm, batch_norm_backward
 from xplayers.layers._base import Layer
-from xplayers.layers._window import check_dout
+from xplayers.layers._window import check_dout, unit_interval
 
 __all__ = ["BatchNormalization"]
 
@@ -105,15 +104,9 @@ class BatchNormalization(Layer):
                 "running_mean and running_var both given or both None",
                 describe(running_var),
             )
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, numbers.Real)
-            or not 0 <= momentum <= 1
-        ):
-            fail(where, "momentum", "a number in [0, 1]", repr(momentum))
         self.gamma = gamma
         self.beta = beta
-        self.momentum = float(momentum)
+        self.momentum = unit_interval(where, "momentum", momentum)
         self.running_mean = running_mean
         self.running_var = running_var
         self.input_shape: tuple[int, ...] | None = None

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
-from xplayers._validation import fail, float_array
+from xplayers._validation import float_array
 from xplayers.functional_regularize import dropout_mask
 from xplayers.layers._base import Layer
-from xplayers.layers._window import check_dout
+from xplayers.layers._window import check_dout, unit_interval
 
 __all__ = ["Dropout"]
 
@@ -60,13 +59,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, dropout_ratio: float = 0.5, *, seed: Any = None) -> None:
-        if (
-            isinstance(dropout_ratio, bool)
-            or not isinstance(dropout_ratio, numbers.Real)
-            or not 0.0 <= float(dropout_ratio) <= 1.0
-        ):
-            fail("Dropout", "dropout_ratio", "a number in [0, 1]", repr(dropout_ratio))
-        self.dropout_ratio = float(dropout_ratio)
+        self.dropout_ratio = unit_interval("Dropout", "dropout_ratio", dropout_ratio)
         self.mask: Any = None
         self.reseed(seed)
         self._train: bool | None = None
