@@ -24,21 +24,12 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
-from xplayers._backend import backend_status, resolve
+from xplayers.backend import RECORDS, Record, TestId, backend_status, resolve
 
-# id -> (xplayers backend name, device)
-BACKEND_IDS: dict[str, tuple[str, Any]] = {
-    "numpy": ("numpy", None),
-    "numpy_readonly": ("numpy", None),
-    "array_api_strict": ("array_api_strict", None),
-    "array_api_strict:device1": ("array_api_strict", "device1"),
-    "torch": ("torch", "cpu"),
-    "jax": ("jax", "cpu"),
-    "dask": ("dask", None),
-    "cupy": ("cupy", 0),
-    "torch:cuda": ("torch", "cuda"),
+# Every column of the matrix, read from the backend records: id -> (record, column).
+BACKEND_IDS: dict[str, tuple[Record, TestId]] = {
+    t.id: (r, t) for r in RECORDS.values() for t in r.test_ids
 }
-GPU_IDS = ("cupy", "torch:cuda")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,7 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--require-backends"):
         missing = []
         for bid in _selected(config):
-            ok, why = backend_status(*BACKEND_IDS[bid])
+            rec, col = BACKEND_IDS[bid]
+            ok, why = backend_status(rec.name, col.device)
             if not ok:
                 missing.append(f"{bid}: {why}")
         if missing:
@@ -102,7 +94,7 @@ class TestBackend:
 
     @property
     def lazy(self) -> bool:
-        return self.name in ("dask",)
+        return self.backend.record.lazy
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Put NumPy data on this backend (read-only for the read-only NumPy variant)."""
@@ -119,27 +111,24 @@ class TestBackend:
         return getattr(self.xp, name)
 
 
-_jax_ready = False
+_prepared: set[str] = set()
 
 
 def _make(bid: str) -> TestBackend:
-    global _jax_ready
-    name, device = BACKEND_IDS[bid]
-    ok, why = backend_status(name, device)
+    rec, col = BACKEND_IDS[bid]
+    ok, why = backend_status(rec.name, col.device)
     if not ok:
         pytest.skip(f"backend {bid} not usable: {why}")
-    if name == "jax" and not _jax_ready:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)  # float64 oracle comparisons
-        _jax_ready = True
-    return TestBackend(bid, resolve(name, device), readonly=bid == "numpy_readonly")
+    if rec.name not in _prepared:
+        rec.prepare_tests()  # e.g. JAX: enable float64 for the oracle comparisons
+        _prepared.add(rec.name)
+    return TestBackend(bid, resolve(rec.name, col.device), readonly=col.readonly)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         ids = _selected(metafunc.config)
-        marks = {bid: [pytest.mark.gpu] if bid in GPU_IDS else [] for bid in ids}
+        marks = {bid: [pytest.mark.gpu] if BACKEND_IDS[bid][1].gpu else [] for bid in ids}
         metafunc.parametrize(
             "backend_id", [pytest.param(b, id=b, marks=marks[b]) for b in ids], scope="session"
         )

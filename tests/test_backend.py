@@ -11,7 +11,7 @@ import pytest
 
 import xplayers as xpl
 from xplayers import BackendUnavailableError
-from xplayers._backend import parse_spec
+from xplayers.backend import parse_spec
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -178,13 +178,13 @@ def test_missing_backend_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", fake)
     with pytest.raises(
         BackendUnavailableError,
-        match=r"backend 'jax' is not installed.*pip install 'xplayers\[jax\]'",
+        match=r'backend .jax. is not installed.*pip install "xplayers\[jax\]" \(from a source checkout: pip install "\.\[jax\]"\)',
     ):
         xpl.set_backend("jax")
 
 
 def test_require_gpu_and_prefer_gpu_without_gpu(caplog):
-    from xplayers._backend import _try_gpu
+    from xplayers.backend._registry import _try_gpu
 
     if _try_gpu(0)[0] is not None:
         pytest.skip("a GPU backend is usable here")
@@ -252,7 +252,7 @@ def test_asarray_moves_other_backend_arrays(backend, xp):
 
 
 def test_namespace_is_cached():
-    from xplayers._backend import _NAMESPACES
+    from xplayers.backend._core import _NAMESPACES
 
     xpl.namespace(np.zeros(1))
     assert np.ndarray in _NAMESPACES

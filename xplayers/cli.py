@@ -19,7 +19,6 @@ import importlib
 import importlib.metadata
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import BACKENDS, backend_status, get_backend, resolve, use_backend
+from xplayers.backend import BACKENDS, get_backend, report, use_backend
 from xplayers.errors import XplayersError
 
 __all__ = ["build_parser", "main"]
@@ -554,42 +553,8 @@ def _version(module: str) -> str | None:
     return str(getattr(mod, "__version__", "unknown"))
 
 
-def _devices(name: str) -> list[str]:
-    """The devices a usable backend offers, found without allocating GPU memory."""
-    backend = resolve(name)
-    found = [_device_name(backend.device)]
-    if name in ("numpy", "dask"):
-        return found
-    if name in ("cupy", "torch"):
-        # numbered GPUs, checked through backend_status (device counts, no allocation)
-        for index in range(64):
-            device = index if name == "cupy" else f"cuda:{index}"
-            ok, detail = backend_status(name, device)
-            if not ok:
-                break
-            if detail not in found:
-                found.append(detail)
-        return found
-    info = getattr(backend.xp, "__array_namespace_info__", None)
-    if info is not None:
-        try:
-            listed = info().devices()
-        except Exception:  # a library's own listing failing is not fatal here
-            return found
-        for d in listed:
-            if d is not None and _device_name(d) not in found:
-                found.append(_device_name(d))
-    return found
-
-
 def _where(backend: Any) -> str:
-    return f"{backend.name}:{_device_name(backend.device)}"
-
-
-def _device_name(device: Any) -> str:
-    """``"device1"`` for ``array_api_strict.Device('device1')``; ``str(device)`` otherwise."""
-    match = re.fullmatch(r"[\w.]*Device\('(.*)'\)", str(device))
-    return match.group(1) if match else str(device)
+    return str(backend)
 
 
 def _blas() -> list[str]:
@@ -630,18 +595,8 @@ def _info(args: argparse.Namespace) -> int:
         current = f"unusable: {exc}"
     print(f"current backend: {current}")
     print("backends:")
-    for name in BACKENDS:
-        version = _version(name)
-        if version is None:
-            _, why = backend_status(name)
-            print(f"  {name:<17} not installed: {why.removeprefix('not installed; ')}")
-            continue
-        ok, detail = backend_status(name)
-        if ok:
-            devices = ", ".join(_devices(name))
-            print(f"  {name:<17} {version:<12} usable; devices: {devices}")
-        else:
-            print(f"  {name:<17} {version:<12} not usable: {detail}")
+    for entry in report():
+        print(f"  {entry.line()}")
     print("BLAS:")
     for line in _blas():
         print(f"  {line}")

@@ -10,6 +10,8 @@ call made in the wrong order).
 from __future__ import annotations
 
 __all__ = [
+    "BackendContextError",
+    "BackendSelectionError",
     "BackendUnavailableError",
     "LayerInputError",
     "LayerStateError",
@@ -28,6 +30,19 @@ class BackendUnavailableError(XplayersError, RuntimeError):
     usable device, or when a device index does not exist. The message says
     why and which ``pip install`` fixes it.
     """
+
+
+class BackendSelectionError(XplayersError, ValueError):
+    """A backend was named that xplayers does not know, or a device of the wrong kind.
+
+    Raised by :func:`~xplayers.set_backend`, :func:`~xplayers.use_backend`
+    and, for a bad ``XPLAYERS_BACKEND``, by :func:`~xplayers.get_backend`;
+    the message lists the valid names or device forms.
+    """
+
+
+class BackendContextError(XplayersError, RuntimeError):
+    """A :func:`~xplayers.use_backend` block was exited in another context than it was entered in."""
 
 
 class LayerInputError(XplayersError, ValueError):

@@ -1,0 +1,278 @@
+"""The shape of a backend record: what xplayers knows about one array library.
+
+Each module of this package (``numpy.py``, ``torch.py``, ...) defines one
+subclass of :class:`Record` and one instance of it, ``RECORD``. Everything
+that depends on the library — its import name, install hint, devices, array
+creation, the way back to NumPy, DLPack, laziness, synchronisation — is a
+field or a method of that record, so adding a backend is one new module plus
+its tests.
+
+This module and the record modules import only the standard library at
+import time (the library itself is imported on first use), so ``noxfile.py``
+can read the records before NumPy is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from xplayers.errors import BackendSelectionError, BackendUnavailableError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from xplayers.backend._core import Backend
+
+__all__ = ["Record", "Report", "TestId", "install_hint"]
+
+
+def install_hint(*extras: str, note: str = "") -> str:
+    """The pip command for optional dependencies, in its PyPI form and its source-checkout form.
+
+    Examples
+    --------
+    >>> from xplayers.backend._record import install_hint
+    >>> install_hint("torch")
+    'pip install "xplayers[torch]" (from a source checkout: pip install ".[torch]")'
+    """
+    pypi = " or ".join(f'"xplayers[{e}]"' for e in extras)
+    local = " or ".join(f'".[{e}]"' for e in extras)
+    text = f"pip install {pypi} (from a source checkout: pip install {local})"
+    return f"{text}{note}"
+
+
+class TestId(NamedTuple):
+    """One column of the test matrix: an id, the device it runs on, and its flavour."""
+
+    id: str
+    device: str | int | None = None
+    gpu: bool = False  # needs a GPU: marked ``gpu`` and left out of the CPU sessions
+    readonly: bool = False  # hand tests read-only NumPy memory to catch writes into inputs
+
+    __test__ = False  # not a test class
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``xplayers info`` says about one backend (see :meth:`Record.report`)."""
+
+    name: str
+    installed: bool
+    version: str | None
+    usable: bool
+    why_not: str | None
+    devices: tuple[str, ...]
+    install: str
+
+    def line(self) -> str:
+        """One line for ``xplayers info``."""
+        version = self.version or "?"
+        if not self.installed:
+            return f"{self.name:<17} not installed: {self.install}"
+        if not self.usable:
+            return f"{self.name:<17} {version:<12} not usable: {self.why_not}"
+        return f"{self.name:<17} {version:<12} usable; devices: {', '.join(self.devices)}"
+
+
+class Record:
+    """Everything xplayers knows about one backend.
+
+    Subclasses set the class attributes and override the methods that differ
+    from the defaults (a CPU-only, eager library whose arrays NumPy can read).
+    """
+
+    #: The backend's name, as given to :func:`xplayers.set_backend`.
+    name: ClassVar[str]
+    #: The module to import (``"dask.array"`` for Dask).
+    module: ClassVar[str]
+    #: The array-api-compat namespace module, or None when the library is one already.
+    compat: ClassVar[str | None]
+    #: Distribution names to read the version from, first installed wins.
+    distributions: ClassVar[tuple[str, ...]]
+    #: How to install it (PyPI form and checkout form).
+    install: ClassVar[str]
+    #: Whether it can run on a GPU.
+    gpu: ClassVar[bool] = False
+    #: Whether its arrays are computed on demand (values cannot be read cheaply).
+    lazy: ClassVar[bool] = False
+    #: Whether :func:`xplayers.to_backend` may hand it memory through DLPack.
+    dlpack: ClassVar[bool] = True
+    #: Dotted name of a module of fast kernels for this backend, imported on first use.
+    kernels: ClassVar[str | None] = None
+    #: The columns of the test matrix for this backend.
+    test_ids: ClassVar[tuple[TestId, ...]]
+    #: What a test session installs for this backend (beyond the test group).
+    nox_requirements: ClassVar[tuple[str, ...]] = ()
+    #: An environment variable that pins :attr:`nox_requirements`; when set,
+    #: the session must install from it (see ``noxfile.py``).
+    nox_requirement_env: ClassVar[str | None] = None
+    #: Whether the default ``nox`` run skips this backend unless ``nox_requirement_env`` is set
+    #: (for libraries whose plain PyPI wheel is a multi-gigabyte GPU build).
+    nox_opt_in: ClassVar[bool] = False
+
+    def __repr__(self) -> str:
+        return f"<xplayers backend record {self.name!r}>"
+
+    # ------------------------------------------------------------------ the library
+
+    def installed(self) -> bool:
+        """Whether the library can be imported (checked without importing it)."""
+        return importlib.util.find_spec(self.module.split(".")[0]) is not None
+
+    def version(self) -> str | None:
+        """The installed version, read from the package metadata (no import)."""
+        for dist in self.distributions:
+            try:
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
+    def load(self) -> ModuleType:
+        """Import the library, or raise :class:`BackendUnavailableError` with the install hint."""
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} is not installed ({exc}); install it with: {self.install}"
+            ) from exc
+
+    def namespace(self) -> ModuleType:
+        """The array-API namespace of this backend (importing the library)."""
+        lib = self.load()
+        return lib if self.compat is None else importlib.import_module(self.compat)
+
+    # ------------------------------------------------------------------ devices
+
+    def check_device(self, device: object) -> None:
+        """Refuse device arguments of the wrong type up front.
+
+        A device is None (the default device), a string, an integer, or the
+        library's own device object (:meth:`is_device`).
+        """
+        if device is None or self.is_device(device):
+            return
+        if not isinstance(device, (str, int)) or isinstance(device, bool):
+            raise BackendSelectionError(
+                f"backend {self.name!r}: argument 'device': expected a string such as "
+                f"{self.device_examples()}, an integer or None; got {type(device).__name__} "
+                f"{device!r}"
+            )
+
+    def is_device(self, obj: object) -> bool:
+        """Whether `obj` is one of the library's own device objects (library already imported)."""
+        return False
+
+    def device_examples(self) -> str:
+        """Device specs to quote in error messages."""
+        return "'cpu'"
+
+    def cpu_only(self, device: Any) -> None:
+        """Raise unless `device` names the CPU (``None`` or ``"cpu"``)."""
+        self.check_device(device)
+        if device not in (None, "cpu"):
+            raise BackendUnavailableError(
+                f"backend {self.name!r} runs on the CPU only; got device {device!r} "
+                "(use device=None or 'cpu', or a GPU backend: 'cupy', 'torch' with 'cuda')"
+            )
+
+    def resolve(self, device: Any = None) -> Backend:
+        """The usable :class:`~xplayers.Backend` on `device`, or raise.
+
+        Raises
+        ------
+        BackendSelectionError
+            `device` is of the wrong type or not a device this backend knows.
+        BackendUnavailableError
+            The library is not installed, or the device is not usable here.
+        """
+        raise NotImplementedError
+
+    def status(self, device: Any = None) -> tuple[bool, str]:
+        """``(True, device)`` when usable on `device`, else ``(False, why)``; never allocates."""
+        if not self.installed():
+            return False, f"not installed; install it with: {self.install}"
+        try:
+            return True, str(self.resolve(device).device)
+        except (BackendUnavailableError, BackendSelectionError) as exc:
+            return False, str(exc)
+
+    def devices(self) -> tuple[str, ...]:
+        """The device specs usable here, without allocating memory on any of them."""
+        return ("cpu",)
+
+    def device_name(self, device: Any) -> str:
+        """How `device` (of this backend) is written: the spec that selects it again."""
+        return str(device)
+
+    def gpu_device(self, index: int) -> Any:
+        """The device spec of GPU `index` (for :func:`xplayers.require_gpu`); GPU backends only."""
+        raise NotImplementedError
+
+    def report(self) -> Report:
+        """Installed, version, usable (and why not), devices and install hint, for ``info``."""
+        installed = self.installed()
+        ok, why = self.status() if installed else (False, "not installed")
+        devices: tuple[str, ...] = ()
+        if ok:
+            try:
+                devices = self.devices()
+            except Exception as exc:  # a library's own listing failing is not fatal here
+                devices = (f"(could not list: {type(exc).__name__}: {exc})",)
+        return Report(
+            self.name,
+            installed,
+            self.version() if installed else None,
+            ok,
+            None if ok else why.removeprefix(f"backend {self.name!r} is not usable: "),
+            devices,
+            self.install,
+        )
+
+    # ------------------------------------------------------------------ arrays
+
+    def owns(self, x: Any) -> bool:
+        """Whether `x` is an array of this backend (checked without importing the library)."""
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> np.ndarray[Any, Any]:
+        """`x` (an array of this backend) as a NumPy array on the host."""
+        import numpy as np
+
+        return np.asarray(x)
+
+    def host_key(self, x: Any) -> str | None:
+        """``"cpu"`` or ``"cuda:N"`` where DLPack can share `x` without a copy, else None."""
+        return None
+
+    def device_key(self, device: Any) -> str | None:
+        """The :meth:`host_key` of arrays born on `device` of this backend."""
+        return None
+
+    def is_lazy(self, x: Any) -> bool:
+        """Whether reading `x`'s values would force a computation or fail (tracing)."""
+        return self.lazy
+
+    def materialize(self, x: Any) -> Any:
+        """Compute a lazy `x` and keep the result (cutting its task graph); else `x`."""
+        return x
+
+    def materialize_many(self, arrays: list[Any]) -> list[Any]:
+        """:meth:`materialize` several arrays of this backend at once (one scheduler run)."""
+        return [self.materialize(x) for x in arrays]
+
+    def sync(self, x: Any) -> None:
+        """Block until `x` (an array, or a list, tuple or dict of them) is computed.
+
+        For timing: GPU libraries and JAX return before the work is done.
+        """
+        return
+
+    def prepare_tests(self) -> None:
+        """Configure the library for the test suite (float64 oracle comparisons)."""
+        return

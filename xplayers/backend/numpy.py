@@ -1,0 +1,48 @@
+"""NumPy: the default backend, on the CPU."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from xplayers.backend._record import Record, TestId
+
+if TYPE_CHECKING:
+    from xplayers.backend._core import Backend
+
+__all__ = ["RECORD", "NumpyRecord"]
+
+
+class NumpyRecord(Record):
+    """NumPy on the CPU; also the host side of every transfer."""
+
+    name: ClassVar[str] = "numpy"
+    module: ClassVar[str] = "numpy"
+    compat: ClassVar[str | None] = "array_api_compat.numpy"
+    distributions: ClassVar[tuple[str, ...]] = ("numpy",)
+    install: ClassVar[str] = "pip install numpy (a requirement of xplayers itself)"
+    test_ids: ClassVar[tuple[TestId, ...]] = (
+        TestId("numpy"),
+        TestId("numpy_readonly", readonly=True),
+    )
+
+    def resolve(self, device: Any = None) -> Backend:
+        import numpy as np
+
+        from xplayers.backend._core import Backend
+
+        self.cpu_only(device)
+        return Backend("numpy", self.namespace(), "cpu", lambda obj, dt: np.asarray(obj, dtype=dt))
+
+    def owns(self, x: Any) -> bool:
+        import array_api_compat
+
+        return bool(array_api_compat.is_numpy_array(x))
+
+    def host_key(self, x: Any) -> str | None:
+        return "cpu"
+
+    def device_key(self, device: Any) -> str | None:
+        return "cpu"
+
+
+RECORD = NumpyRecord()
