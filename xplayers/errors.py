@@ -42,7 +42,10 @@ class BackendSelectionError(XplayersError, ValueError):
 
 
 class BackendContextError(XplayersError, RuntimeError):
-    """A :func:`~xplayers.use_backend` block was exited in another context than it was entered in."""
+    """A :func:`~xplayers.use_backend` block was exited in another context than its own.
+
+    For example in an async generator resumed by another asyncio task.
+    """
 
 
 class LayerInputError(XplayersError, ValueError):

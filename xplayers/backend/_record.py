@@ -14,12 +14,13 @@ can read the records before NumPy is installed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xplayers.errors import BackendSelectionError, BackendUnavailableError
 
@@ -46,7 +47,8 @@ def install_hint(*extras: str, note: str = "") -> str:
     return f"{text}{note}"
 
 
-class TestId(NamedTuple):
+@dataclass(frozen=True)
+class TestId:
     """One column of the test matrix: an id, the device it runs on, and its flavour."""
 
     id: str
@@ -54,7 +56,7 @@ class TestId(NamedTuple):
     gpu: bool = False  # needs a GPU: marked ``gpu`` and left out of the CPU sessions
     readonly: bool = False  # hand tests read-only NumPy memory to catch writes into inputs
 
-    __test__ = False  # not a test class
+    __test__: ClassVar[bool] = False  # not a test class
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,8 @@ class Record:
     def version(self) -> str | None:
         """The installed version, read from the package metadata (no import)."""
         for dist in self.distributions:
-            try:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
                 return importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
         return None
 
     def load(self) -> ModuleType:

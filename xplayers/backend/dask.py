@@ -53,12 +53,12 @@ class DaskRecord(Record):
         # Unoptimised: a later graph holding the same keys (the step's loss,
         # computed at evaluation) then sends them with the same tasks; fused
         # graphs give one key two different tasks, which a cluster warns about.
-        return list(dask.persist(*arrays, optimize_graph=False))
+        return list(cast(Any, dask).persist(*arrays, optimize_graph=False))
 
     def sync(self, x: Any) -> None:
         import dask
 
-        dask.compute(x)
+        cast(Any, dask).compute(x)  # Dask's own functions are untyped
 
 
 RECORD = DaskRecord()
