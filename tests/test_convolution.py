@@ -7,6 +7,7 @@ import pytest
 
 import xplayers as xpl
 from tests import oracle, oracle_conv
+from xplayers import functional as fn
 from xplayers.functional import col2im, conv_output_size, im2col
 
 
@@ -128,18 +129,21 @@ def test_im2col_col2im(backend, rng, xs, k, stride, pad):
 
 
 @pytest.mark.parametrize(("k", "stride", "pad"), [(3, 1, 0), (3, 2, 1), (2, 2, 0), (2, 2, 1)])
-def test_numpy_kernels_equal_generic(rng, k, stride, pad):
-    """The NumPy kernels against the generic formulation (run on array-api-strict)."""
-    import array_api_strict as strict
-
-    x = rng.normal(size=(2, 3, 7, 6))
-    col = im2col(x, k, k, stride, pad)
-    col_g = im2col(strict.asarray(x), k, k, stride, pad)
-    np.testing.assert_array_equal(col, np.asarray(col_g))
-    c = rng.normal(size=col.shape)
-    img = col2im(c, x.shape, k, k, stride, pad)
-    img_g = col2im(strict.asarray(c), x.shape, k, k, stride, pad)
-    np.testing.assert_allclose(img, np.asarray(img_g), rtol=1e-14, atol=1e-14)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_kernels_equal_generic(rng, k, stride, pad, dtype):
+    """The NumPy kernels of windows/fold against their generic bodies, on the same arrays."""
+    x = rng.normal(size=(2, 3, 7, 6)).astype(dtype)
+    x.setflags(write=False)
+    assert set(fn.kernels_of(x)) >= {"windows", "fold"}
+    t = fn.windows(x, k, k, stride, pad)
+    t_generic = fn.windows.generic(x, k, k, stride, pad)
+    assert t.dtype == x.dtype
+    np.testing.assert_array_equal(t, t_generic)
+    g = rng.normal(size=t.shape).astype(dtype)
+    g.setflags(write=False)
+    img = fn.fold(g, x.shape, k, k, stride, pad)
+    assert img.dtype == x.dtype
+    np.testing.assert_allclose(img, fn.fold.generic(g, x.shape, k, k, stride, pad), rtol=1e-6)
 
 
 def test_conv_output_size():

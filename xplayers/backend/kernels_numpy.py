@@ -15,6 +15,11 @@ Each function here has the name and signature of a function of
   building a one-hot mask;
 * NumPy's own functions, not array-api-compat's wrappers (several
   microseconds each).
+* im2col's windows are read through one strided view of the padded input
+  (``as_strided``, read-only) and copied once, where the book fills a zero
+  array in ``FH * FW`` strided assignments and copies it again to transpose
+  it; col2im sums contiguous window slices into a buffer it owns with ``+=``
+  (after one transposing copy of the gradient).
 
 A kernel returns ``NotImplemented`` for the inputs whose special cases the
 generic code defines (logits with an infinite or NaN row maximum, mixed
@@ -26,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 Array = np.ndarray[Any, Any]
 
@@ -208,3 +214,54 @@ def cross_entropy_backward(y: Array, t: Array, dout: Any = 1.0, /) -> Any:
     dx -= p
     dx *= scale
     return dx
+
+
+# --------------------------------------------------------------------------- im2col
+
+
+def windows(x: Array, fh: int, fw: int, stride: int = 1, pad: int = 0, /) -> Array:
+    """Windows ``(N, OH, OW, C, FH*FW)`` from one strided view of `x`, copied once."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
+    img = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    s_n, s_c, s_h, s_w = img.strides
+    view = as_strided(
+        img,
+        shape=(n, oh, ow, c, fh, fw),
+        strides=(s_n, s_h * stride, s_w * stride, s_c, s_h, s_w),
+        writeable=False,
+    )
+    t = np.empty((n, oh, ow, c, fh, fw), dtype=x.dtype)
+    np.copyto(t, view)
+    return t.reshape(n, oh, ow, c, fh * fw)
+
+
+def fold(
+    t: Array,
+    input_shape: tuple[int, int, int, int],
+    fh: int,
+    fw: int,
+    stride: int = 1,
+    pad: int = 0,
+    /,
+) -> Array:
+    """Images from windows: ``+=`` of contiguous slices into a zero buffer it owns."""
+    n, c, h, w = input_shape
+    oh, ow = t.shape[1], t.shape[2]
+    t = t.reshape(n, oh, ow, c, fh, fw)
+    img: Array
+    if stride == fh == fw:
+        img = t.transpose(0, 3, 1, 4, 2, 5).reshape(n, c, oh * fh, ow * fw)
+        hp, wp = h + 2 * pad, w + 2 * pad
+        if (oh * fh, ow * fw) != (hp, wp):
+            img = np.pad(img, ((0, 0), (0, 0), (0, hp - oh * fh), (0, wp - ow * fw)))
+    else:
+        t = np.ascontiguousarray(t.transpose(4, 5, 0, 3, 1, 2))  # (FH, FW, N, C, OH, OW)
+        img = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=t.dtype)
+        span_h, span_w = stride * (oh - 1) + 1, stride * (ow - 1) + 1
+        for fy in range(fh):
+            for fx in range(fw):
+                img[:, :, fy : fy + span_h : stride, fx : fx + span_w : stride] += t[fy, fx]
+    if pad:
+        img = img[:, :, pad : pad + h, pad : pad + w]
+    return img

@@ -9,7 +9,7 @@ from array_api_compat import device
 
 from xplayers._backend import namespace
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
-from xplayers.functional_regularize import BATCH_NORM_EPS, batch_norm, batch_norm_backward
+from xplayers.functional import BATCH_NORM_EPS, batch_norm, batch_norm_backward
 from xplayers.layers._base import Layer
 from xplayers.layers._window import check_dout, unit_interval
 

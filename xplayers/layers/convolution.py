@@ -6,7 +6,7 @@ from typing import Any
 
 from xplayers._backend import namespace
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
-from xplayers.functional_conv import conv_output_size, convolution, convolution_backward
+from xplayers.functional import conv_output_size, convolution, convolution_backward
 from xplayers.layers._base import Layer
 from xplayers.layers._window import (
     check_dout,

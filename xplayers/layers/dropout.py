@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from xplayers._validation import float_array
-from xplayers.functional_regularize import dropout_mask
+from xplayers.functional import dropout_mask
 from xplayers.layers._base import Layer
 from xplayers.layers._window import check_dout, unit_interval
 

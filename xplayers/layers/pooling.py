@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xplayers.functional_conv import conv_output_size, max_pooling, max_pooling_backward
+from xplayers.functional import conv_output_size, max_pooling, max_pooling_backward
 from xplayers.layers._base import Layer
 from xplayers.layers._window import (
     check_dout,
