@@ -1,20 +1,31 @@
-"""Development sessions: ``nox`` runs the default ones (all CPU backends, lint, types, docs, build).
+"""Development sessions: ``nox`` runs the default ones (the CPU backends, lint, types, docs, build).
 
 ``nox -s tests`` runs the test suite once per CPU backend, each session
-installing only its own backend. ``nox -s gpu`` (not default) runs the suite on
-CuPy and torch CUDA in the current environment, which must already have them.
+installing only its own backend; the sessions, what they install and the test
+ids they run come from the backend records in ``xplayers/backend/``.
+``nox -s gpu`` (not default) runs the suite on the GPU columns of the matrix
+(CuPy, torch CUDA) in the current environment, which must already have them.
 ``nox -s bench`` runs the benchmarks and renders ``docs/benchmarks.md``.
 
-The torch requirement can be pinned with ``XPLAYERS_TORCH_REQUIREMENT`` (CI
-pins the local CPU build, ``torch==2.13.0``); by default it is plain ``torch``.
+Plain ``torch`` from PyPI is a CUDA build of several gigabytes, so the torch
+session runs only when ``XPLAYERS_TORCH_REQUIREMENT`` says what to install
+(CI pins the local CPU build, ``torch==2.13.0``; elsewhere for example
+``XPLAYERS_TORCH_REQUIREMENT="torch --index-url https://download.pytorch.org/whl/cpu"``);
+otherwise it is skipped with that hint. With ``XPLAYERS_NOX_REQUIRE_ALL=1``
+(set by ``.ci/run``) such a skip is an error instead.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import shlex
 import shutil
+import sys
+import types
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import nox
 from packaging.requirements import Requirement
@@ -27,23 +38,48 @@ nox.options.sessions = ["tests", "doctests", "lint", "typecheck", "docs", "build
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-TORCH = os.environ.get("XPLAYERS_TORCH_REQUIREMENT", "torch")
+REQUIRE_ALL = os.environ.get("XPLAYERS_NOX_REQUIRE_ALL", "") not in ("", "0")
 
-# backend id of the test matrix -> what the session installs for it
-CPU_BACKENDS = {
-    "numpy": [],
-    "array_api_strict": [],  # the test group already has it; runs on both of its devices
-    "torch": [TORCH],
-    "jax": ["jax"],
-    "dask": ["dask[array]"],
+
+def load_records() -> dict[str, Any]:
+    """The backend records of ``xplayers/backend/``, read without importing xplayers.
+
+    The record modules import only the standard library at import time, so
+    they load here before NumPy is installed: the packages ``xplayers`` and
+    ``xplayers.backend`` are stood in for by empty ones while they load.
+    """
+    saved = {k: m for k, m in sys.modules.items() if k == "xplayers" or k.startswith("xplayers.")}
+    for key in saved:
+        del sys.modules[key]
+    try:
+        for name, path in (("xplayers", "xplayers"), ("xplayers.backend", "xplayers/backend")):
+            package = types.ModuleType(name)
+            package.__path__ = [str(ROOT / path)]
+            sys.modules[name] = package
+        files = sorted((ROOT / "xplayers" / "backend").glob("[!_]*.py"))
+        modules = [
+            importlib.import_module(f"xplayers.backend.{f.stem}")
+            for f in files
+            if not f.stem.startswith("kernels_")
+        ]
+        found = {m.RECORD.name: m.RECORD for m in modules}
+        return dict(sorted(found.items(), key=lambda item: item[0] != "numpy"))
+    finally:
+        for key in [k for k in sys.modules if k == "xplayers" or k.startswith("xplayers.")]:
+            del sys.modules[key]
+        sys.modules.update(saved)
+
+
+RECORDS = load_records()
+# backend name -> its CPU columns of the test matrix
+CPU_IDS = {
+    name: [t.id for t in r.test_ids if not t.gpu]
+    for name, r in RECORDS.items()
+    if any(not t.gpu for t in r.test_ids)
 }
-TEST_IDS = {
-    "numpy": "numpy,numpy_readonly",
-    "array_api_strict": "array_api_strict,array_api_strict:device1",
-    "torch": "torch",
-    "jax": "jax",
-    "dask": "dask",
-}
+GPU_IDS = [t.id for r in RECORDS.values() for t in r.test_ids if t.gpu]
+# Optional features that need a package of their own, and the session that installs it.
+FEATURES = {"numpy": ["matplotlib", "threadpoolctl"]}
 
 
 def _install_test(session: nox.Session, *extra: str) -> None:
@@ -51,15 +87,36 @@ def _install_test(session: nox.Session, *extra: str) -> None:
     session.install("-e", ".", "--no-deps")
 
 
+def _requirements(session: nox.Session, name: str) -> list[str]:
+    """What the session of backend `name` installs for it, from its record."""
+    r = RECORDS[name]
+    pinned = os.environ.get(r.nox_requirement_env or "", "").strip()
+    if pinned:
+        return shlex.split(pinned)
+    if r.nox_opt_in:
+        message = (
+            f"{name}: set {r.nox_requirement_env} to what to install (its plain PyPI wheel "
+            f"is a GPU build of several GB), e.g. {r.nox_requirement_env}='{name} "
+            f"--index-url https://download.pytorch.org/whl/cpu'"
+        )
+        if REQUIRE_ALL:
+            session.error(
+                f"XPLAYERS_NOX_REQUIRE_ALL is set, so this session may not skip: {message}"
+            )
+        session.skip(message)
+    return list(r.nox_requirements)
+
+
 @nox.session
-@nox.parametrize("backend", list(CPU_BACKENDS))
+@nox.parametrize("backend", list(CPU_IDS))
 def tests(session: nox.Session, backend: str) -> None:
     """Run the test suite on one CPU backend, failing if that backend is not usable."""
+    extra = _requirements(session, backend)
     session.install("numpy", "array-api-compat")
-    _install_test(session, *CPU_BACKENDS[backend])
+    _install_test(session, *extra, *FEATURES.get(backend, []))
     session.run(
         "pytest",
-        f"--backends={TEST_IDS[backend]}",
+        f"--backends={','.join(CPU_IDS[backend])}",
         "--require-backends",
         *session.posargs,
         env={"XPLAYERS_BACKEND": ""},
@@ -84,12 +141,12 @@ def doctests(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def gpu(session: nox.Session) -> None:
-    """Run the suite on CuPy and torch CUDA in the current environment (needs a GPU)."""
+    """Run the suite on the GPU columns of the matrix (CuPy, torch CUDA) here (needs a GPU)."""
     session.run(
         "python",
         "-m",
         "pytest",
-        "--backends=cupy,torch:cuda",
+        f"--backends={','.join(GPU_IDS)}",
         "--require-backends",
         *session.posargs,
     )

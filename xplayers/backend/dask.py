@@ -25,7 +25,8 @@ class DaskRecord(Record):
     lazy: ClassVar[bool] = True
     dlpack: ClassVar[bool] = False
     test_ids: ClassVar[tuple[TestId, ...]] = (TestId("dask"),)
-    nox_requirements: ClassVar[tuple[str, ...]] = ("dask[array]",)
+    # distributed and zarr: the cluster and zarr-streaming tests run in this session
+    nox_requirements: ClassVar[tuple[str, ...]] = ("dask[array]", "distributed", "zarr")
 
     def resolve(self, device: Any = None) -> Backend:
         from xplayers.backend._core import Backend
