@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import pytest
 import xplayers as xpl
 from xplayers import BackendUnavailableError
 from xplayers.backend import parse_spec
+from xplayers.errors import BackendSelectionError
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -257,3 +261,136 @@ def test_namespace_is_cached():
     xpl.namespace(np.zeros(1))
     assert np.ndarray in _NAMESPACES
     assert xpl.namespace(np.ones(2)) is _NAMESPACES[np.ndarray]
+
+
+# --------------------------------------------------------------------------- the registry
+
+OPTIONAL = ("cupy", "torch", "jax", "dask")
+PACKAGE = Path(xpl.__file__).parent
+
+
+def _names_of_optional_libraries(tree: ast.AST) -> list[tuple[int, str]]:
+    """Imports, string constants and ``is_<lib>_array`` helpers that name an optional library."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    lib = "|".join(OPTIONAL)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] in OPTIONAL]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in OPTIONAL:
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings and re.fullmatch(rf"({lib})([.:\[].*)?", node.value):
+                found.append((node.lineno, repr(node.value)))
+        elif isinstance(node, (ast.Attribute, ast.Name)):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            if re.fullmatch(rf"is_({lib})_(array|namespace)", name):
+                found.append((node.lineno, name))
+    return found
+
+
+def test_only_the_registry_names_optional_array_libraries():
+    """Outside xplayers/backend/, no module imports or names CuPy, torch, JAX or Dask in code."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "backend":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        offenders += [
+            f"xplayers/{rel}:{line}: {what}" for line, what in _names_of_optional_libraries(tree)
+        ]
+    assert not offenders, "name the library through its record instead:\n" + "\n".join(offenders)
+
+
+def test_the_check_finds_a_named_library():
+    code = 'import torch\nfrom dask import array\nx = "jax"\ny = compat.is_cupy_array(z)\n"""docstring: torch"""\n'
+    assert [w for _, w in _names_of_optional_libraries(ast.parse(code))] == [
+        "torch",
+        "dask",
+        "'jax'",
+        "is_cupy_array",
+    ]
+
+
+def test_records_are_the_registry():
+    from xplayers import backend
+
+    assert tuple(backend.RECORDS) == xpl.BACKENDS == backend.BACKENDS
+    for name, rec in backend.RECORDS.items():
+        assert backend.record(name) is rec
+        assert rec.name == name
+        assert "pip install" in rec.install
+        assert rec.test_ids, name
+    assert backend.record("dask").lazy
+    assert [r.name for r in backend.RECORDS.values() if r.gpu] == ["cupy", "torch", "jax"]
+    with pytest.raises(BackendSelectionError, match="valid names"):
+        backend.record("tensorflow")
+
+
+def test_install_hints_show_the_pypi_and_the_checkout_form():
+    from xplayers.backend import record
+
+    hint = record("torch").install
+    assert 'pip install "xplayers[torch]"' in hint
+    assert 'pip install ".[torch]"' in hint
+
+
+def test_record_modules_load_without_numpy():
+    """noxfile.py reads the records before NumPy is installed: they import only the standard library."""
+    pytest.importorskip("nox")
+    code = (
+        "import sys\n"
+        "for m in ('numpy', 'array_api_compat'):\n"
+        "    sys.modules[m] = None  # importing them now fails\n"
+        "sys.path.insert(0, '.')\n"
+        "import noxfile\n"
+        "print(','.join(noxfile.RECORDS))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE.parent,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.strip().split(",")) == set(xpl.BACKENDS)
+
+
+def test_report_lists_every_backend_without_allocating():
+    from xplayers.backend import report
+
+    entries = {e.name: e for e in report()}
+    assert list(entries) == list(xpl.BACKENDS)
+    assert entries["numpy"].usable
+    assert entries["numpy"].devices == ("cpu",)
+    for e in entries.values():
+        assert e.installed or not e.usable
+        assert e.usable == (e.why_not is None)
+        assert e.name in e.line()
+    if entries["array_api_strict"].usable:
+        assert "device1" in entries["array_api_strict"].devices
+
+
+def test_sync_accepts_arrays_and_containers(backend, xp):
+    from xplayers.backend import sync
+
+    x = backend.asarray([1.0, 2.0])
+    sync(x)
+    sync({"W": x, "rest": [x * 2, (x,)]})
+
+
+def test_kernels_are_none_unless_a_record_names_a_module():
+    from xplayers.backend import RECORDS
+
+    for rec in RECORDS.values():
+        assert rec.kernels is None or rec.kernels.startswith("xplayers.backend.kernels_")

@@ -40,12 +40,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import array_api_compat
 import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import asarray, to_numpy
 from xplayers._validation import describe, fail, positive_int
+from xplayers.backend import record_of
 from xplayers.datasets._common import DatasetError
 
 __all__ = [
@@ -82,12 +82,18 @@ def is_chunked(a: object) -> bool:
     >>> is_chunked(np.zeros(3)), is_chunked("no/such/folder")
     (False, False)
     """
-    if isinstance(a, Rows) or array_api_compat.is_dask_array(a) or _is_zarr(a):
+    if isinstance(a, Rows) or _is_lazy_array(a) or _is_zarr(a):
         return True
     if isinstance(a, (str, os.PathLike)):
         p = Path(a)
         return p.is_dir() and (_is_zarr_path(p) or any(p.glob("*.npy")))
     return False
+
+
+def _is_lazy_array(a: Any) -> bool:
+    """An array of a lazy backend (Dask), as its backend record says."""
+    found = record_of(a)
+    return found is not None and found.lazy
 
 
 def _is_zarr_path(p: Path) -> bool:
@@ -255,7 +261,7 @@ def open_rows(a: Any, *, where: str = "open_rows", arg: str = "a") -> Rows:
     """
     if isinstance(a, Rows):
         rows = a
-    elif array_api_compat.is_dask_array(a):
+    elif _is_lazy_array(a):
         rows = _LazyRows(a)
     elif _is_zarr(a):
         rows = _ZarrRows(a)
