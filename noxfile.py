@@ -263,27 +263,84 @@ def build(session: nox.Session) -> None:
         session.run(python, str(script), external=True, env={"XPLAYERS_BACKEND": ""})
 
 
+def _bench_backends() -> list[str]:
+    """``XPLAYERS_BACKEND`` values of the CPU backends usable here, one per record."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from xplayers.backend import RECORDS
+    except ImportError:  # before the backend registry: the old table
+        from xplayers import BACKENDS, backend_status
+
+        cpu = [n for n in BACKENDS if n != "cupy" and backend_status(n)[0]]
+        return [f"{n}:cpu" if n in ("torch", "jax") else n for n in cpu]
+    specs = []
+    for rec in RECORDS.values():
+        device = next((d for d in rec.devices() if "cpu" in str(d).lower()), None)
+        if not rec.gpu and device is None:
+            device = next(iter(rec.devices()), None)
+        if device is not None and rec.status(device)[0]:
+            specs.append(rec.name if not rec.gpu else f"{rec.name}:{device}")
+    return specs
+
+
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Benchmark every target in its own process and render docs/benchmarks.md (not default).
+    """Run the benchmarks, one process per backend, and render docs/benchmarks.md (not default).
 
-    Runs ``bench/run_all.py`` in the current environment, which must already
-    have the ``bench`` dependency group and the backends to measure: the
-    numbers are those of the libraries installed there. ``nox -s bench``
-    is the measurement run (an estimated 15-20 minutes on two cores; see
-    ``bench/README.md``); ``nox -s bench -- quick`` (or ``XPLAYERS_BENCH_QUICK=1``)
-    is a smoke run of about a minute whose page goes under ``bench/results/tmp/``.
-    Other arguments go to ``bench/run_all.py``, e.g.
-    ``nox -s bench -- --also bench/results/gpu`` to include a GPU run in the page.
+    In the current environment, which must have the ``bench`` group and the
+    backends to measure. ``nox -s bench`` is the measurement (about 15 minutes
+    on 2 cores; results in ``bench/results/cpu``); ``nox -s bench -- quick`` a
+    smoke run of a minute or two (``bench/results/tmp/quick``, page beside it).
+    Other arguments are result folders to add to the page (``bench/results/gpu``).
     """
-    import shlex
+    import json
+    import subprocess
+    import time
 
-    args = ["--", *session.posargs] if session.posargs else []
-    command = shlex.join(["nox", "-s", "bench", *args])
-    session.run(
-        "python",
-        "bench/run_all.py",
-        *session.posargs,
-        env={"XPLAYERS_BENCH_COMMAND": command},
-        external=True,
-    )
+    quick = session.posargs[:1] == ["quick"]
+    extra = session.posargs[1:] if quick else session.posargs
+    out = ROOT / "bench" / "results" / ("tmp/quick" if quick else "cpu")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    # (XPLAYERS_BACKEND, suite): one process each, so no library's threads spin beside another's
+    processes = [("numpy", "limits"), ("torch:cpu", "limits"), ("numpy", "book")]
+    processes += [("torch:cpu", "torch_eager"), ("jax:cpu", "jax_jit")]
+    processes += [(spec, "xplayers") for spec in _bench_backends()] + [("numpy", "load")]
+    named = {suite for _, suite in processes}  # any other suite runs once, on the default
+    processes += [("", p.stem[5:]) for p in sorted(ROOT.glob("bench/test_*.py"))]
+    processes = [(b, s) for b, s in processes if b or s not in named]
+    timing = ["--benchmark-max-time=0.1", "--benchmark-min-rounds=5"]
+    if quick:
+        timing = ["--benchmark-max-time=0.001", "--benchmark-min-rounds=1"]
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    }
+    env["XPLAYERS_BENCH_QUICK"] = "1" if quick else ""
+    command = " ".join(["nox -s bench", *(["--", *session.posargs] if session.posargs else [])])
+    run = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    run["runs"], start = [], time.monotonic()
+    for backend, suite in processes:
+        stem = f"{suite}-{backend.replace(':', '-')}" if backend else suite
+        args = ["python", "-m", "pytest", f"bench/test_{suite}.py", "-p", "no:cacheprovider"]
+        args += ["-q", "-rs", "--benchmark-only", "--benchmark-disable-gc", *timing]
+        args += [f"--benchmark-json={out / stem}.json"]
+        proc_env = {**env, "XPLAYERS_BACKEND": backend}
+        shown = f"XPLAYERS_BACKEND={backend} {' '.join(args[:4])}"
+        if backend.startswith("jax"):  # float64 on JAX
+            proc_env["JAX_ENABLE_X64"] = "1"
+            shown = f"JAX_ENABLE_X64=1 {shown}"
+        session.log(shown)
+        t0 = time.monotonic()
+        with open(out / f"{stem}.log", "w") as log:
+            rc = subprocess.call(args, env=proc_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        run["runs"].append({"command": shown, "exit": rc, "seconds": time.monotonic() - t0})
+        if rc not in (0, 5):
+            session.warn(f"{shown}: exit {rc}, see {out / stem}.log")
+    run["seconds"] = time.monotonic() - start
+    (out / "run.json").write_text(json.dumps(run, indent=1))
+    page = out / "benchmarks.md" if quick else ROOT / "docs" / "benchmarks.md"
+    session.run("python", "bench/report.py", str(out), *extra, "--output", str(page))
+    if any(r["exit"] not in (0, 5) for r in run["runs"]):
+        session.error("some benchmark processes failed (see the logs beside the results)")

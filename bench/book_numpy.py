@@ -1,21 +1,18 @@
-"""Baseline: the layers of *Deep Learning from Scratch*, chapter 5, in plain NumPy.
+"""The baseline: *Deep Learning from Scratch* in plain NumPy, written as the book writes it.
 
-Written the way the book writes them (``common/functions.py``,
-``common/layers.py``, ``ch05/two_layer_net.py``): ReLU with a boolean mask and
-``out[mask] = 0``, ``np.dot`` with a ``reshape`` in Affine, softmax with
-max-subtraction, cross-entropy with ``+ 1e-7`` inside the log and the softmax
-backward with fancy indexing ``dx[np.arange(N), t] -= 1``. This is the
-reference the xplayers step is compared with; do not optimise it.
+Chapter 5 (``common/functions.py``, ``common/layers.py``, ``ch05/two_layer_net.py``):
+ReLU with a boolean mask and ``out[mask] = 0``, ``np.dot`` with a ``reshape``
+in Affine, softmax with max-subtraction, cross-entropy with ``+ 1e-7`` inside
+the log, the softmax backward by fancy indexing ``dx[np.arange(N), t] -= 1``.
+Chapter 7 (``common/util.py``, ``ch07/simple_convnet.py``): ``im2col`` and
+``col2im`` as loops over the filter, Convolution and max Pooling through them.
+This is what xplayers is compared with; do not optimise it.
 
-Differences from the book, none of which change the work done per step:
-weights come from ``numpy.random.default_rng(seed)`` in a chosen ``dtype``
-(:func:`init_params`), and :class:`BookNet` adds ``step()``, the book's
-training-loop body (gradient by backpropagation, then
-``params[key] -= lr * grads[key]``).
-
-Like the book, the first Affine layer computes ``dx`` in its backward although
-training does not need it; the GFLOP/s of every peer are counted with the
-five GEMMs the step needs (:func:`limits.step_flops`).
+Differences from the book, none of which changes the work of a step: weights
+come from ``numpy.random.default_rng(seed)`` in a chosen dtype; ``im2col`` and
+``col2im`` allocate in the input's dtype (the book's ``np.zeros`` is always
+float64, which would turn a float32 step into float64 work); ``step()`` is the
+book's training-loop body (``gradient``, then ``params[key] -= lr * grads[key]``).
 """
 
 from __future__ import annotations
@@ -24,51 +21,59 @@ from collections import OrderedDict
 
 import numpy as np
 
-INPUT_SIZE = 784
-OUTPUT_SIZE = 10
+CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
 
 
-# --------------------------------------------------------------------------- data
-
-
-def init_params(
-    hidden_size: int,
-    dtype: str | np.dtype = "float64",
-    seed: int = 0,
-    *,
-    input_size: int = INPUT_SIZE,
-    output_size: int = OUTPUT_SIZE,
-    weight_init_std: float = 0.01,
-) -> dict[str, np.ndarray]:
-    """Initial host weights of a ``input_size-hidden_size-output_size`` net.
-
-    As the book: ``W = weight_init_std * randn``, ``b = 0``; ``W1`` is
-    ``(input_size, hidden_size)`` (inputs along rows). Every peer copies these,
-    so all of them start from identical weights.
-    """
+def init_params(hidden_size, dtype="float64", seed=0, weight_init_std=0.01):
+    """Host weights of a 784-hidden_size-10 net, ``W = std * randn``, ``b = 0``."""
     rng = np.random.default_rng(seed)
-    dtype = np.dtype(dtype)
     return {
-        "W1": weight_init_std * rng.standard_normal((input_size, hidden_size), dtype=dtype),
+        "W1": weight_init_std * rng.standard_normal((784, hidden_size), dtype=dtype),
         "b1": np.zeros(hidden_size, dtype=dtype),
-        "W2": weight_init_std * rng.standard_normal((hidden_size, output_size), dtype=dtype),
-        "b2": np.zeros(output_size, dtype=dtype),
+        "W2": weight_init_std * rng.standard_normal((hidden_size, 10), dtype=dtype),
+        "b2": np.zeros(10, dtype=dtype),
     }
 
 
-def make_batch(
-    batch_size: int,
-    dtype: str | np.dtype = "float64",
-    seed: int = 1,
-    *,
-    input_size: int = INPUT_SIZE,
-    output_size: int = OUTPUT_SIZE,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic MNIST-shaped batch: ``x`` uniform in [0, 1), integer labels ``t`` (int64)."""
+def init_conv_params(dtype="float64", seed=0, weight_init_std=0.01):
+    """Host weights of chapter 7's SimpleConvNet on (1, 28, 28) inputs: conv 30x5x5, 100, 10."""
     rng = np.random.default_rng(seed)
-    x = rng.random((batch_size, input_size), dtype=np.dtype(dtype))
-    t = rng.integers(0, output_size, size=batch_size, dtype=np.int64)
-    return x, t
+    w = lambda *shape: weight_init_std * rng.standard_normal(shape, dtype=dtype)  # noqa: E731
+    return {
+        "W1": w(30, 1, 5, 5),
+        "b1": np.zeros(30, dtype=dtype),
+        "W2": w(30 * 12 * 12, 100),
+        "b2": np.zeros(100, dtype=dtype),
+        "W3": w(100, 10),
+        "b3": np.zeros(10, dtype=dtype),
+    }
+
+
+def make_batch(batch_size, dtype="float64", seed=1, shape=(784,)):
+    """A synthetic MNIST-shaped batch: ``x`` uniform in [0, 1), int64 labels ``t``."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch_size, *shape), dtype=dtype)
+    return x, rng.integers(0, 10, size=batch_size, dtype=np.int64)
+
+
+def layer_arrays(layer, batch_size, hidden_size, dtype="float64", seed=2):
+    """Inputs of one layer benchmarked alone: ``x``, ``dout``, and ``W``/``b`` or ``t``.
+
+    ``relu``/``sigmoid`` act on ``(N, H)``, ``affine1`` is 784 -> H, ``affine2``
+    H -> 10, ``softmaxwithloss`` takes ``(N, 10)`` logits and labels.
+    """
+    rng = np.random.default_rng(seed)
+    normal = lambda *shape: rng.standard_normal(shape, dtype=dtype)  # noqa: E731
+    if layer in ("relu", "sigmoid"):
+        return {"x": normal(batch_size, hidden_size), "dout": normal(batch_size, hidden_size)}
+    if layer == "softmaxwithloss":
+        return {"x": normal(batch_size, 10), "t": rng.integers(0, 10, batch_size)}
+    params = init_params(hidden_size, dtype)
+    if layer == "affine1":
+        x, W, b = rng.random((batch_size, 784), dtype=dtype), params["W1"], params["b1"]
+    else:
+        x, W, b = np.maximum(normal(batch_size, hidden_size), 0), params["W2"], params["b2"]
+    return {"x": x, "W": W, "b": b, "dout": normal(batch_size, W.shape[1])}
 
 
 # --------------------------------------------------------------------------- functions
@@ -90,12 +95,45 @@ def cross_entropy_error(y, t):
         t = t.reshape(1, t.size)
         y = y.reshape(1, y.size)
 
-    # if the labels are one-hot vectors, turn them into class indices
+    # one-hot labels become class indices
     if t.size == y.size:
         t = t.argmax(axis=1)
 
     batch_size = y.shape[0]
     return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_data.shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+
+    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((N, C, filter_h, filter_w, out_h, out_w), dtype=input_data.dtype)
+
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            col[:, :, y, x, :, :] = img[:, :, y:y_max:stride, x:x_max:stride]
+
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+
+    img = np.zeros((N, C, H + 2 * pad + stride - 1, W + 2 * pad + stride - 1), dtype=col.dtype)
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]
+
+    return img[:, :, pad : H + pad, pad : W + pad]
 
 
 # --------------------------------------------------------------------------- layers
@@ -109,13 +147,11 @@ class Relu:
         self.mask = x <= 0
         out = x.copy()
         out[self.mask] = 0
-
         return out
 
     def backward(self, dout):
         dout[self.mask] = 0
         dx = dout
-
         return dx
 
 
@@ -126,56 +162,45 @@ class Sigmoid:
     def forward(self, x):
         out = 1 / (1 + np.exp(-x))
         self.out = out
-
         return out
 
     def backward(self, dout):
-        dx = dout * (1.0 - self.out) * self.out
-
-        return dx
+        return dout * (1.0 - self.out) * self.out
 
 
 class Affine:
     def __init__(self, W, b):
         self.W = W
         self.b = b
-
         self.x = None
         self.original_x_shape = None
-        # gradients of the weight and bias
         self.dW = None
         self.db = None
 
     def forward(self, x):
-        # accept tensors (N, C, H, W)
+        # accepts tensors (N, C, H, W)
         self.original_x_shape = x.shape
         x = x.reshape(x.shape[0], -1)
         self.x = x
-
-        out = np.dot(self.x, self.W) + self.b
-
-        return out
+        return np.dot(self.x, self.W) + self.b
 
     def backward(self, dout):
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-
-        dx = dx.reshape(*self.original_x_shape)  # back to the input's shape (tensors)
-        return dx
+        return dx.reshape(*self.original_x_shape)
 
 
 class SoftmaxWithLoss:
     def __init__(self):
         self.loss = None
-        self.y = None  # output of softmax
-        self.t = None  # labels
+        self.y = None
+        self.t = None
 
     def forward(self, x, t):
         self.t = t
         self.y = softmax(x)
         self.loss = cross_entropy_error(self.y, self.t)
-
         return self.loss
 
     def backward(self, dout=1):
@@ -186,80 +211,112 @@ class SoftmaxWithLoss:
             dx = self.y.copy()
             dx[np.arange(batch_size), self.t] -= 1
             dx = dx / batch_size
-
         return dx
 
 
-# --------------------------------------------------------------------------- network
+class Convolution:
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.col = None
+        self.col_W = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        FN, C, FH, FW = self.W.shape
+        N, C, H, W = x.shape
+        out_h = 1 + int((H + 2 * self.pad - FH) / self.stride)
+        out_w = 1 + int((W + 2 * self.pad - FW) / self.stride)
+
+        col = im2col(x, FH, FW, self.stride, self.pad)
+        col_W = self.W.reshape(FN, -1).T
+        out = np.dot(col, col_W) + self.b
+        out = out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
+
+        self.x = x
+        self.col = col
+        self.col_W = col_W
+        return out
+
+    def backward(self, dout):
+        FN, C, FH, FW = self.W.shape
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+
+        self.db = np.sum(dout, axis=0)
+        self.dW = np.dot(self.col.T, dout)
+        self.dW = self.dW.transpose(1, 0).reshape(FN, C, FH, FW)
+
+        dcol = np.dot(dout, self.col_W.T)
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class Pooling:
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.arg_max = None
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        out_h = int(1 + (H - self.pool_h) / self.stride)
+        out_w = int(1 + (W - self.pool_w) / self.stride)
+
+        col = im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        col = col.reshape(-1, self.pool_h * self.pool_w)
+
+        arg_max = np.argmax(col, axis=1)
+        out = np.max(col, axis=1)
+        out = out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+
+        self.x = x
+        self.arg_max = arg_max
+        return out
+
+    def backward(self, dout):
+        dout = dout.transpose(0, 2, 3, 1)
+
+        pool_size = self.pool_h * self.pool_w
+        dmax = np.zeros((dout.size, pool_size), dtype=dout.dtype)
+        dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
+        dmax = dmax.reshape((*dout.shape, pool_size))
+
+        dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+LAYERS = {"relu": Relu, "sigmoid": Sigmoid, "affine1": Affine, "affine2": Affine}
+LAYERS["softmaxwithloss"] = SoftmaxWithLoss
+
+
+# --------------------------------------------------------------------------- networks
 
 
 class BookNet:
-    """The book's ``TwoLayerNet`` (Affine-Relu-Affine-SoftmaxWithLoss) plus ``step()``.
+    """Chapter 5's ``TwoLayerNet`` (Affine-Relu-Affine-SoftmaxWithLoss) from given weights."""
 
-    Parameters
-    ----------
-    hidden_size
-        Width of the hidden layer (100 and 1000 in the benchmarks).
-    dtype, seed, weight_init_std, input_size, output_size
-        Passed to :func:`init_params` when ``params`` is not given.
-    params
-        Initial weights (copied), e.g. the dict a peer was built from.
-    lr
-        Default learning rate of :meth:`step`.
-    """
-
-    def __init__(
-        self,
-        hidden_size=100,
-        *,
-        dtype="float64",
-        seed=0,
-        weight_init_std=0.01,
-        input_size=INPUT_SIZE,
-        output_size=OUTPUT_SIZE,
-        params=None,
-        lr=0.1,
-    ):
-        if params is None:
-            params = init_params(
-                hidden_size,
-                dtype,
-                seed,
-                input_size=input_size,
-                output_size=output_size,
-                weight_init_std=weight_init_std,
-            )
-        # initialise the weights
-        self.params = {key: np.array(value, copy=True) for key, value in params.items()}
-        self.lr = lr
-
-        # build the layers
+    def __init__(self, params):
+        self.params = {key: value.copy() for key, value in params.items()}
         self.layers = OrderedDict()
         self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
         self.layers["Relu1"] = Relu()
         self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
-
         self.lastLayer = SoftmaxWithLoss()
 
     def predict(self, x):
         for layer in self.layers.values():
             x = layer.forward(x)
-
         return x
 
-    # x: input data, t: labels
     def loss(self, x, t):
         y = self.predict(x)
         return self.lastLayer.forward(y, t)
-
-    def accuracy(self, x, t):
-        y = self.predict(x)
-        y = np.argmax(y, axis=1)
-        if t.ndim != 1:
-            t = np.argmax(t, axis=1)
-
-        accuracy = np.sum(y == t) / float(x.shape[0])
-        return accuracy
 
     def gradient(self, x, t):
         # forward
@@ -268,96 +325,43 @@ class BookNet:
         # backward
         dout = 1
         dout = self.lastLayer.backward(dout)
-
         layers = list(self.layers.values())
         layers.reverse()
         for layer in layers:
             dout = layer.backward(dout)
 
-        # collect
         grads = {}
         grads["W1"], grads["b1"] = self.layers["Affine1"].dW, self.layers["Affine1"].db
         grads["W2"], grads["b2"] = self.layers["Affine2"].dW, self.layers["Affine2"].db
-
         return grads
 
-    def step(self, x, t, lr=None):
-        """One training step: forward, loss, backward, SGD update in place. Returns the loss."""
-        learning_rate = self.lr if lr is None else lr
+    def step(self, x, t, lr=0.1):
+        """The book's training-loop body: gradient, then SGD in place. Returns the loss."""
         grad = self.gradient(x, t)
-
-        # update
-        for key in ("W1", "b1", "W2", "b2"):
-            self.params[key] -= learning_rate * grad[key]
-
+        for key in self.params:
+            self.params[key] -= lr * grad[key]
         return self.lastLayer.loss
 
 
-# --------------------------------------------------------------------------- layer cases
+class SimpleConvNet(BookNet):
+    """Chapter 7's ``SimpleConvNet``: conv - relu - pool - affine - relu - affine - softmax."""
 
-#: Layers benchmarked one by one, and the hidden width each depends on.
-#: ``relu``/``sigmoid`` act on the hidden activations ``(N, H)``; ``affine1`` is
-#: ``784 -> H``; ``affine2`` is ``H -> 10``; ``softmaxwithloss`` acts on ``(N, 10)``
-#: logits and does not depend on ``H``.
-LAYERS = ("relu", "sigmoid", "affine1", "affine2", "softmaxwithloss")
-HIDDEN_INDEPENDENT_LAYERS = frozenset({"softmaxwithloss"})
+    def __init__(self, params, conv_param=CONV_PARAM):
+        self.params = {key: value.copy() for key, value in params.items()}
+        self.layers = OrderedDict()
+        self.layers["Conv1"] = Convolution(
+            self.params["W1"], self.params["b1"], conv_param["stride"], conv_param["pad"]
+        )
+        self.layers["Relu1"] = Relu()
+        self.layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        self.layers["Affine1"] = Affine(self.params["W2"], self.params["b2"])
+        self.layers["Relu2"] = Relu()
+        self.layers["Affine2"] = Affine(self.params["W3"], self.params["b3"])
+        self.lastLayer = SoftmaxWithLoss()
 
-
-def layer_arrays(
-    layer: str,
-    batch_size: int,
-    hidden_size: int,
-    dtype: str | np.dtype = "float64",
-    seed: int = 2,
-) -> dict[str, np.ndarray]:
-    """Host inputs for benchmarking ``layer`` alone on one batch.
-
-    Returns ``x`` (the forward input), ``dout`` (the upstream gradient of the
-    backward; absent for ``softmaxwithloss``, whose backward starts from 1),
-    and for Affine layers ``W``/``b`` taken from :func:`init_params`, for
-    ``softmaxwithloss`` the labels ``t``. Activations are standard normal, so
-    about half of a ReLU's inputs are negative. Every implementation
-    benchmarked on a layer case should be fed these arrays.
-    """
-    rng = np.random.default_rng(seed)
-    dtype = np.dtype(dtype)
-    if layer in ("relu", "sigmoid"):
-        return {
-            "x": rng.standard_normal((batch_size, hidden_size), dtype=dtype),
-            "dout": rng.standard_normal((batch_size, hidden_size), dtype=dtype),
-        }
-    if layer in ("affine1", "affine2"):
-        params = init_params(hidden_size, dtype)
-        W, b = (params["W1"], params["b1"]) if layer == "affine1" else (params["W2"], params["b2"])
-        fan_in, fan_out = W.shape
-        if layer == "affine1":
-            x = rng.random((batch_size, fan_in), dtype=dtype)
-        else:
-            x = np.maximum(rng.standard_normal((batch_size, fan_in), dtype=dtype), 0)
-        return {
-            "x": x,
-            "W": W,
-            "b": b,
-            "dout": rng.standard_normal((batch_size, fan_out), dtype=dtype),
-        }
-    if layer == "softmaxwithloss":
-        return {
-            "x": rng.standard_normal((batch_size, OUTPUT_SIZE), dtype=dtype),
-            "t": rng.integers(0, OUTPUT_SIZE, size=batch_size, dtype=np.int64),
-        }
-    msg = f"unknown layer {layer!r}; expected one of {LAYERS}"
-    raise ValueError(msg)
-
-
-def book_layer(layer: str, arrays: dict[str, np.ndarray]):
-    """The book's layer object for a layer case, built from :func:`layer_arrays`."""
-    if layer == "relu":
-        return Relu()
-    if layer == "sigmoid":
-        return Sigmoid()
-    if layer in ("affine1", "affine2"):
-        return Affine(arrays["W"], arrays["b"])
-    if layer == "softmaxwithloss":
-        return SoftmaxWithLoss()
-    msg = f"unknown layer {layer!r}; expected one of {LAYERS}"
-    raise ValueError(msg)
+    def gradient(self, x, t):
+        BookNet.gradient(self, x, t)
+        grads = {}
+        for i, name in enumerate(("Conv1", "Affine1", "Affine2"), start=1):
+            grads[f"W{i}"], grads[f"b{i}"] = self.layers[name].dW, self.layers[name].db
+        return grads

@@ -1,71 +1,112 @@
-"""The machine's limits, measured in the same run as the layers and steps.
+"""What the machine allows, measured with the array library of ``XPLAYERS_BACKEND``.
 
-* ``test_gemm``: each of the five GEMMs of a 784-H-10 training step
-  (:func:`limits.step_gemm_shapes`), timed alone into a preallocated output,
-  with the operand layouts of the step (``x.T``, ``W2.T`` as transposed views).
-  Group ``gemm H=<H> N=<N> <dtype>``, one row per GEMM and limits backend;
-  the sum of a backend's five rows is the step's GEMM bound.
-* ``test_bandwidth``: streaming kernels (copy, scale, add, triad) on arrays
-  larger than the caches; ``gbs`` in ``extra_info`` is bytes moved / time.
-  The copy kernel of ``numpy`` is the bound for NumPy element-wise layers.
+* ``test_gemms``: the five GEMMs of a 784-H-10 training step (``x@W1``,
+  ``h@W2``, ``h.T@dout``, ``dout@W2.T``, ``x.T@dh``) run back to back into
+  preallocated outputs, with the step's operand layouts; the time a step
+  cannot beat ("its GEMMs timed alone"), in the step's group.
+* ``test_bandwidth``: STREAM kernels (copy, scale, add, triad) on 128 MiB arrays.
+* ``test_relu_bound``: the bytes of ReLU forward+backward moved by a copy and
+  an add (5 passes), the bound of the large-ReLU rows.
+
+NumPy, torch and CuPy only (the ``out=`` arguments); GPU work is synchronised.
 """
 
 from __future__ import annotations
 
+import importlib
+
+import numpy as np
 import pytest
-from limits import BANDWIDTH_PASSES, bandwidth_kernel, gemm_kernel, step_gemm_shapes
 
-GEMM_NAMES = [g.name for g in step_gemm_shapes(1, 1)]
-WARMUP_CALLS = 2
+LIBRARIES = {"numpy": "numpy", "torch": "torch", "cupy": "cupy"}
 
 
-def gemm_group(hidden: int, batch: int, dtype: str) -> str:
-    """pytest-benchmark group of the step GEMMs of one case."""
-    return f"gemm H={hidden} N={batch} {dtype}"
+@pytest.fixture(scope="module")
+def lib(xb):
+    name = LIBRARIES.get(xb.backend.name)
+    if name is None:
+        pytest.skip(f"limits are measured with {', '.join(LIBRARIES)}")
+    return importlib.import_module(name)
 
 
-@pytest.mark.parametrize("gemm", range(len(GEMM_NAMES)), ids=[n.split()[0] for n in GEMM_NAMES])
-def test_gemm(benchmark, bench_report, limits_backend, hidden, dtype, batch, gemm):
-    shape = step_gemm_shapes(batch, hidden)[gemm]
-    run, sync = gemm_kernel(shape, dtype, limits_backend)
+def _random(xb, shape, dtype, seed=0):
+    import xplayers as xpl
 
-    def timed() -> None:
-        run()
-        sync()
+    return xpl.asarray(np.random.default_rng(seed).random(shape, dtype=dtype))
 
-    for _ in range(WARMUP_CALLS):
-        timed()
-    benchmark.group = gemm_group(hidden, batch, dtype)
-    benchmark(timed)
-    bench_report(
-        flops=shape.flops,
-        kind="gemm",
-        name=limits_backend,
-        gemm=shape.name,
-        m=shape.m,
-        k=shape.k,
-        n=shape.n,
-        trans_a=shape.trans_a,
-        trans_b=shape.trans_b,
+
+def gemm_shapes(batch, hidden):
+    """``(m, k, n, trans_a, trans_b)`` of the five step GEMMs."""
+    return [
+        (batch, 784, hidden, False, False),
+        (batch, hidden, 10, False, False),
+        (hidden, batch, 10, True, False),
+        (batch, 10, hidden, False, True),
+        (784, batch, hidden, True, False),
+    ]
+
+
+def test_gemms(measure, xb, lib, hidden, dtype, batch):
+    if batch < 512 and not xb.quick:
+        pytest.skip("the step is compared with its GEMMs at N >= 2048 (512 for the trend)")
+    ops = []
+    for m, k, n, trans_a, trans_b in gemm_shapes(batch, hidden):
+        a = _random(xb, (k, m), dtype).T if trans_a else _random(xb, (m, k), dtype)
+        b = _random(xb, (n, k), dtype).T if trans_b else _random(xb, (k, n), dtype)
+        ops.append((a, b, lib.empty_like(_random(xb, (m, n), dtype))))
+
+    def run():
+        for a, b, c in ops:
+            lib.matmul(a, b, out=c)
+        xb.done(*(c for _, _, c in ops))
+
+    measure(
+        run,
+        f"step 784-{hidden}-10 {dtype} N={batch}",
+        f"GEMMs {xb.label}",
+        table=f"Training step, 784-{hidden}-10, {dtype}",
+        batch=batch,
+        samples=batch,
+        flops=sum(2 * m * k * n for m, k, n, _, _ in gemm_shapes(batch, hidden)),
+        device="gpu" if xb.gpu else "cpu",
     )
 
 
-def test_bandwidth(benchmark, bench_report, bench_selection, limits_backend, bandwidth_kind):
-    nbytes = None if bench_selection.bw_mib is None else bench_selection.bw_mib << 20
-    run, sync, moved = bandwidth_kernel(bandwidth_kind, "float64", limits_backend, nbytes=nbytes)
+def _arrays(xb, n):
+    return [_random(xb, (n,), "float64", seed) for seed in range(3)]
 
-    def timed() -> None:
-        run()
-        sync()
 
-    for _ in range(WARMUP_CALLS):
-        timed()
-    benchmark.group = "bandwidth"
-    benchmark(timed)
-    bench_report(
-        nbytes=moved,
-        kind="bandwidth",
-        name=limits_backend,
-        bandwidth_kernel=bandwidth_kind,
-        array_bytes=moved // BANDWIDTH_PASSES[bandwidth_kind],
+@pytest.mark.parametrize(
+    ("kernel", "passes"), [("copy", 2), ("scale", 2), ("add", 3), ("triad", 5)]
+)
+def test_bandwidth(measure, xb, lib, kernel, passes):
+    n = (8 if xb.quick else 128) * 2**20 // 8
+    a, b, c = _arrays(xb, n)
+    ops = {
+        "copy": lambda: b.__setitem__(Ellipsis, a),
+        "scale": lambda: lib.multiply(a, 3.0, out=b),
+        "add": lambda: lib.add(a, b, out=c),
+        "triad": lambda: lib.add(b, lib.multiply(c, 3.0, out=a), out=a),  # two passes
+    }
+    run = lambda: (ops[kernel](), xb.done(a, b, c))  # noqa: E731
+    measure(
+        run,
+        f"bandwidth {kernel}",
+        xb.label,
+        table=f"Memory bandwidth, {n * 8 >> 20} MiB float64 arrays (GB/s)",
+        row=kernel,
+        bytes=passes * n * 8,
     )
+
+
+def test_relu_bound(measure, xb, lib, relu_large):
+    shape, dtype = relu_large.x.shape, relu_large.x.dtype
+    x, dout = _random(xb, shape, dtype), _random(xb, shape, dtype, 1)
+    out, dx = lib.empty_like(x), lib.empty_like(x)
+
+    def run():
+        out[...] = x  # read x, write out
+        lib.add(dout, x, out=dx)  # read dout and x, write dx
+        xb.done(out, dx)
+
+    measure(run, relu_large.group, f"bandwidth bound {xb.label}", **relu_large.info)

@@ -1,386 +1,266 @@
-"""Benchmarks of xplayers itself, on every backend, beside the peers of ``test_peers.py``.
+"""xplayers on the backend of ``XPLAYERS_BACKEND``, on the peers' weights and batches.
 
-* ``test_step``: one ``TwoLayerNet(784, H, 10).train_step(x, t, SGD(lr))`` --
-  forward, loss, backward and the SGD update -- from the same weights and batch
-  as the peers (:func:`book_numpy.init_params`, :func:`book_numpy.make_batch`).
-  Group ``step H=<H> N=<N> <dtype>``, the peers' group, so xplayers and the
-  peers sit side by side.
-* ``test_layer``: each layer alone (``Relu``, ``Sigmoid``, ``Affine`` 784->H
-  and H->10, ``SoftmaxWithLoss``), forward / backward / both, on the arrays of
-  :func:`book_numpy.layer_arrays`. Group ``<layer> <phase> H=<H> N=<N> <dtype>``,
-  shared with the book's layers. Both Affine layers compute ``dx``, as the
-  book's do.
-* ``test_relu_large`` (and ``test_relu_large_book`` for the book's ReLU): ReLU
-  forward+backward on arrays as large as the bandwidth kernels' (larger than
-  the caches), for the comparison with the memory-bandwidth bound. Group
-  ``relu both large <MiB> MiB <dtype>``.
-* ``test_xplayers_matches_book``: not a benchmark; three training steps on each
-  backend land on the book's weights, so every timed step does the same work.
-
-The step bound ("sum of GEMMs timed alone") is not timed here: it is the
-``test_gemm`` rows of the limits target named in each row's
-``extra_info.limits_backend`` (``limits:numpy`` for NumPy-based backends); the
-report divides the two.
-
-Timing protocol, per backend: two untimed warm-up calls, then every timed call
-ends with the results being ready -- ``cupy.cuda.Device().synchronize()``,
-``torch.cuda.synchronize()``, ``jax.block_until_ready``, and for Dask
-``dask.persist`` of the results (the step's new parameters are rebound to the
-persisted arrays, so the task graph does not grow from step to step). TF32 is
-off: torch's switches are cleared, and a CuPy run with ``CUPY_TF32`` set to
-anything but ``0`` is skipped. JAX runs with ``jax_enable_x64`` so float64 is
-float64.
+The three ways a reader of the book trains (``train_step``, the book's loop
+``net.gradient`` + ``SGD.update``, the four layers wired by hand), each layer
+alone, ReLU on arrays larger than the caches, SoftmaxWithLoss's peak memory,
+and chapter 7's SimpleConvNet. Every timed call ends with ``xb.done(...)``.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
-from typing import Any
+import tracemalloc
 
-import numpy as np
 import pytest
-from book_numpy import BookNet, book_layer, init_params, layer_arrays, make_batch
-from limits import bandwidth_elements, elementwise_bytes, step_flops
-from test_peers import LR, WARMUP_CALLS, layer_group, layer_work, step_group
+from book_numpy import (
+    LAYERS,
+    SoftmaxWithLoss,
+    init_conv_params,
+    init_params,
+    layer_arrays,
+    make_batch,
+)
 
-#: xplayers backend name and device of each benchmark backend.
-BACKEND_SPECS: dict[str, tuple[str, str | None]] = {
-    "numpy": ("numpy", None),
-    "array-api-strict": ("array_api_strict", None),
-    "dask": ("dask", None),
-    "jax-cpu": ("jax", "cpu"),
-    "torch-cpu": ("torch", "cpu"),
-    "cupy": ("cupy", None),
-    "jax-gpu": ("jax", "gpu"),
-    "torch-cuda": ("torch", "cuda"),
-}
+import xplayers as xpl
 
-#: The limits backend whose GEMMs and bandwidth bound each xplayers backend.
-LIMITS_OF: dict[str, str] = {
-    "numpy": "numpy",
-    "array-api-strict": "numpy",
-    "dask": "numpy",
-    "jax-cpu": "numpy",
-    "torch-cpu": "torch-cpu",
-    "cupy": "cupy",
-    "jax-gpu": "cupy",
-    "torch-cuda": "torch-cuda",
-}
-
-#: Width of the arrays of the large-ReLU case (rows follow from the byte size).
-LARGE_RELU_COLUMNS = 1000
+LR = 0.1
+SLOW = ("dask", "array_api_strict")  # neither is a performance target
+LIMITS = ("numpy", "torch", "cupy")  # backends whose GEMMs and bandwidth test_limits measures
 
 
-class Runtime:
-    """One xplayers backend as the benchmarks use it: array creation and waiting for results."""
-
-    def __init__(self, name: str) -> None:
-        import xplayers as xpl
-
-        self.name = name
-        self.xpl_name, self.device = BACKEND_SPECS[name]
-        if name == "cupy" and os.environ.get("CUPY_TF32", "0") not in ("", "0"):
-            pytest.skip("CUPY_TF32 is set: CuPy float32 products would use TF32")
-        if self.xpl_name == "jax":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-        if name == "torch-cuda":
-            from torch_peer import disable_tf32
-
-            disable_tf32()
-        ok, why = xpl.backend_status(self.xpl_name, self.device)
-        if not ok:
-            pytest.skip(f"{name}: {why}")
-        with xpl.use_backend(self.xpl_name, self.device) as backend:
-            self.backend = backend
-        self.lazy = name == "dask"
-        self._wait = self._waiter()
-
-    def _waiter(self) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-        if self.name == "cupy":
-            import cupy
-
-            def wait(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-                cupy.cuda.Device().synchronize()
-                return arrays
-
-        elif self.name == "torch-cuda":
-            import torch
-
-            def wait(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-                torch.cuda.synchronize()
-                return arrays
-
-        elif self.xpl_name == "jax":
-            import jax
-
-            def wait(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-                return tuple(jax.block_until_ready(arrays))
-
-        elif self.lazy:
-            import dask
-
-            def wait(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-                return tuple(dask.persist(*arrays))
-
-        else:
-
-            def wait(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-                return arrays
-
-        return wait
-
-    def use(self) -> Any:
-        """``with runtime.use():`` selects this backend for new arrays."""
-        import xplayers as xpl
-
-        return xpl.use_backend(self.xpl_name, self.device)
-
-    def asarray(self, host: np.ndarray) -> Any:
-        """Copy a host array onto this backend and device."""
-        return self.backend.asarray(host)
-
-    def finish(self, *arrays: Any) -> tuple[Any, ...]:
-        """Return ``arrays`` once their values exist (computed, on the device, synchronised)."""
-        return self._wait(arrays)
+def _skip_slow(xb, batch):
+    if xb.backend.name in SLOW and batch > 2048:
+        pytest.skip(f"{xb.backend.name} is not benchmarked above batch 2048")
 
 
-@functools.lru_cache(maxsize=2)
-def host_batch(batch: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`book_numpy.make_batch`, kept for the next test (xplayers never writes its inputs)."""
-    return make_batch(batch, dtype)
+def _device(xb):
+    return "gpu" if xb.gpu else "cpu"
 
 
-@functools.lru_cache(maxsize=2)
-def host_layer_arrays(layer: str, batch: int, hidden: int, dtype: str) -> dict[str, np.ndarray]:
-    """:func:`book_numpy.layer_arrays`, kept for the other phases of the same case."""
-    return layer_arrays(layer, batch, hidden, dtype)
+def _limits(xb):
+    return xb.label if xb.backend.name in LIMITS else "numpy"
 
 
-@functools.cache
-def runtime(name: str) -> Runtime:
-    """The :class:`Runtime` of benchmark backend ``name`` (one per process)."""
-    return Runtime(name)
+def _net(hidden, dtype):
+    net = xpl.TwoLayerNet(784, hidden, 10, dtype=dtype, seed=0)
+    net.load_params(init_params(hidden, dtype))
+    return net
 
 
-# --------------------------------------------------------------------------- training step
+def step_goals(xb, path, hidden, dtype, batch):
+    """The goals of issue 10 for one training path on this backend."""
+    eager = "torch eager gpu" if xb.gpu else "torch eager cpu"
+    name = xb.backend.name
+    goals = []
+    if name == "numpy" and hidden == 100:
+        goals.append({"goal": f"NumPy {path} ≥ 1.5× the book's code", "vs": "book", "min": 1.5})
+        goals.append(
+            {
+                "goal": f"NumPy {path} ≥ 2× PyTorch eager CPU at N ≤ 128, ≥ 1.25× above",
+                "vs": "torch eager cpu",
+                "min": 2.0 if batch <= 128 else 1.25,
+            }
+        )
+    if name == "numpy" and path == "train_step" and batch >= 2048:
+        goal = "NumPy train_step ≤ 1.15× its GEMMs timed alone, N ≥ 2048"
+        goals.append({"goal": goal, "vs": "GEMMs numpy", "measure": "time", "max": 1.15})
+    if name == "numpy" and path == "train_step" and batch == 32768:
+        goal = "NumPy train_step samples/s at N = 32768 ≥ at N = 8192"
+        group = step_group(hidden, dtype, 8192)
+        goals.append({"goal": goal, "vs": f"{path} numpy", "vs_group": group, "min": 1.0})
+    if name == "torch" or (name in ("cupy", "jax") and path == "train_step"):
+        where = "GPU" if xb.gpu else "CPU"
+        goal = f"{path} on {xb.backend.name} {where} ≥ 1.0× PyTorch eager {where}"
+        goals.append({"goal": goal, "vs": eager, "min": 1.0})
+    if name == "jax" and path == "train_step":
+        goals.append(
+            {
+                "goal": "JAX train_step vs a hand-written jax.jit step",
+                "vs": f"jax.jit {_device(xb)}",
+            }
+        )
+    if name in LIMITS and name != "numpy" and path == "train_step" and batch >= 2048:
+        goal = f"{xb.label} train_step / its GEMMs timed alone, N ≥ 2048"
+        goals.append({"goal": goal, "vs": f"GEMMs {xb.label}", "measure": "time"})
+    return goals
 
 
-def xplayers_step(
-    backend: str, hidden: int, dtype: str, batch: int, *, params: dict | None = None
-) -> tuple[Callable[[], Any], Any]:
-    """``(run, net)``: ``run()`` does one synchronised ``train_step`` of a 784-H-10 net."""
-    from xplayers.network import TwoLayerNet
-    from xplayers.optim import SGD
-
-    rt = runtime(backend)
-    params = init_params(hidden, dtype) if params is None else params
-    x, t = host_batch(batch, dtype)
-    with rt.use():
-        net = TwoLayerNet(784, hidden, 10, dtype=dtype, seed=0)
-        net.load_params(params)
-        xb, tb = rt.asarray(x), rt.asarray(t)
-    optimizer = SGD(lr=LR)
-    keys = list(net.params)
-
-    def run() -> Any:
-        loss = net.train_step(xb, tb, optimizer)
-        loss, *new = rt.finish(loss, *(net.params[k] for k in keys))
-        if rt.lazy:  # keep the persisted parameters, so the graph does not grow
-            for key, value in zip(keys, new, strict=True):
-                net.params[key] = value
-        return loss
-
-    return run, net
+def step_group(hidden, dtype, batch):
+    return f"step 784-{hidden}-10 {dtype} N={batch}"
 
 
-def test_step(benchmark, bench_report, backend, hidden, dtype, batch):
-    run, _ = xplayers_step(backend, hidden, dtype, batch)
-    for _ in range(WARMUP_CALLS):
-        run()
-    benchmark.group = step_group(hidden, batch, dtype)
-    benchmark(run)
-    bench_report(
+def _measure_step(measure, xb, path, run, hidden, dtype, batch):
+    measure(
+        run,
+        step_group(hidden, dtype, batch),
+        f"{path} {xb.label}",
+        table=f"Training step, 784-{hidden}-10, {dtype}",
+        batch=batch,
         samples=batch,
-        flops=step_flops(batch, hidden),
-        kind="step",
-        name=backend,
-        limits_backend=LIMITS_OF[backend],
+        plot=path == "train_step",
+        device=_device(xb),
+        goals=step_goals(xb, path, hidden, dtype, batch),
     )
 
 
-# --------------------------------------------------------------------------- layers
+def test_train_step(measure, xb, hidden, dtype, batch):
+    _skip_slow(xb, batch)
+    net, opt = _net(hidden, dtype), xpl.SGD(lr=LR)
+    x, t = (xpl.asarray(a) for a in make_batch(batch, dtype))
 
-#: Attributes a layer keeps from ``forward`` for ``backward``.
-_STATE = ("out", "x", "y", "t", "loss")
+    def run():
+        loss = net.train_step(x, t, opt)
+        xb.done(loss, *net.params.values())
 
-
-def _persist_state(layer: Any, rt: Runtime) -> None:
-    """On Dask, compute what ``forward`` kept, so a timed backward does not redo the forward."""
-    if not rt.lazy:
-        return
-    names = [n for n in _STATE if getattr(layer, n, None) is not None]
-    values = rt.finish(*(getattr(layer, n) for n in names))
-    for n, v in zip(names, values, strict=True):
-        setattr(layer, n, v)
+    _measure_step(measure, xb, "train_step", run, hidden, dtype, batch)
 
 
-def xplayers_layer_call(
-    rt: Runtime, layer: str, phase: str, arrays: dict[str, np.ndarray]
-) -> Callable[[], Any]:
-    """A zero-argument callable running xplayers' ``layer`` in ``phase``, results ready."""
-    import xplayers as xpl
+def test_book_loop(measure, xb, dtype, batch):
+    _skip_slow(xb, batch)
+    net, opt = _net(100, dtype), xpl.SGD(lr=LR)
+    x, t = (xpl.asarray(a) for a in make_batch(batch, dtype))
 
-    a = {k: rt.asarray(v) for k, v in arrays.items()}
-    if layer == "relu":
-        obj = xpl.Relu()
-    elif layer == "sigmoid":
-        obj = xpl.Sigmoid()
-    elif layer in ("affine1", "affine2"):
-        obj = xpl.Affine(a["W"], a["b"])  # computes dx like the book's Affine
-    else:
-        obj = xpl.SoftmaxWithLoss()
-    x, dout = a["x"], a.get("dout")
+    def run():
+        grads = net.gradient(x, t)
+        opt.update(net.params, grads)
+        xb.done(*net.params.values())
+
+    _measure_step(measure, xb, "book loop", run, 100, dtype, batch)
+
+
+def test_by_hand(measure, xb, dtype, batch):
+    _skip_slow(xb, batch)
+    p = {k: xpl.asarray(v) for k, v in init_params(100, dtype).items()}
+    a1, relu, a2 = xpl.Affine(p["W1"], p["b1"]), xpl.Relu(), xpl.Affine(p["W2"], p["b2"])
+    last = xpl.SoftmaxWithLoss()
+    x, t = (xpl.asarray(a) for a in make_batch(batch, dtype))
+
+    def run():
+        loss = last.forward(a2.forward(relu.forward(a1.forward(x))), t)
+        a1.backward(relu.backward(a2.backward(last.backward())))
+        for layer in (a1, a2):
+            layer.W -= LR * layer.dW
+            layer.b -= LR * layer.db
+        xb.done(loss, a1.W, a1.b, a2.W, a2.b)
+
+    _measure_step(measure, xb, "by hand", run, 100, dtype, batch)
+
+
+@pytest.mark.parametrize("phase", ["forward", "backward", "both"])
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_layer(measure, xb, quick, layer, phase, hidden, dtype, batch):
+    _skip_slow(xb, batch)
+    if layer == "softmaxwithloss" and hidden != 100:
+        pytest.skip("SoftmaxWithLoss does not depend on H")
+    if quick and phase != "both":
+        pytest.skip("a quick run times each layer's forward+backward only")
+    if hidden > 100 and batch > 2048:
+        pytest.skip("one layer of 784-1000-10 above N = 2048 is most of a step; the step runs")
+    a = {k: xpl.asarray(v) for k, v in layer_arrays(layer, batch, hidden, dtype).items()}
     if layer == "softmaxwithloss":
-        t = a["t"]
-
-        def forward() -> tuple[Any, ...]:
-            return (obj.forward(x, t),)
-
-        def backward() -> tuple[Any, ...]:
-            return (obj.backward(),)
-
+        obj = xpl.SoftmaxWithLoss()
+        forward, backward = (lambda: obj.forward(a["x"], a["t"])), obj.backward
     else:
-
-        def forward() -> tuple[Any, ...]:
-            return (obj.forward(x),)
-
-        def backward() -> tuple[Any, ...]:
-            dx = obj.backward(dout)
-            return (dx, obj.dW, obj.db) if isinstance(obj, xpl.Affine) else (dx,)
-
-    if phase == "forward":
-        return lambda: rt.finish(*forward())
-    rt.finish(*forward())  # the backward needs the state the forward leaves
-    _persist_state(obj, rt)
-    if phase == "backward":
-        return lambda: rt.finish(*backward())
-    return lambda: rt.finish(*forward(), *backward())
-
-
-def test_layer(benchmark, bench_report, backend, layer_case, phase, dtype, batch):
-    layer, hidden = layer_case
-    rt = runtime(backend)
-    run = xplayers_layer_call(rt, layer, phase, host_layer_arrays(layer, batch, hidden, dtype))
-    for _ in range(WARMUP_CALLS):
-        run()
-    benchmark.group = layer_group(layer, phase, hidden, batch, dtype)
-    benchmark(run)
-    bench_report(
+        cls = {"relu": xpl.Relu, "sigmoid": xpl.Sigmoid}.get(layer)
+        obj = cls() if cls else xpl.Affine(a["W"], a["b"])
+        forward, backward = (lambda: obj.forward(a["x"])), (lambda: obj.backward(a["dout"]))
+    xb.done(forward())  # the backward needs what the forward keeps
+    run = {
+        "forward": lambda: xb.done(forward()),
+        "backward": lambda: xb.done(backward()),
+        "both": lambda: xb.done(forward(), backward()),
+    }[phase]
+    h = "" if layer == "softmaxwithloss" else f", H={hidden}"
+    measure(
+        run,
+        f"{layer} {phase}{h} {dtype} N={batch}",
+        xb.label,
+        table=f"Layers: {layer} {phase}{h}, {dtype}",
+        batch=batch,
         samples=batch,
-        kind="layer",
-        name=backend,
-        limits_backend=LIMITS_OF[backend],
-        **layer_work(layer, phase, batch, hidden, dtype),
+        relative_to="book",
     )
 
 
-# --------------------------------------------------------------------------- ReLU on large arrays
+def test_relu_large(measure, xb, relu_large):
+    x, dout = xpl.asarray(relu_large.x), xpl.asarray(relu_large.dout)
+    relu = xpl.Relu()
+    bound = f"bandwidth bound {_limits(xb)}"
+    goal = {"goal": relu_large.goal, "vs": bound, "measure": "time"}
+    if xb.backend.name == "numpy":
+        goal["max"] = 2.0
+    run = lambda: xb.done(relu.forward(x), relu.backward(dout))  # noqa: E731
+    measure(run, relu_large.group, xb.label, goals=[goal], **relu_large.info)
 
 
-def large_relu_arrays(dtype: str, mib: int | None) -> dict[str, np.ndarray]:
-    """``x`` and ``dout`` of shape ``(rows, 1000)``, each as large as a bandwidth-kernel array.
+def test_softmax_memory(measure, xb, dtype):
+    """Peak memory of SoftmaxWithLoss forward+backward over the book's (tracemalloc, NumPy only)."""
+    if xb.backend.name != "numpy":
+        pytest.skip("tracemalloc sees NumPy's allocations only")
+    rows = 200_000 if xb.quick else 2_000_000
+    arrays = layer_arrays("softmaxwithloss", rows, 100, dtype)
 
-    ``mib`` is ``--bench-bw-mib`` (None: 4x the caches, at least 64 MiB, as
-    :func:`limits.bandwidth_elements`), so the bound and the layer see the same sizes.
-    """
-    n = bandwidth_elements(dtype, None if mib is None else mib << 20)
-    rows = max(1, n // LARGE_RELU_COLUMNS)
-    rng = np.random.default_rng(3)
-    shape = (rows, LARGE_RELU_COLUMNS)
-    return {
-        "x": rng.standard_normal(shape, dtype=np.dtype(dtype)),
-        "dout": rng.standard_normal(shape, dtype=np.dtype(dtype)),
-    }
+    def peak(layer, x, t):
+        tracemalloc.start()
+        layer.forward(x, t)
+        layer.backward()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
 
-
-def relu_large_group(arrays: dict[str, np.ndarray], dtype: str) -> str:
-    """Group of the large-ReLU case: ``relu both large <MiB> MiB <dtype>``."""
-    return f"relu both large {round(arrays['x'].nbytes / 2**20)} MiB {dtype}"
-
-
-def _report_large(bench_report: Any, arrays: dict[str, np.ndarray], name: str, limits: str) -> None:
-    x = arrays["x"]
-    bench_report(
-        samples=x.shape[0],
-        nbytes=elementwise_bytes("relu", "both", x.size, x.itemsize),
-        kind="relu_large",
-        name=name,
-        layer="relu",
-        phase="both",
-        limits_backend=limits,
-        elements=x.size,
-        array_bytes=x.nbytes,
+    x, t = xpl.asarray(arrays["x"]), xpl.asarray(arrays["t"])
+    ours, book = peak(xpl.SoftmaxWithLoss(), x, t), peak(SoftmaxWithLoss(), *arrays.values())
+    last = xpl.SoftmaxWithLoss()
+    size = arrays["x"].nbytes
+    measure(
+        lambda: (last.forward(x, t), last.backward()),
+        f"softmaxwithloss memory {dtype} N={rows}",
+        xb.label,
+        rounds=1,
+        peak_bytes=ours,
+        book_peak_bytes=book,
+        goals=[
+            {
+                "goal": f"SoftmaxWithLoss peak memory on {rows:.0e} × 10 logits ≤ the book's",
+                "value": ours / book,
+                "unit": f"× the book's ({ours / size:.1f}× vs {book / size:.1f}× the input)",
+                "max": 1.0,
+            }
+        ],
     )
 
 
-def test_relu_large(benchmark, bench_report, bench_selection, backend, dtype):
-    arrays = large_relu_arrays(dtype, bench_selection.bw_mib)
-    rt = runtime(backend)
-    run = xplayers_layer_call(rt, "relu", "both", arrays)
-    for _ in range(WARMUP_CALLS):
-        run()
-    benchmark.group = relu_large_group(arrays, dtype)
-    benchmark(run)
-    _report_large(bench_report, arrays, backend, LIMITS_OF[backend])
+@pytest.mark.parametrize("path", ["book loop", "train_step"])
+def test_conv_step(measure, xb, dtype, path):
+    if not hasattr(xpl, "SimpleConvNet"):
+        pytest.skip("xplayers.SimpleConvNet does not exist yet")
+    net = xpl.SimpleConvNet(input_dim=(1, 28, 28), hidden_size=100, output_size=10)
+    for key, value in init_conv_params(dtype).items():
+        net.params[key] = xpl.asarray(value)
+    if path == "train_step" and not hasattr(net, "train_step"):
+        pytest.skip("SimpleConvNet has no train_step")
+    opt = xpl.SGD(lr=LR)
+    x, t = (xpl.asarray(a) for a in make_batch(100, dtype, shape=(1, 28, 28)))
 
+    def run():
+        if path == "train_step":
+            net.train_step(x, t, opt)
+        else:
+            opt.update(net.params, net.gradient(x, t))
+        xb.done(*net.params.values())
 
-def test_relu_large_book(benchmark, bench_report, bench_selection, layer_peer, dtype):
-    arrays = large_relu_arrays(dtype, bench_selection.bw_mib)
-    relu = book_layer("relu", arrays)
-    x, dout = arrays["x"], arrays["dout"]
-
-    def run() -> None:
-        relu.forward(x)
-        relu.backward(dout)
-
-    for _ in range(WARMUP_CALLS):
-        run()
-    benchmark.group = relu_large_group(arrays, dtype)
-    benchmark(run)
-    _report_large(bench_report, arrays, layer_peer, "numpy")
-
-
-# --------------------------------------------------------------------------- correctness
-
-
-@pytest.mark.parametrize("check_dtype", ["float64", "float32"])
-def test_xplayers_matches_book(backend, check_dtype):
-    """Three steps on every backend from the same weights land on the book's weights."""
-    import xplayers as xpl
-
-    params = init_params(32, check_dtype, seed=5)
-    x, t = make_batch(16, check_dtype, seed=6)
-    book = BookNet(params=params, lr=LR)
-    rt = runtime(backend)
-    with rt.use():
-        from xplayers.network import TwoLayerNet
-        from xplayers.optim import SGD
-
-        net = TwoLayerNet(784, 32, 10, dtype=check_dtype, seed=0)
-        net.load_params(params)
-        xb, tb = rt.asarray(x), rt.asarray(t)
-    optimizer = SGD(lr=LR)
-    for _ in range(3):
-        book_loss = book.step(x, t)
-        loss = float(xpl.to_numpy(net.train_step(xb, tb, optimizer)))
-    rtol = 1e-10 if check_dtype == "float64" else 1e-4
-    # The book adds 1e-7 inside the log; the gradient is unaffected.
-    assert loss == pytest.approx(book_loss, rel=1e-5, abs=1e-6)
-    for key, want in book.params.items():
-        got = xpl.to_numpy(net.params[key])
-        assert got.dtype == want.dtype, key
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * 1e-2, err_msg=key)
+    eager = "torch eager gpu" if xb.gpu else "torch eager cpu"
+    goals = [{"goal": f"SimpleConvNet {path} vs PyTorch eager", "vs": eager}]
+    if xb.backend.name == "numpy":
+        goals = [
+            {"goal": f"NumPy SimpleConvNet {path} ≥ 1.5× the book's", "vs": "book", "min": 1.5}
+        ]
+    measure(
+        run,
+        f"SimpleConvNet step {dtype} N=100",
+        f"{path} {xb.label}",
+        table="SimpleConvNet training step, batch 100 (samples/s)",
+        row=dtype,
+        samples=100,
+        device=_device(xb),
+        goals=goals,
+    )
