@@ -42,16 +42,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, values, ids=ids)
 
 
-def _sync_of(backend: Any) -> Any:
-    try:
-        from xplayers.backend import record
-    except ImportError:  # before the backend registry: reading one element waits for any backend
-        import xplayers as xpl
-
-        return lambda x: xpl.to_numpy(x[(0,) * x.ndim])
-    return record(backend.name).sync
-
-
 @pytest.fixture(scope="session")
 def quick() -> bool:
     """Whether this is a smoke run (``XPLAYERS_BENCH_QUICK=1``)."""
@@ -68,20 +58,18 @@ def xb() -> SimpleNamespace:
     so a timed call that ends with it stops the clock after the device finished.
     """
     import xplayers as xpl
+    from xplayers.backend import record
 
     try:
         backend = xpl.get_backend()
     except (ValueError, xpl.BackendUnavailableError) as exc:
         pytest.skip(str(exc))
-    sync = _sync_of(backend)
+    rec = record(backend.name)
+    gpu = rec.gpu and "cpu" not in str(backend.device).lower()
 
     def done(*arrays: Any) -> None:
-        for a in arrays:
-            sync(a)
+        rec.sync(list(arrays))
 
-    gpu = backend.name not in ("numpy", "dask", "array_api_strict") and (
-        "cpu" not in str(backend.device).lower()
-    )
     label = backend.name  # torch:cpu, torch:cuda, jax:cpu, jax:gpu for the libraries of both
     if backend.name in ("torch", "jax"):
         label += ":" + (("cuda" if backend.name == "torch" else "gpu") if gpu else "cpu")
