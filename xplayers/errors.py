@@ -13,6 +13,7 @@ __all__ = [
     "BackendContextError",
     "BackendSelectionError",
     "BackendUnavailableError",
+    "ClusterError",
     "LayerInputError",
     "LayerStateError",
     "XplayersError",
@@ -58,3 +59,11 @@ class LayerInputError(XplayersError, ValueError):
 
 class LayerStateError(XplayersError, RuntimeError):
     """A layer method was called in the wrong order (``backward`` before ``forward``)."""
+
+
+class ClusterError(XplayersError, RuntimeError):
+    """A computation on a Dask cluster failed (workers lost, data lost) and was not applied.
+
+    The message names the step and the cluster's own error; nothing the
+    step would have changed (parameters, optimizer state) was changed.
+    """

@@ -83,6 +83,14 @@ class Backend:
     def __str__(self) -> str:
         return f"{self.name}:{self.record.device_name(self.device)}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the record and the device, resolved again where it is loaded.
+
+        The namespace is a module, which :mod:`pickle` refuses; resolving on
+        load also checks the backend is usable there (a Dask worker, say).
+        """
+        return self.record.resolve, (self.device,)
+
 
 def _dtype(xp: ModuleType, dtype: Any) -> Any:
     if dtype is None:

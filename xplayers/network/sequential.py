@@ -149,6 +149,17 @@ class Sequential:
         self.last_layer = last
         self._params = Parameters(slots, where)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The state for :mod:`pickle`: the layers, without the read-only view of them."""
+        state = self.__dict__.copy()
+        del state["layers"]  # a mappingproxy, which pickle refuses; rebuilt on load
+        state["_numpy_plan"], state["_numpy_plan_known"] = None, False  # buffers, rebuilt
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.layers = MappingProxyType(self._layers)
+
     # ------------------------------------------------------------------ parameters
 
     @property
