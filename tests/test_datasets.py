@@ -204,8 +204,7 @@ def test_split_rejects_bad_test_size(size: object) -> None:
     x, t = _data()
     with pytest.raises(
         LayerInputError,
-        match=rf"train_test_split: argument 'test_size': expected a float in \(0, 1\); "
-        rf"got {re.escape(repr(size))}$",
+        match=r"train_test_split: argument 'test_size': expected a number in \(0, 1\); got ",
     ):
         train_test_split(x, t, test_size=size)  # type: ignore[arg-type]
 

@@ -84,7 +84,7 @@ def test_numerical_gradient_accepts_array_results(backend, xp, rng):
 def test_numerical_gradient_rejects_bad_steps(eps):
     with pytest.raises(
         LayerInputError,
-        match="numerical_gradient: argument 'eps': expected a positive finite number",
+        match="numerical_gradient: argument 'eps': expected a finite number > 0",
     ):
         numerical_gradient(lambda z: 0.0, np.zeros(2), eps=eps)
 

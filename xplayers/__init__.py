@@ -33,6 +33,7 @@ from xplayers._backend import (
     to_numpy,
     use_backend,
 )
+from xplayers._version import __version__
 from xplayers.errors import (
     BackendUnavailableError,
     LayerInputError,
@@ -55,8 +56,6 @@ from xplayers.layers import (
 from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet, from_config
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
 from xplayers.training import History, MissingDependencyError, TrainingError, evaluate, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",

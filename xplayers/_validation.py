@@ -28,6 +28,7 @@ __all__ = [
     "fail",
     "float_array",
     "float_dtype",
+    "number_in",
     "positive_int",
     "positive_ints",
     "positive_number",
@@ -78,16 +79,35 @@ def positive_ints(where: str, arg: str, values: Iterable[object]) -> list[int]:
     return [int(n) for n in items]  # type: ignore[call-overload]
 
 
+def number_in(
+    where: str,
+    arg: str,
+    value: object,
+    *,
+    low: float = 0.0,
+    high: float | None = None,
+    low_open: bool = True,
+) -> float:
+    """Check `value` is a real number in an interval; return it as a float.
+
+    The interval is ``(low, inf)``, or ``(low, high)``, with ``low_open=False``
+    ``[low, inf)`` or ``[low, high)``. Bools, NaN and infinities are refused.
+    """
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    v = float(value) if real else math.nan  # type: ignore[arg-type]
+    ok = math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)
+    if not ok:
+        if high is None:
+            expected = f"a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            expected = f"a number in {'(' if low_open else '['}{low:g}, {high:g})"
+        fail(where, arg, expected, describe(value))
+    return v
+
+
 def positive_number(where: str, arg: str, value: object) -> float:
     """Check `value` is a finite real number > 0 (not a bool); return it as a float."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        fail(where, arg, "a positive finite number", describe(value))
-    return float(value)
+    return number_in(where, arg, value, low=0.0)
 
 
 def seed_or_none(where: str, arg: str, value: object) -> int | None:

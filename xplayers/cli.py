@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate the networks of Deep Learning from Scratch "
         "on any array backend.",
     )
-    from xplayers import __version__
+    from xplayers._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -582,8 +582,8 @@ def _blas() -> list[str]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from xplayers import __version__
     from xplayers._backend import ENV_VAR
+    from xplayers._version import __version__
 
     print(f"xplayers {__version__}")
     print(f"Python {platform.python_version()} ({sys.executable}) on {platform.platform()}")

@@ -5,6 +5,11 @@ Every error the library raises on purpose is an :class:`XplayersError`, so
 subclass of the built-in exception a Python user would expect
 (``ValueError`` for bad input, ``RuntimeError`` for an unusable backend or a
 call made in the wrong order).
+
+The modules that raise them re-export them under their old paths
+(``xplayers.io.ModelFileError``, ``xplayers.training.TrainingError``,
+``xplayers.training.MissingDependencyError``,
+``xplayers.datasets.DatasetError``).
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ __all__ = [
     "BackendSelectionError",
     "BackendUnavailableError",
     "ClusterError",
+    "DatasetError",
     "LayerInputError",
     "LayerStateError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "TrainingError",
     "XplayersError",
 ]
 
@@ -67,3 +76,35 @@ class ClusterError(XplayersError, RuntimeError):
     The message names the step and the cluster's own error; nothing the
     step would have changed (parameters, optimizer state) was changed.
     """
+
+
+class ModelFileError(XplayersError, ValueError):
+    """A model file is missing, damaged, or not one :func:`~xplayers.io.load` can trust.
+
+    The message names the file and the problem. It is a :class:`ValueError`
+    too, so ``except ValueError`` also catches it.
+
+    Examples
+    --------
+    >>> from xplayers.errors import ModelFileError
+    >>> issubclass(ModelFileError, ValueError)
+    True
+    """
+
+
+class DatasetError(XplayersError, ValueError):
+    """A dataset file is missing, damaged or not in the expected format.
+
+    It is a :class:`ValueError` too, so ``except ValueError`` also catches it.
+    """
+
+
+class TrainingError(XplayersError, RuntimeError):
+    """Training cannot go on: the loss became NaN, infinite, or diverged.
+
+    The message names the epoch and iteration of the first bad step.
+    """
+
+
+class MissingDependencyError(XplayersError, ImportError):
+    """An optional dependency is needed for what was asked; the message says how to install it."""

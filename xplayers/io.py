@@ -49,8 +49,8 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import to_numpy, use_backend
-from xplayers._validation import fail
-from xplayers.errors import XplayersError
+from xplayers._validation import FLOAT_DTYPES, fail
+from xplayers.errors import ModelFileError
 
 if sys.platform != "win32":  # a live writer holds a lock on its temporary file
     import fcntl
@@ -72,7 +72,6 @@ FORMAT_VERSION = 1
 #: The name of the archive entry holding the JSON metadata.
 METADATA_KEY = "__xplayers__"
 
-_DTYPES = ("float32", "float64")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 #: The largest JSON header written or read (a config is a few hundred bytes).
 MAX_METADATA_BYTES = 64 * 2**20
@@ -86,22 +85,6 @@ _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 _DEFLATE_RATIO = 1032
 _DEFLATE_SLACK = 4096
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{12}\.tmp")
-
-
-class ModelFileError(XplayersError, ValueError):
-    """A model file is missing, damaged, or not one :func:`load` can trust.
-
-    The message names the file and the problem. It is a :class:`ValueError`
-    too, so ``except ValueError`` also catches it.
-
-    Examples
-    --------
-    >>> from xplayers.io import ModelFileError
-    >>> issubclass(ModelFileError, ValueError)
-    True
-    """
-
-    __module__ = "xplayers.io"
 
 
 class _Network(Protocol):
@@ -213,7 +196,7 @@ def _prepare(
                 repr(name),
             )
         host = np.ascontiguousarray(to_numpy(value))
-        if host.dtype.name not in _DTYPES:
+        if host.dtype.name not in FLOAT_DTYPES:
             fail("save", "network", f"float32 or float64 parameters ({name})", str(host.dtype))
         bad = host.size - int(np.count_nonzero(np.isfinite(host)))
         if bad:
@@ -239,7 +222,7 @@ def _prepare(
             "the parameters its config() implies (else load could not rebuild it)",
             _mismatch(stored, implied),
         )
-    from xplayers import __version__
+    from xplayers._version import __version__
 
     doc = {
         "format": FORMAT,
@@ -809,7 +792,7 @@ def _check_entries(path: Path, entries: list[Any]) -> list[str]:
             and isinstance(e.get("name"), str)
             and isinstance(e.get("shape"), list)
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in e["shape"])
-            and e.get("dtype") in _DTYPES
+            and e.get("dtype") in FLOAT_DTYPES
         )
         if not ok:
             raise _error(

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 from array_api_compat import is_writeable_array
 
 from xplayers._backend import is_lazy, materialize_all, namespace
-from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers._validation import describe, fail, float_array, number_in, same_backend
 from xplayers.errors import LayerStateError
 
 __all__ = [
@@ -58,26 +58,6 @@ __all__ = [
 
 #: The book's :math:`\epsilon`, added to the root of the squared-gradient sums.
 EPS = 1e-7
-
-
-def _check_float(
-    where: str, arg: str, value: Any, *, low: float, high: float | None = None, low_open: bool
-) -> float:
-    """Check `value` is a real number in ``(low, inf)``, ``(low, high)`` or ``[low, high)``."""
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > low if low_open else value >= low)
-        and (high is None or value < high)
-    )
-    if not ok:
-        if high is None:
-            expected = f"a finite number > {low:g}"
-        else:
-            expected = f"a number in {'(' if low_open else '['}{low:g}, {high:g})"
-        fail(where, arg, expected, describe(value))
-    return float(value)
 
 
 class Optimizer:
@@ -211,7 +191,7 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: float = 0.01) -> None:
-        self.lr = _check_float("SGD", "lr", lr, low=0.0, low_open=True)
+        self.lr = number_in("SGD", "lr", lr, low=0.0, low_open=True)
 
     def _step(self, key: str, p: Any, g: Any) -> Any:
         return self.lr * g
@@ -246,8 +226,8 @@ class Momentum(Optimizer):
     _hyper = ("lr", "momentum")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        self.lr = _check_float("Momentum", "lr", lr, low=0.0, low_open=True)
-        self.momentum = _check_float(
+        self.lr = number_in("Momentum", "lr", lr, low=0.0, low_open=True)
+        self.momentum = number_in(
             "Momentum", "momentum", momentum, low=0.0, high=1.0, low_open=False
         )
         self.v: dict[str, Any] = {}
@@ -293,8 +273,8 @@ class Nesterov(Optimizer):
     _hyper = ("lr", "momentum")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        self.lr = _check_float("Nesterov", "lr", lr, low=0.0, low_open=True)
-        self.momentum = _check_float(
+        self.lr = number_in("Nesterov", "lr", lr, low=0.0, low_open=True)
+        self.momentum = number_in(
             "Nesterov", "momentum", momentum, low=0.0, high=1.0, low_open=False
         )
         self.v: dict[str, Any] = {}
@@ -329,7 +309,7 @@ class AdaGrad(Optimizer):
     """
 
     def __init__(self, lr: float = 0.01) -> None:
-        self.lr = _check_float("AdaGrad", "lr", lr, low=0.0, low_open=True)
+        self.lr = number_in("AdaGrad", "lr", lr, low=0.0, low_open=True)
         self.h: dict[str, Any] = {}
 
     def _step(self, key: str, p: Any, g: Any) -> Any:
@@ -369,8 +349,8 @@ class RMSprop(Optimizer):
     _hyper = ("lr", "decay_rate")
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
-        self.lr = _check_float("RMSprop", "lr", lr, low=0.0, low_open=True)
-        self.decay_rate = _check_float(
+        self.lr = number_in("RMSprop", "lr", lr, low=0.0, low_open=True)
+        self.decay_rate = number_in(
             "RMSprop", "decay_rate", decay_rate, low=0.0, high=1.0, low_open=False
         )
         self.h: dict[str, Any] = {}
@@ -418,9 +398,9 @@ class Adam(Optimizer):
     _hyper = ("lr", "beta1", "beta2")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
-        self.lr = _check_float("Adam", "lr", lr, low=0.0, low_open=True)
-        self.beta1 = _check_float("Adam", "beta1", beta1, low=0.0, high=1.0, low_open=False)
-        self.beta2 = _check_float("Adam", "beta2", beta2, low=0.0, high=1.0, low_open=False)
+        self.lr = number_in("Adam", "lr", lr, low=0.0, low_open=True)
+        self.beta1 = number_in("Adam", "beta1", beta1, low=0.0, high=1.0, low_open=False)
+        self.beta2 = number_in("Adam", "beta2", beta2, low=0.0, high=1.0, low_open=False)
         self.iter = 0
         self.m: dict[str, Any] = {}
         self.v: dict[str, Any] = {}

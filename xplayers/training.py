@@ -26,7 +26,7 @@ import numpy.typing as npt
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import fail, positive_int
 from xplayers.datasets import BatchLoader, streaming
-from xplayers.errors import XplayersError
+from xplayers.errors import MissingDependencyError, TrainingError
 
 __all__ = [
     "History",
@@ -37,27 +37,6 @@ __all__ = [
 ]
 
 _PLOT_INSTALL = 'pip install "xplayers[plot]"'
-
-
-class TrainingError(XplayersError, RuntimeError):
-    """Training cannot go on: the loss became NaN or infinite.
-
-    The message names the epoch and iteration of the first bad step.
-
-    Examples
-    --------
-    >>> from xplayers.training import TrainingError
-    >>> issubclass(TrainingError, RuntimeError)
-    True
-    """
-
-    __module__ = "xplayers.training"
-
-
-class MissingDependencyError(XplayersError, ImportError):
-    """An optional dependency is needed for what was asked; the message says how to install it."""
-
-    __module__ = "xplayers.training"
 
 
 class Trainable(Protocol):
@@ -156,7 +135,7 @@ class History:
         MissingDependencyError
             matplotlib is not installed (an ``ImportError``).
         """
-        from xplayers.io import _atomic_writer
+        from xplayers.io import atomic_writer
 
         figure_cls = _matplotlib_figure()
         fig = figure_cls(figsize=(9.0, 3.6), layout="constrained")
@@ -174,7 +153,7 @@ class History:
         if title:
             fig.suptitle(title)
         target = Path(path)
-        with _atomic_writer(target) as f:
+        with atomic_writer(target) as f:
             fig.savefig(f, format="png", dpi=100)
         return target
 

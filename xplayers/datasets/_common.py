@@ -8,24 +8,9 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._validation import fail
-from xplayers.errors import XplayersError
+from xplayers.errors import DatasetError
 
 __all__ = ["DatasetError", "check_dtype", "prepare"]
-
-
-class DatasetError(XplayersError, ValueError):
-    """A dataset file is missing, damaged or not in the expected format.
-
-    It is a :class:`ValueError` too, so ``except ValueError`` also catches it.
-
-    Examples
-    --------
-    >>> from xplayers.datasets import DatasetError
-    >>> issubclass(DatasetError, ValueError)
-    True
-    """
-
-    __module__ = "xplayers.datasets"
 
 
 def check_dtype(where: str, dtype: npt.DTypeLike, normalize: bool) -> np.dtype[Any]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy
-from xplayers._validation import describe, fail, positive_int
+from xplayers._validation import describe, fail, number_in, positive_int
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -94,7 +93,7 @@ def train_test_split(
     """
     where = "train_test_split"
     xa, ta = _pair(where, x, t)
-    fraction = _check_test_size(where, test_size)
+    fraction = number_in(where, "test_size", test_size, low=0.0, high=1.0)
     n = xa.shape[0]
     rng = np.random.default_rng(seed)
     if stratify:
@@ -122,13 +121,6 @@ def train_test_split(
             f"{test_size!r} ({train.size} training, {test.size} test samples)",
         )
     return (xa[train], ta[train]), (xa[test], ta[test])
-
-
-def _check_test_size(where: str, value: object) -> float:
-    size = None if isinstance(value, bool) else value
-    if not isinstance(size, numbers.Real) or not 0.0 < float(size) < 1.0:
-        fail(where, "test_size", "a float in (0, 1)", repr(value))
-    return float(size)
 
 
 class BatchLoader:

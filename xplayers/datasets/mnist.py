@@ -200,7 +200,7 @@ def load_mnist(
     >>> load_mnist("/nonexistent")
     Traceback (most recent call last):
     ...
-    xplayers.datasets.DatasetError: load_mnist: directory /nonexistent does not exist
+    xplayers.errors.DatasetError: load_mnist: directory /nonexistent does not exist
     """
     dt = check_dtype("load_mnist", dtype, normalize)
     if path is None:
