@@ -39,13 +39,19 @@ import array_api_compat
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import namespace, resolve, to_numpy
+from xplayers._backend import RECORDS, is_lazy, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_int
 from xplayers.datasets.streaming import Rows, is_chunked, open_pair, open_rows, pair_cuts
 from xplayers.errors import ClusterError
 from xplayers.stateless import Stateless, stateless
 
 __all__ = ["chunked_gradient", "full_batch_step", "to_chunked"]
+
+
+def _chunked_xp() -> Any:
+    """The namespace of the lazy, chunked backend (Dask's array module), from its record."""
+    lazy = next(r for r in RECORDS.values() if r.lazy)
+    return lazy.namespace()
 
 
 def to_chunked(a: Any, rows: int | tuple[int, ...] | None = None) -> Any:
@@ -57,9 +63,9 @@ def to_chunked(a: Any, rows: int | tuple[int, ...] | None = None) -> Any:
     rows : int or tuple of int, optional
         Rows per chunk (or each chunk's rows); default: the dataset's own blocks.
     """
-    da = resolve("dask").xp
+    da = _chunked_xp()
     x: Any
-    if array_api_compat.is_dask_array(a):
+    if is_lazy(a):
         x = a
     elif is_chunked(a):
         source = open_rows(a, where="to_chunked", arg="a")
@@ -153,7 +159,7 @@ def chunked_gradient(
     split = positive_int(where, "split_every", split_every)
     host = {k: to_numpy(v) for k, v in (params if params is not None else network.params).items()}
     size = _size(host)
-    lazy = array_api_compat.is_dask_array(x)
+    lazy = is_lazy(x)
     pair = None if lazy else _rows_pair(where, x, t)
     if client is None:
         parts = (
@@ -210,7 +216,7 @@ def _size(host: Mapping[str, Any]) -> int:
 
 def _dask_parts(x: Any, t: Any, params: Any, f: Stateless, size: int) -> Any:
     """Per-chunk gradients of a Dask array: a task on each of its row chunks."""
-    da = resolve("dask").xp
+    da = _chunked_xp()
     xs = to_chunked(x)
     if xs.shape[0] == 0:
         fail("chunked_gradient", "x", "at least one row", describe(x))
@@ -266,7 +272,7 @@ def _span_grad(
 
 def _rows_parts(source: Any, params: Any, f: Stateless, pair: tuple[Rows, Rows], size: int) -> Any:
     """Per-block gradients of chunked rows: one task per block, which reads it."""
-    da = resolve("dask").xp
+    da = _chunked_xp()
     blocks = len(pair_cuts(*pair)) - 1
     return da.map_blocks(
         _span_grad,
