@@ -138,8 +138,32 @@ def float_dtype(where: str, value: object, arg: str = "dtype") -> str:
     return str(name)
 
 
+#: The namespace of each (array type, real floating dtype) seen: checked once, then looked up.
+_FLOAT_ARRAYS: dict[tuple[type, Any], ModuleType] = {}
+
+
 def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleType:
-    """Check `x` is an array of a real floating dtype; return its namespace."""
+    """Check `x` is an array of a real floating dtype; return its namespace.
+
+    The answer is cached per array type and dtype (the checks run once per
+    kind of array, not per call: layers call this several times a step).
+    """
+    key = (
+        type(x),
+        getattr(x, "dtype", None),
+    )  # the type first: never compares two libraries' dtypes
+    try:
+        xp = _FLOAT_ARRAYS[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable dtype attribute
+        xp = _float_array(where, arg, x)
+        if key[1] is not None:
+            _FLOAT_ARRAYS[key] = xp
+    if x.ndim < ndim_min:
+        fail(where, arg, f"at least {ndim_min} dimensions", describe(x))
+    return xp
+
+
+def _float_array(where: str, arg: str, x: Any) -> ModuleType:
     if not array_api_compat.is_array_api_obj(x):
         fail(where, arg, "an array", describe(x), "Create one with xplayers.asarray(...)")
     xp = namespace(x)
@@ -156,13 +180,22 @@ def float_array(where: str, arg: str, x: Any, *, ndim_min: int = 0) -> ModuleTyp
             describe(x),
             "Convert it, e.g. xp.astype(x, xp.float32)",
         )
-    if x.ndim < ndim_min:
-        fail(where, arg, f"at least {ndim_min} dimensions", describe(x))
     return xp
+
+
+#: Array types with one device only (NumPy): no device comparison needed.
+_ONE_DEVICE: dict[type, bool] = {}
 
 
 def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:
     """Check array `x` lives on the same backend and device as `ref`."""
+    cls = type(ref)
+    if type(x) is cls:
+        one = _ONE_DEVICE.get(cls)
+        if one is None:
+            one = _ONE_DEVICE[cls] = bool(array_api_compat.is_numpy_array(ref))
+        if one:
+            return
     if namespace(ref) is not namespace(x):
         fail(
             where,

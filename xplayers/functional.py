@@ -68,6 +68,7 @@ __all__ = [
     "fold",
     "im2col",
     "kernel",
+    "labels_in_range",
     "log_softmax",
     "max_pooling",
     "max_pooling_backward",
@@ -388,6 +389,31 @@ def one_hot(t: Any, num_classes: int, /, *, dtype: Any = None) -> Any:
     xp = namespace(t)
     mask = _label_mask(t, num_classes, xp)
     return xp.astype(mask, dtype if dtype is not None else xp.float64)
+
+
+@kernel
+def labels_in_range(t: Any, num_classes: int, /) -> Any:
+    """Whether every label of `t` lies in ``[0, num_classes)``, as a 0-d boolean array.
+
+    The class count is compared only where the labels' type holds it (a
+    uint8 label is always below 300). Reading the answer (``bool(...)``)
+    waits for the device; :class:`~xplayers.SoftmaxWithLoss` does it only
+    where its ``check_labels`` asks for it.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import labels_in_range
+    >>> bool(labels_in_range(xp.asarray([0, 2]), 3)), bool(labels_in_range(xp.asarray([3]), 3))
+    (True, False)
+    """
+    xp = namespace(t)
+    if t.shape[0] == 0:
+        return xp.asarray(True, device=device(t))
+    ok = xp.min(t) >= 0
+    if num_classes <= _iinfo_max(t.dtype, xp):
+        ok = ok & (xp.max(t) < num_classes)
+    return ok
 
 
 def _label_mask(t: Any, num_classes: int, xp: ModuleType) -> Any:

@@ -9,7 +9,7 @@ import array_api_compat
 
 from xplayers._backend import is_lazy
 from xplayers._validation import describe, fail, float_array, same_backend
-from xplayers.functional import cross_entropy_backward, softmax_cross_entropy
+from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
 from xplayers.layers._base import Layer
 
 __all__ = ["SoftmaxWithLoss"]
@@ -130,12 +130,9 @@ def check_logits_and_targets(where: str, x: Any, t: Any) -> ModuleType:
     if t.ndim == 1 and t.shape[0] == n:
         if not xp.isdtype(t.dtype, "integral"):
             fail(where, "t", expected, describe(t), "Labels must have an integer dtype")
-        if n and not is_lazy(t):
-            lo, hi = xp.min(t), xp.max(t)
-            # c is compared only where t's type holds it: a uint8 label is always < 300
-            ok = (lo >= 0) & (hi < c) if c <= xp.iinfo(t.dtype).max else lo >= 0
-            if not bool(ok):
-                fail(where, "t", f"labels in [0, {c})", f"labels from {int(lo)} to {int(hi)}")
+        if n and not is_lazy(t) and not bool(labels_in_range(t, c)):
+            lo, hi = int(xp.min(t)), int(xp.max(t))
+            fail(where, "t", f"labels in [0, {c})", f"labels from {lo} to {hi}")
     elif tuple(t.shape) != (n, c) or not xp.isdtype(t.dtype, ("real floating", "integral", "bool")):
         fail(where, "t", expected, describe(t))
     return xp
