@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -321,3 +322,46 @@ def test_get_optimizer_and_defaults():
     assert repr(Adam()) == "Adam(lr=0.001, beta1=0.9, beta2=0.999)"
     assert all(issubclass(cls, Optimizer) for cls in OPTIMIZERS.values())
     assert isinstance(get_optimizer("rmsprop", lr=1, decay_rate=0).lr, float)
+
+
+# --------------------------------------------------------------------------- state for checkpoints
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_state_round_trip_continues_bit_for_bit(backend, rng, name):
+    start = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
+    grads = [{k: rng.normal(size=v.shape) for k, v in start.items()} for _ in range(4)]
+    a = {k: backend.asarray(v) for k, v in start.items()}
+    opt_a = get_optimizer(name)
+    for g in grads:
+        opt_a.update(a, {k: backend.asarray(v) for k, v in g.items()})
+    b = {k: backend.asarray(v) for k, v in start.items()}
+    opt_b = get_optimizer(name)
+    for g in grads[:2]:
+        opt_b.update(b, {k: backend.asarray(v) for k, v in g.items()})
+    info, arrays = opt_b.state()
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    opt_c = get_optimizer(name)
+    opt_c.set_state(json.loads(json.dumps(info)), arrays, b)
+    for g in grads[2:]:
+        opt_c.update(b, {k: backend.asarray(v) for k, v in g.items()})
+    for k in start:
+        assert backend.to_numpy(a[k]).tobytes() == backend.to_numpy(b[k]).tobytes()
+
+
+def test_set_state_refuses_another_optimizer_or_parameters():
+    params = {"W": np.ones((2, 3))}
+    opt = Adam(lr=0.01)
+    opt.update(params, {"W": np.ones((2, 3))})
+    info, arrays = opt.state()
+    with pytest.raises(LayerInputError, match=r"expected the state of Momentum\(lr=0\.01"):
+        Momentum(lr=0.01).set_state(info, arrays, params)
+    with pytest.raises(LayerInputError, match="Resume with the optimizer"):
+        Adam(lr=0.02).set_state(info, arrays, params)
+    fresh = Adam(lr=0.01)
+    with pytest.raises(LayerInputError, match=r"arrays\['m.W'\]"):
+        fresh.set_state(info, arrays, {"W": np.ones((3, 2))})
+    with pytest.raises(LayerInputError, match=r"'x\.W'"):
+        fresh.set_state(info, {**arrays, "x.W": arrays["m.W"]}, params)
+    assert fresh.iter == 0  # nothing changed
+    assert fresh.m == {}

@@ -40,7 +40,7 @@ import stat
 import sys
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -59,16 +59,21 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "METADATA_KEY",
+    "Checkpoint",
     "ModelFileError",
     "load",
+    "read_checkpoint",
     "read_metadata",
     "save",
+    "save_checkpoint",
 ]
 
 #: The ``format`` name written into every model file.
 FORMAT = "xplayers-network"
-#: The version of the file layout written by :func:`save`; :func:`load` reads this version.
-FORMAT_VERSION = 1
+#: The newest file layout, read by :func:`load` with the older one: version 2
+#: adds the optional ``state`` of a training checkpoint (:func:`save_checkpoint`);
+#: files without it are written as version 1, readable by every xplayers.
+FORMAT_VERSION = 2
 #: The name of the archive entry holding the JSON metadata.
 METADATA_KEY = "__xplayers__"
 
@@ -182,36 +187,12 @@ def _write_archive(f: IO[bytes], arrays: Mapping[str, npt.NDArray[Any]], *, comp
 
 
 def _prepare(
-    network: _Network, metadata: Mapping[str, Any] | None
+    network: _Network,
+    metadata: Mapping[str, Any] | None,
+    state: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.uint8]]:
-    """Host copies of the parameters and the encoded JSON header, all checked."""
-    arrays: dict[str, npt.NDArray[Any]] = {}
-    entries = []
-    for name, value in network.params.items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == METADATA_KEY:
-            fail(
-                "save",
-                "network",
-                "parameter names of letters, digits, '_', '.', '-' (not starting with a digit)",
-                repr(name),
-            )
-        host = np.ascontiguousarray(to_numpy(value))
-        if host.dtype.name not in FLOAT_DTYPES:
-            fail("save", "network", f"float32 or float64 parameters ({name})", str(host.dtype))
-        bad = host.size - int(np.count_nonzero(np.isfinite(host)))
-        if bad:
-            fail(
-                "save",
-                "network",
-                f"finite parameters ({name!r})",
-                f"{bad} NaN or infinite value(s) of {host.size}",
-                "A network with NaN or infinite weights has diverged; lower the "
-                "learning rate and train again",
-            )
-        if host.dtype.byteorder not in "=|":
-            host = host.astype(host.dtype.newbyteorder("="))
-        arrays[name] = host
-        entries.append({"name": name, "shape": list(host.shape), "dtype": host.dtype.name})
+    """Host copies of the parameters (and state arrays) and the encoded JSON header, checked."""
+    arrays, entries = _host_arrays(network.params.items(), "network", "parameter")
     config = network.config()
     implied = _param_shapes(config)
     stored = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in entries}
@@ -226,13 +207,55 @@ def _prepare(
 
     doc = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 1 if state is None else FORMAT_VERSION,
         "xplayers_version": __version__,
         "config": config,
         "params": entries,
         "metadata": dict(metadata) if metadata is not None else {},
     }
+    if state is not None:
+        data, extra = state
+        more, more_entries = _host_arrays(extra.items(), "state", "state array")
+        clash = sorted(set(more) & set(arrays))
+        if clash:
+            fail("save", "state", "array names other than the parameters'", repr(clash)[:200])
+        arrays.update(more)
+        doc["state"] = {"data": dict(data), "arrays": more_entries}
     return arrays, np.frombuffer(_encode(doc), dtype=np.uint8)
+
+
+def _host_arrays(
+    items: Iterable[tuple[Any, Any]], arg: str, what: str
+) -> tuple[dict[str, npt.NDArray[Any]], list[dict[str, Any]]]:
+    """Checked host copies of named arrays, and their ``{name, shape, dtype}`` entries."""
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    entries = []
+    for name, value in items:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == METADATA_KEY:
+            fail(
+                "save",
+                arg,
+                f"{what} names of letters, digits, '_', '.', '-' (not starting with a digit)",
+                repr(name),
+            )
+        host = np.ascontiguousarray(to_numpy(value))
+        if host.dtype.name not in FLOAT_DTYPES:
+            fail("save", arg, f"float32 or float64 {what}s ({name})", str(host.dtype))
+        bad = host.size - int(np.count_nonzero(np.isfinite(host)))
+        if bad:
+            fail(
+                "save",
+                arg,
+                f"finite {what}s ({name!r})",
+                f"{bad} NaN or infinite value(s) of {host.size}",
+                "A network with NaN or infinite weights has diverged; lower the "
+                "learning rate and train again",
+            )
+        if host.dtype.byteorder not in "=|":
+            host = host.astype(host.dtype.newbyteorder("="))
+        arrays[name] = host
+        entries.append({"name": name, "shape": list(host.shape), "dtype": host.dtype.name})
+    return arrays, entries
 
 
 _JSON_HINT = (
@@ -321,10 +344,6 @@ def atomic_writer(target: Path) -> Iterator[IO[bytes]]:
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
-
-
-# Kept for callers written against the earlier private name.
-_atomic_writer = atomic_writer
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
@@ -483,6 +502,101 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
         return _build(where, checked.doc["config"], arrays)
     with use_backend(backend, device):
         return _build(where, checked.doc["config"], arrays)
+
+
+def save_checkpoint(
+    network: _Network,
+    path: str | os.PathLike[str],
+    *,
+    state: Mapping[str, Any],
+    arrays: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a network with training state (a checkpoint), atomically, like :func:`save`.
+
+    The file is a model file (:func:`load` reads the network from it) of
+    format version 2, with a header field ``state``: `state` as JSON data
+    and the declared name, shape and dtype of each of `arrays`, stored as
+    ``.npy`` members beside the parameters. Never pickled.
+
+    Parameters
+    ----------
+    network : TwoLayerNet, MultiLayerNet or Sequential
+    path : str or os.PathLike
+    state : mapping
+        JSON-serialisable data (for :func:`xplayers.training.train`: the
+        optimizer's class and hyper-parameters, the batch-order generator's
+        state, the iteration).
+    arrays : mapping of str to array
+        Named float32 or float64 arrays (an optimizer's state), whose names
+        differ from the parameters'.
+    metadata : mapping, optional
+        As for :func:`save`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    xplayers.errors.LayerInputError
+        As for :func:`save`, for the state and its arrays too.
+    OSError
+        The file cannot be written; the previous one is left as it was.
+    """
+    target = Path(path)
+    members, header = _prepare(network, metadata, (state, arrays))
+    with atomic_writer(target) as f:
+        _write_archive(f, {METADATA_KEY: header, **members}, compress=False)
+    return target
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What :func:`read_checkpoint` reads: the checked header and the host arrays.
+
+    Attributes
+    ----------
+    header : dict
+        As :func:`read_metadata` returns it, with ``state``.
+    params : dict of str to numpy.ndarray
+        The network's parameters.
+    state : dict
+        The JSON `state` given to :func:`save_checkpoint` (empty for a plain
+        model file).
+    arrays : dict of str to numpy.ndarray
+        The state arrays.
+    """
+
+    header: dict[str, Any]
+    params: dict[str, npt.NDArray[Any]]
+    state: dict[str, Any]
+    arrays: dict[str, npt.NDArray[Any]]
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint (or a model file) with every check of :func:`load`.
+
+    Nothing is built: the parameters and state arrays come back as host
+    NumPy arrays, bit for bit.
+
+    Raises
+    ------
+    ModelFileError
+        As for :func:`load`.
+    """
+    where = Path(path)
+    with _reading(where), _open(where) as archive:
+        checked = _check_archive(archive)
+        doc = checked.doc
+        state = doc.get("state", {"data": {}, "arrays": []})
+        read = {
+            e["name"]: _read_array(archive, e, checked.layout[e["name"]])
+            for e in doc["params"] + state["arrays"]
+        }
+    params = {e["name"]: read[e["name"]] for e in doc["params"]}
+    arrays = {e["name"]: read[e["name"]] for e in state["arrays"]}
+    return Checkpoint(doc, params, state["data"], arrays)
 
 
 def _error(path: Path, problem: str) -> ModelFileError:
@@ -670,7 +784,8 @@ def _check_archive(archive: _Archive) -> _Checked:
     """Check the header, that the archive holds exactly the declared arrays, and the config."""
     path = archive.path
     doc = _read_header(archive)
-    declared = _check_entries(path, doc["params"])
+    entries = doc["params"] + doc.get("state", {}).get("arrays", [])
+    declared = _check_entries(path, entries)
     stored = set(archive.members) - {METADATA_KEY}
     missing = [n for n in declared if n not in stored]
     if missing:
@@ -679,7 +794,7 @@ def _check_archive(archive: _Archive) -> _Checked:
     if extra:
         raise _error(path, f"undeclared array(s) {_names(extra)} in the archive")
     layout = {}
-    for entry in doc["params"]:
+    for entry in entries:
         name = entry["name"]
         shape, dtype, offset = _npy_header(archive, name)
         layout[name] = (dtype, offset)
@@ -764,20 +879,32 @@ def _read_header(archive: _Archive) -> dict[str, Any]:
     if doc.get("format") != FORMAT:
         raise _error(path, f"format is {doc.get('format')!r}, expected {FORMAT!r}")
     version = doc.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in (1, 2):
         written = doc.get("xplayers_version", "unknown")
         hint = (
             f" (written by xplayers {written!r}; upgrade xplayers to read it)"
             if isinstance(version, int) and version > FORMAT_VERSION
             else ""
         )
-        raise _error(
-            path, f"format_version is {version!r}; this xplayers reads {FORMAT_VERSION}{hint}"
-        )
+        raise _error(path, f"format_version is {version!r}; this xplayers reads 1 and 2{hint}")
     for key, kind in (("config", dict), ("params", list), ("metadata", dict)):
         if not isinstance(doc.get(key), kind):
             raise _error(path, f"metadata field {key!r} must be a JSON {kind.__name__}")
+    if "state" in doc:
+        _check_state(path, doc["state"], version)
     return doc
+
+
+def _check_state(path: Path, state: Any, version: int) -> None:
+    if version < 2:
+        raise _error(path, "metadata field 'state' needs format_version 2")
+    if not (
+        isinstance(state, dict)
+        and set(state) == {"data", "arrays"}
+        and isinstance(state["data"], dict)
+        and isinstance(state["arrays"], list)
+    ):
+        raise _error(path, "metadata field 'state' must be {'data': {...}, 'arrays': [...]}")
 
 
 def _no_constant(name: str) -> None:

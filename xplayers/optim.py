@@ -38,10 +38,11 @@ import math
 from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import is_writeable_array
 
-from xplayers._backend import is_lazy, materialize_all, namespace
-from xplayers._validation import describe, fail, float_array, number_in, same_backend
+from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
+from xplayers._validation import describe, dtype_name, fail, float_array, number_in, same_backend
 from xplayers.errors import LayerStateError
 
 __all__ = [
@@ -70,6 +71,8 @@ class Optimizer:
 
     #: Hyper-parameter names, in the order of the constructor (for ``repr``).
     _hyper: ClassVar[tuple[str, ...]] = ("lr",)
+    #: Integer counters that belong to the state (Adam's step count).
+    _counters: ClassVar[tuple[str, ...]] = ()
 
     lr: float
 
@@ -133,6 +136,95 @@ class Optimizer:
         for (store, key), value in zip(slots, done, strict=True):
             store[key] = value
 
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
+        """The optimizer's state, for a checkpoint: JSON data and named host arrays.
+
+        Returns
+        -------
+        info : dict
+            ``{"class": name, "hyper": {...}, "counters": {...}}``: the
+            hyper-parameters and the step counters (Adam's ``iter``).
+        arrays : dict of str to numpy.ndarray
+            Host copies of the state arrays, named ``"<store>.<key>"``
+            (``"v.W1"``, ``"m.b2"``, ...), bit for bit.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xplayers.optim import Adam
+        >>> opt = Adam()
+        >>> opt.update({"w": np.ones(2)}, {"w": np.ones(2)})
+        >>> info, arrays = opt.state()
+        >>> info["counters"], sorted(arrays)
+        ({'iter': 1}, ['m.w', 'v.w'])
+        """
+        info = {
+            "class": type(self).__name__,
+            "hyper": {name: getattr(self, name) for name in self._hyper},
+            "counters": {name: getattr(self, name) for name in self._counters},
+        }
+        arrays = {
+            f"{attr}.{key}": np.array(to_numpy(value), copy=True)
+            for attr, store in vars(self).items()
+            if isinstance(store, dict)
+            for key, value in store.items()
+        }
+        return info, arrays
+
+    def set_state(
+        self,
+        info: Mapping[str, Any],
+        arrays: Mapping[str, Any],
+        params: Mapping[str, Any],
+    ) -> None:
+        """Restore a state from :meth:`state`, for the parameters `params`.
+
+        The arrays are created on the backend of the current parameters; the
+        optimizer's class and hyper-parameters must be those of the state.
+
+        Raises
+        ------
+        LayerInputError
+            Another optimizer class or other hyper-parameters, or state
+            arrays that do not fit `params` (names, shapes, dtypes); nothing
+            is changed then.
+        """
+        where = f"{type(self).__name__}.set_state"
+        mine = self.state()[0]
+        if info.get("class") != mine["class"] or info.get("hyper") != mine["hyper"]:
+            fail(
+                where,
+                "info",
+                f"the state of {self!r}",
+                f"the state of {_describe_info(info)}",
+                "Resume with the optimizer and hyper-parameters the state was saved with",
+            )
+        counters = info.get("counters")
+        if not isinstance(counters, Mapping) or set(counters) != set(self._counters):
+            fail(where, "info", f"the counters {list(self._counters)}", repr(counters)[:200])
+        stores = {attr for attr, store in vars(self).items() if isinstance(store, dict)}
+        staged: dict[str, dict[str, Any]] = {attr: {} for attr in stores}
+        for name, value in arrays.items():
+            attr, _, key = name.partition(".")
+            p = params.get(key)
+            if attr not in stores or p is None:
+                fail(
+                    where, "arrays", f"'<{'|'.join(sorted(stores))}>.<parameter>' names", repr(name)
+                )
+            host = np.asarray(value)
+            if host.shape != tuple(p.shape) or host.dtype.name != dtype_name(p.dtype):
+                fail(
+                    where,
+                    f"arrays[{name!r}]",
+                    f"the shape and dtype of {describe(p)}",
+                    f"{host.dtype} {host.shape}",
+                )
+            staged[attr][key] = asarray(np.array(host, copy=True))
+        for attr, store in staged.items():
+            setattr(self, attr, store)
+        for name, value in counters.items():
+            setattr(self, name, int(value))
+
     def _begin(self) -> None:
         """Called once per :meth:`update` before the parameters (Adam counts steps)."""
 
@@ -158,6 +250,12 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyper)
         return f"{type(self).__name__}({args})"
+
+
+def _describe_info(info: Mapping[str, Any]) -> str:
+    hyper = info.get("hyper")
+    args = ", ".join(f"{k}={v!r}" for k, v in hyper.items()) if isinstance(hyper, Mapping) else "?"
+    return f"{info.get('class')!s:.40}({args:.200})"
 
 
 def _subtract(params: MutableMapping[str, Any], key: str, p: Any, step: Any) -> None:
@@ -396,6 +494,7 @@ class Adam(Optimizer):
     """
 
     _hyper = ("lr", "beta1", "beta2")
+    _counters = ("iter",)
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         self.lr = number_in("Adam", "lr", lr, low=0.0, low_open=True)

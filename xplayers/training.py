@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
-from xplayers._validation import fail, positive_int
+from xplayers._validation import dtype_name, fail, positive_int
 from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import MissingDependencyError, TrainingError
 
@@ -52,6 +52,8 @@ class Trainable(Protocol):
     def accuracy(self, x: Any, t: Any) -> float: ...
 
     def train_step(self, x: Any, t: Any, optimizer: Any) -> Any: ...
+
+    def load_params(self, params: Mapping[str, Any]) -> None: ...
 
 
 # --------------------------------------------------------------------------- history
@@ -370,6 +372,7 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     plot: str | os.PathLike[str] | None = None,
     callback: Callable[[History], object] | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> History:
     """Train `network` with mini-batch updates and evaluate it as it learns.
 
@@ -410,15 +413,24 @@ def train(
         Draw a one-line progress bar on standard error. ``None``: only when
         standard error is a terminal.
     checkpoint : path, optional
-        Save the network here (with :func:`xplayers.io.save`, atomically)
-        after every evaluation; the metadata hold the iteration and the
-        history so far.
+        Save the network here (with :func:`xplayers.io.save_checkpoint`,
+        atomically) after every evaluation, with everything `resume` needs:
+        the optimizer's state, the batch-order generator's state, the
+        iteration and the history so far.
     plot : path, optional
         Save the loss and accuracy curves here as a PNG when training ends
         (needs matplotlib: ``pip install "xplayers[plot]"``).
     callback : callable, optional
         Called as ``callback(history)`` after every evaluation (the newest
         entry is last), for example to print a line per epoch.
+    resume : path, optional
+        Continue the run saved in this checkpoint (written by
+        ``checkpoint=``): its weights, optimizer state, batch order,
+        iteration and history replace those of `network` and `optimizer`,
+        and training goes on to the same `epochs` or `iterations` as the
+        interrupted run, bit for bit as if it had never stopped. The
+        network must have the checkpoint's architecture, the optimizer its
+        class and hyper-parameters, and the data its size and batch size.
 
     Returns
     -------
@@ -456,11 +468,12 @@ def train(
     test_chunks = (
         None if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)[0]
     )
+    rng = np.random.default_rng(seed)  # the batch order: saved in checkpoints
     loader: streaming.StreamLoader | BatchLoader
     if isinstance(x_train, streaming.Rows):
-        loader = streaming.StreamLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
+        loader = streaming.StreamLoader(x_train, t_train, batch_size, shuffle=True, seed=rng)
     else:
-        loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=seed)
+        loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=rng)
     per_epoch = len(loader)
     total = _total(epochs, iterations, per_epoch)
     every = per_epoch if eval_every == "epoch" else positive_int("train", "eval_every", eval_every)
@@ -469,9 +482,11 @@ def train(
     if plot_path is not None:
         _matplotlib_figure()  # fail now, not after training
     bar = _ProgressBar(total, per_epoch, sys.stderr, enabled=_show_progress(progress))
-    history = History()
+    history, it, skip = (
+        (History(), 0, 0) if resume is None else _resume(resume, network, optimizer, rng, loader)
+    )
     window = _LossWindow(per_epoch)
-    start = time.perf_counter()
+    start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
 
     def record(iteration: int) -> None:
         bar.clear()
@@ -482,14 +497,21 @@ def train(
         history.test_acc.append(None if test_chunks is None else _accuracy(network, test_chunks()))
         history.seconds.append(time.perf_counter() - start)
         if checkpoint_path is not None:
-            _save_checkpoint(network, checkpoint_path, history)
+            _save_checkpoint(
+                network,
+                checkpoint_path,
+                history,
+                optimizer,
+                _position(iteration, epoch, rng, loader),
+            )
         if callback is not None:
             callback(history)
 
-    it = 0
     try:
         while it < total:
-            for xb, tb in loader:
+            # the epoch's first iteration and generator state, then its batches
+            epoch, batches, skip = (it - skip, rng.bit_generator.state), _skip(loader, skip), 0
+            for xb, tb in batches:
                 loss = network.train_step(xb, tb, optimizer)
                 it += 1
                 bar.update(it, window.add(loss, int(xb.shape[0]), it))
@@ -550,14 +572,101 @@ class _LossWindow:
         return mean
 
 
-def _save_checkpoint(network: Trainable, path: Path, history: History) -> None:
-    from xplayers.io import save
+def _save_checkpoint(
+    network: Trainable, path: Path, history: History, optimizer: Any, where: dict[str, Any]
+) -> None:
+    from xplayers.io import save, save_checkpoint
 
-    save(
-        network,
-        path,
-        metadata={
-            "checkpoint": {"epoch": history.epoch[-1], "iteration": history.iteration[-1]},
-            "history": history.to_dict(),
-        },
-    )
+    metadata = {
+        "checkpoint": {"epoch": history.epoch[-1], "iteration": history.iteration[-1]},
+        "history": history.to_dict(),
+    }
+    if not callable(getattr(optimizer, "state", None)):  # an optimizer of one's own
+        save(network, path, metadata=metadata)
+        return
+    info, arrays = optimizer.state()
+    state = {"train": {**where, "optimizer": info}}
+    arrays = {f"optimizer.{name}": value for name, value in arrays.items()}
+    save_checkpoint(network, path, state=state, arrays=arrays, metadata=metadata)
+
+
+def _skip(loader: Iterable[Any], n: int) -> Iterator[Any]:
+    """A new epoch of `loader` after its first `n` batches (resumed mid-epoch)."""
+    batches = iter(loader)
+    for _ in range(n):
+        next(batches)
+    return batches
+
+
+def _position(
+    iteration: int, epoch: tuple[int, Any], rng: np.random.Generator, loader: Any
+) -> dict[str, Any]:
+    """Where the batch order stands after `iteration`: what resume starts from."""
+    done = iteration - epoch[0]
+    if done == len(loader):  # the epoch is over: the next one starts from here
+        where = {"iteration": iteration, "skip": 0, "rng": rng.bit_generator.state}
+    else:
+        where = {"iteration": iteration, "skip": done, "rng": epoch[1]}
+    return {**where, "batches": _batch_setup(loader)}
+
+
+def _batch_setup(loader: Any) -> dict[str, int]:
+    """What the batch order depends on, besides the generator: checked on resume."""
+    return {"batch_size": loader.batch_size, "rows": int(loader.x.shape[0]), "batches": len(loader)}
+
+
+def _resume(
+    path: str | os.PathLike[str],
+    network: Trainable,
+    optimizer: Any,
+    rng: np.random.Generator,
+    loader: Any,
+) -> tuple[History, int, int]:
+    """Restore a run from a checkpoint; return its history, iteration and batches to skip.
+
+    Everything is checked before anything of `network` or `optimizer` changes.
+    """
+    from xplayers.io import read_checkpoint
+
+    saved = read_checkpoint(path)
+    run = saved.state.get("train")
+    name = repr(str(path))
+    if not isinstance(run, dict) or not callable(getattr(optimizer, "set_state", None)):
+        fail(
+            "train",
+            "resume",
+            "a checkpoint written by train(..., checkpoint=...) and an xplayers optimizer",
+            f"{name}, which holds no training state"
+            if not isinstance(run, dict)
+            else f"an optimizer without set_state ({type(optimizer).__name__})",
+        )
+    mine = {k: (tuple(v.shape), dtype_name(v.dtype)) for k, v in network.params.items()}
+    theirs = {k: (tuple(v.shape), v.dtype.name) for k, v in saved.params.items()}
+    kind = saved.header["config"].get("class")
+    if mine != theirs or kind != network.config().get("class"):
+        fail(
+            "train",
+            "resume",
+            f"a checkpoint of this network ({type(network).__name__} with {mine})"[:300],
+            f"{name}, a {kind} with {theirs}"[:300],
+        )
+    wanted = _batch_setup(loader)
+    if run.get("batches") != wanted:
+        fail(
+            "train",
+            "resume",
+            f"a checkpoint of a run over the same data and batches ({wanted})",
+            f"{name}, written with {run.get('batches')}",
+        )
+    arrays = {k.removeprefix("optimizer."): v for k, v in saved.arrays.items()}
+    try:
+        history = History.from_dict(saved.header["metadata"]["history"])
+        probe = np.random.default_rng()
+        probe.bit_generator.state = run["rng"]
+        iteration, skip = int(run["iteration"]), int(run["skip"])
+    except (KeyError, TypeError, ValueError) as exc:
+        fail("train", "resume", "a checkpoint with a readable training state", f"{name}: {exc!r}")
+    optimizer.set_state(run["optimizer"], arrays, network.params)
+    network.load_params(saved.params)
+    rng.bit_generator.state = run["rng"]
+    return history, iteration, skip
