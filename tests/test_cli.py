@@ -291,6 +291,50 @@ def test_closed_pipe_is_quiet(monkeypatch, capsys, tmp_path) -> None:
 
     with (tmp_path / "out").open("w") as out:
         monkeypatch.setattr(sys, "stdout", out)  # its descriptor is what gets redirected
-        monkeypatch.setattr(cli, "_info", closed)
+        monkeypatch.setattr(cli.info, "run", closed)
         assert cli.main(["info"]) == 141
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_choices_come_from_the_library_tables() -> None:
+    import argparse
+
+    from xplayers._validation import FLOAT_DTYPES
+    from xplayers.cli import build_parser
+    from xplayers.layers import ACTIVATIONS
+    from xplayers.optim import OPTIMIZERS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = {a.dest: a for a in sub.choices["train"]._actions}
+    assert list(train["optimizer"].choices) == list(OPTIMIZERS)
+    assert list(train["dtype"].choices) == list(FLOAT_DTYPES)
+    assert list(train["activation"].choices) == list(ACTIVATIONS)
+    assert list(train["backend"].choices) == list(xpl.BACKENDS)
+
+
+def test_every_optimizer_has_a_learning_rate() -> None:
+    from xplayers.cli.train import default_lr
+    from xplayers.optim import OPTIMIZERS
+
+    assert all(default_lr(name) > 0 for name in OPTIMIZERS)
+
+
+def test_evaluate_refuses_an_unknown_dataset(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A model whose metadata name another dataset is not silently evaluated on the digits."""
+    model = tmp_path / "m.npz"
+    io.save(
+        xpl.network.TwoLayerNet(64, 5, 10, seed=0),
+        model,
+        metadata={"dataset": {"name": "cifar10", "seed": 0, "test_size": 0.2}},
+    )
+    code, out, err = _run(capsys, "evaluate", str(model))
+    assert code == 1
+    assert out == ""
+    _assert_one_line_error(err)
+    assert "'cifar10'" in err

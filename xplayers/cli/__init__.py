@@ -1,0 +1,79 @@
+r"""The ``xplayers`` command: ``train``, ``evaluate`` and ``info``.
+
+Run ``xplayers --help`` (or ``python -m xplayers --help``). With no options,
+``xplayers train`` trains a network on the 8x8 digits that ship with
+xplayers and prints its test accuracy. The book's chapter-5 experiment is::
+
+    xplayers train --dataset mnist --mnist-dir DIR --network two-layer --hidden 50 \
+        --optimizer sgd --lr 0.1 --batch-size 100 --iterations 10000
+
+One module per part: :mod:`~xplayers.cli.parser` (the parser),
+:mod:`~xplayers.cli.train`, :mod:`~xplayers.cli.evaluate` and
+:mod:`~xplayers.cli.info` (one per command).
+
+Errors are reported on one line of standard error, ``xplayers: error: ...``,
+with exit status 2 for bad arguments and 1 for anything else that fails
+(a missing file, an unusable backend, a diverging run, too little memory);
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from xplayers.cli._common import PROG
+from xplayers.cli.parser import build_parser
+from xplayers.errors import XplayersError
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``xplayers`` command and return its exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for bad arguments, 1 when the command fails; the
+        reason is printed as one line ``xplayers: error: ...`` on standard
+        error.
+
+    Examples
+    --------
+    >>> from xplayers.cli import main
+    >>> main(["train", "--epochs", "0"])
+    2
+    """
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args))
+    except SystemExit as exc:  # --help, --version and argument errors
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except BrokenPipeError:  # the reader went away (`xplayers info | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit cannot fail again
+        return 141
+    except (XplayersError, OSError) as exc:
+        _error(exc)
+        return 1
+    except MemoryError as exc:
+        _error(MemoryError(f"out of memory{f' ({exc})' if str(exc) else ''}; try smaller sizes"))
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error(exc: BaseException) -> None:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text += f": {exc.filename}"
+    print(f"{PROG}: error: {text}", file=sys.stderr)
