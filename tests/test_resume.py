@@ -262,3 +262,33 @@ def test_run_killed_after_a_checkpoint_resumes_bit_identically(tmp_path: Path) -
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:
             assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_cli_train_resume_continues_bit_identically(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xplayers.cli import main
+
+    common = [
+        "train",
+        "--dataset",
+        "digits",
+        "--optimizer",
+        "adam",
+        "--quiet",
+        "--backend",
+        "numpy",
+    ]
+    ckpt, whole, resumed = tmp_path / "ckpt.npz", tmp_path / "whole.npz", tmp_path / "res.npz"
+    assert main([*common, "--iterations", "10", "--checkpoint", str(ckpt)]) == 0
+    assert (
+        main([*common, "--iterations", "30", "--resume", str(ckpt), "--output", str(resumed)]) == 0
+    )
+    assert main([*common, "--iterations", "30", "--output", str(whole)]) == 0
+    assert _host(io.load(resumed)) == _host(io.load(whole))
+    # another optimizer: one clean line, no traceback
+    code = main([*common, "--optimizer", "sgd", "--iterations", "30", "--resume", str(ckpt)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "Resume with the optimizer" in err
+    assert "Traceback" not in err

@@ -144,6 +144,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--checkpoint", metavar="PATH.npz", help="save the network here after every epoch"
     )
     t.add_argument(
+        "--resume",
+        metavar="PATH.npz",
+        help="continue the run saved in this checkpoint, bit for bit (give the options "
+        "of the run that wrote it; --iterations/--epochs count from its start)",
+    )
+    t.add_argument(
         "--quiet",
         action="store_true",
         help="print only the final summary (no per-epoch lines, no progress bar)",
@@ -234,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=False if args.quiet else None,
             checkpoint=args.checkpoint,
+            resume=args.resume,
             plot=args.plot,
             callback=None if args.quiet else lambda h: print(_epoch_line(h), flush=True),
         )
