@@ -50,7 +50,7 @@ def quick() -> bool:
 
 @pytest.fixture(scope="session")
 def xb() -> SimpleNamespace:
-    """The backend under test: ``label``, ``backend``, ``gpu``, ``done``, ``quick``.
+    """The backend under test: ``label``, ``backend``, ``gpu``, ``lazy``, ``done``, ``quick``.
 
     ``label`` names the backend in rows: ``numpy``, ``torch:cpu``, ``cupy``, ...
 
@@ -73,7 +73,9 @@ def xb() -> SimpleNamespace:
     label = backend.name  # torch:cpu, torch:cuda, jax:cpu, jax:gpu for the libraries of both
     if backend.name in ("torch", "jax"):
         label += ":" + (("cuda" if backend.name == "torch" else "gpu") if gpu else "cpu")
-    return SimpleNamespace(label=label, backend=backend, gpu=gpu, done=done, quick=QUICK)
+    return SimpleNamespace(
+        label=label, backend=backend, gpu=gpu, lazy=rec.lazy, done=done, quick=QUICK
+    )
 
 
 @pytest.fixture

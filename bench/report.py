@@ -169,11 +169,11 @@ def render_table(labels, columns, cells):
 
 
 def crossover(labels, cells):
-    """Smallest batch from which the fastest GPU row stays ahead of the fastest CPU row."""
+    """Smallest batch from which the fastest plotted GPU row stays ahead of the fastest CPU row."""
     best = {}
     for label in labels:
         for device in ("cpu", "gpu"):
-            rates = [rate(r) for (n, _), r in cells.items() if n == label
+            rates = [rate(r) for (n, _), r in cells.items() if n == label and r["info"].get("plot")
                      and r["info"].get("device") == device]  # fmt: skip
             best[label, device] = max(rates, default=None)
     both = [n for n in labels if best[n, "cpu"] and best[n, "gpu"]]
