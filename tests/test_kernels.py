@@ -161,3 +161,12 @@ def test_kernels_cover_the_hot_path_on_numpy():
 def test_array_api_strict_has_no_kernels():
     xp = pytest.importorskip("array_api_strict")
     assert fn.kernels_of(xp.asarray([1.0])) == {}
+
+
+def test_cupy_kernels_are_declared_without_a_gpu():
+    """The CuPy kernels build (compilation waits for a GPU); their values are tested above on one."""
+    pytest.importorskip("cupy")
+    from xplayers.backend import kernels_cupy
+
+    assert kernels_cupy._relu_backward() is kernels_cupy._relu_backward()
+    assert kernels_cupy._ce_backward().name == "xplayers_ce_backward"

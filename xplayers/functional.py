@@ -49,8 +49,9 @@ import array_api_extra as xpx
 import numpy as np
 from array_api_compat import device
 
-from xplayers._backend import backend_name, namespace
+from xplayers._backend import namespace
 from xplayers._validation import dtype_name
+from xplayers.backend import record_of
 
 __all__ = [
     "BATCH_NORM_EPS",
@@ -89,19 +90,18 @@ _KERNEL_MODULES: dict[type, ModuleType | None] = {}
 
 
 def kernel_module(x: Any) -> ModuleType | None:
-    """The kernel module of array `x`'s backend, or None; looked up once per array type."""
+    """The kernel module of array `x`'s backend (its record's ``kernels``), or None.
+
+    Looked up once per array type.
+    """
     cls = type(x)
     try:
         return _KERNEL_MODULES[cls]
     except KeyError:
         pass
-    name = f"xplayers.backend.kernels_{backend_name(x)}"
-    try:
-        module: ModuleType | None = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:  # the kernel module exists but its own import failed
-            raise
-        module = None
+    found = record_of(x)
+    name = found.kernels if found is not None else None
+    module = importlib.import_module(name) if name else None
     _KERNEL_MODULES[cls] = module
     return module
 

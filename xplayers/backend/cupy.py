@@ -21,6 +21,7 @@ class CupyRecord(Record):
     name: ClassVar[str] = "cupy"
     module: ClassVar[str] = "cupy"
     compat: ClassVar[str | None] = "array_api_compat.cupy"
+    kernels: ClassVar[str | None] = "xplayers.backend.kernels_cupy"
     distributions: ClassVar[tuple[str, ...]] = (
         "cupy-cuda12x",
         "cupy-cuda13x",

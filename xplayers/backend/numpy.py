@@ -18,6 +18,7 @@ class NumpyRecord(Record):
     name: ClassVar[str] = "numpy"
     module: ClassVar[str] = "numpy"
     compat: ClassVar[str | None] = "array_api_compat.numpy"
+    kernels: ClassVar[str | None] = "xplayers.backend.kernels_numpy"
     distributions: ClassVar[tuple[str, ...]] = ("numpy",)
     install: ClassVar[str] = "pip install numpy (a requirement of xplayers itself)"
     test_ids: ClassVar[tuple[TestId, ...]] = (

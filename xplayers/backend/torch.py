@@ -24,6 +24,7 @@ class TorchRecord(Record):
     name: ClassVar[str] = "torch"
     module: ClassVar[str] = "torch"
     compat: ClassVar[str | None] = "array_api_compat.torch"
+    kernels: ClassVar[str | None] = "xplayers.backend.kernels_torch"
     distributions: ClassVar[tuple[str, ...]] = ("torch",)
     install: ClassVar[str] = install_hint("torch")
     gpu: ClassVar[bool] = True
