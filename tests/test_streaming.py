@@ -267,3 +267,36 @@ def test_trains_on_a_dataset_three_times_the_memory_limit(
     assert result["acc"] > 0.5
     # prefetch 1: two blocks, plus the batches in flight and the model (a few MiB)
     assert result["grown"] <= 2 * block_bytes + 48 * 2**20, result
+
+
+def test_cli_trains_from_a_dataset_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xplayers.cli import main
+
+    rng = np.random.default_rng(0)
+    for part in ("train", "test"):
+        (tmp_path / part / "x").mkdir(parents=True)
+        t = rng.integers(0, 10, 200)
+        x = rng.normal(size=(200, 64)).astype(np.float32)
+        x[np.arange(200), t] += 4.0
+        for i in range(0, 200, 64):
+            np.save(tmp_path / part / "x" / f"{i:04d}.npy", x[i : i + 64])
+        np.save(tmp_path / part / "t.npy", t)
+    argv = ["train", "--data", str(tmp_path / "train"), "--epochs", "3", "--quiet"]
+    assert main([*argv, "--test-data", str(tmp_path / "test")]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(argv) == 0  # no test set: the training accuracy only
+    assert capsys.readouterr().out.startswith("(train ")
+    assert main(["train", "--data", str(tmp_path), "--epochs", "1"]) == 1
+    assert "has no 'x'" in capsys.readouterr().err
+
+
+def test_cli_backend_dask_streams_into_a_numpy_model(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("dask.array")
+    from xplayers.cli import main
+
+    assert main(["train", "--backend", "dask", "--epochs", "1", "--hidden", "8"]) == 0
+    out, err = capsys.readouterr()
+    assert "trains on NumPy in memory" in err
+    assert "numpy:cpu" in out

@@ -25,13 +25,13 @@ from xplayers.cli._common import (
     check_writable,
     describe_network,
     hidden_sizes,
-    load_data,
     positive_float,
     positive_integer,
     seed,
     usage,
     weight_init,
 )
+from xplayers.cli.stream import add_stream_options, cluster, route_backend, training_data
 from xplayers.init import WEIGHT_INIT_NAMES
 from xplayers.layers import ACTIVATIONS
 from xplayers.optim import OPTIMIZERS
@@ -71,6 +71,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     add_backend_options(t)
     add_data_options(t, defaults=True)
+    add_stream_options(t)
     t.add_argument(
         "--network",
         choices=NETWORKS,
@@ -211,10 +212,11 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args, option)
     epochs = None if args.iterations is not None else (args.epochs or DEFAULT_EPOCHS)
     lr = default_lr(args.optimizer) if args.lr is None else args.lr
-    with use_backend(*backend_args(args)) as backend:
-        train_set, test_set = load_data(
-            args.dataset, args.mnist_dir, test_size, args.seed, args.dtype
-        )
+    with (
+        cluster(args.scheduler),
+        use_backend(*route_backend(args, *backend_args(args))) as backend,
+    ):
+        train_set, test_set = training_data(args, test_size)
         input_size = int(np.prod(train_set[0].shape[1:]))
         network = _network(args, input_size, CLASSES)
         optimizer = get_optimizer(args.optimizer, lr=lr)
@@ -223,9 +225,10 @@ def run(args: argparse.Namespace) -> int:
             f"{args.dtype}, {backend}"
         )
         if not args.quiet:
+            source = args.data if args.data is not None else args.dataset
+            tests = 0 if test_set is None else len(test_set[0])
             print(
-                f"training {what} on {args.dataset}: {len(train_set[0])} training, "
-                f"{len(test_set[0])} test samples",
+                f"training {what} on {source}: {len(train_set[0])} training, {tests} test samples",
                 flush=True,
             )
         start = time.perf_counter()
@@ -262,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
             )
     test_acc = history.test_acc[-1]
     print(
-        f"test accuracy {test_acc:.4f} (train {history.train_acc[-1]:.4f}) after "
+        ("" if test_acc is None else f"test accuracy {test_acc:.4f} ")
+        + f"(train {history.train_acc[-1]:.4f}) after "
         f"{history.epoch[-1]:g} epoch{'' if history.epoch[-1] == 1 else 's'} "
         f"({history.iteration[-1]} iterations) in "
         f"{seconds:.2f} s: {what}"

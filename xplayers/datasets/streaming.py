@@ -46,13 +46,14 @@ import numpy.typing as npt
 from xplayers._backend import asarray, to_numpy
 from xplayers._validation import describe, fail, positive_int
 from xplayers.backend import record_of
-from xplayers.datasets._common import DatasetError
+from xplayers.errors import DatasetError
 
 __all__ = [
     "NpyFolder",
     "Rows",
     "StreamLoader",
     "is_chunked",
+    "open_dataset",
     "open_rows",
 ]
 
@@ -516,3 +517,43 @@ class StreamLoader:
             f"StreamLoader(n={self.x.shape[0]}, blocks={len(self.spans)}, "
             f"batch_size={self.batch_size}, prefetch={self.prefetch}, shuffle={self.shuffle})"
         )
+
+
+def open_dataset(path: str | os.PathLike[str]) -> tuple[Rows, Rows]:
+    """Open a dataset folder holding inputs ``x`` and labels ``t``, for streaming.
+
+    Each of ``x`` and ``t`` is a zarr array (``x.zarr`` or ``x``) or a folder
+    of ``.npy`` files (``x/``); the labels may also be one ``t.npy`` file,
+    held in memory.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from xplayers.datasets.streaming import open_dataset
+    >>> root = tempfile.mkdtemp()
+    >>> import os; os.mkdir(f"{root}/x")
+    >>> np.save(f"{root}/x/0.npy", np.zeros((4, 2))); np.save(f"{root}/t.npy", np.arange(4))
+    >>> x, t = open_dataset(root)
+    >>> x.shape, t.shape
+    ((4, 2), (4,))
+    """
+    root = Path(path)
+    found: list[Rows] = []
+    for name in ("x", "t"):
+        candidates = [root / f"{name}.zarr", root / name]
+        source = next((c for c in candidates if is_chunked(c)), None)
+        if source is not None:
+            found.append(open_rows(source, where="open_dataset", arg=f"{name} in {str(root)!r}"))
+        elif name == "t" and (root / "t.npy").is_file():
+            found.append(_HostRows(np.load(root / "t.npy", allow_pickle=False)))
+        else:
+            raise DatasetError(
+                f"open_dataset: {str(root)!r} has no {name!r}: expected {name}.zarr, a folder "
+                f"{name}/ of .npy files" + (", or t.npy" if name == "t" else "")
+            )
+    x, t = found
+    if x.shape[0] != t.shape[0]:
+        raise DatasetError(
+            f"open_dataset: {str(root)!r} holds {x.shape[0]} inputs but {t.shape[0]} labels"
+        )
+    return x, t
