@@ -53,7 +53,15 @@ from xplayers.layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
-from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet, from_config
+from xplayers.network import (
+    DeepConvNet,
+    MultiLayerNet,
+    MultiLayerNetExtend,
+    Sequential,
+    SimpleConvNet,
+    TwoLayerNet,
+    from_config,
+)
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
 from xplayers.training import History, MissingDependencyError, TrainingError, evaluate, train
 
@@ -67,6 +75,7 @@ __all__ = [
     "BackendUnavailableError",
     "BatchNormalization",
     "Convolution",
+    "DeepConvNet",
     "Dropout",
     "History",
     "Layer",
@@ -76,12 +85,14 @@ __all__ = [
     "ModelFileError",
     "Momentum",
     "MultiLayerNet",
+    "MultiLayerNetExtend",
     "Nesterov",
     "Pooling",
     "RMSprop",
     "Relu",
     "Sequential",
     "Sigmoid",
+    "SimpleConvNet",
     "SoftmaxWithLoss",
     "TrainingError",
     "TwoLayerNet",

@@ -44,11 +44,19 @@ def host_target(t: Any) -> Any:
 
 
 def host_layer(layer: Any) -> Any:
-    """A shallow copy of `layer` whose parameters are float64 NumPy copies."""
+    """A shallow copy of `layer` whose parameters (and kept state) are float64 NumPy copies.
+
+    The state is the arrays named in the layer's ``state`` attribute that are
+    not None (``BatchNormalization``: its running averages).
+    """
     clone = copy.copy(layer)
     params = getattr(layer, "params", None) or {}
     for attr, value in dict(params).items():
         setattr(clone, attr, host64(value))
+    for attr in getattr(layer, "state", ()):
+        value = getattr(layer, attr, None)
+        if value is not None:
+            setattr(clone, attr, host64(value))
     return clone
 
 

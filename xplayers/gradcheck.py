@@ -148,7 +148,7 @@ def _numerical_net(
     x64, t64 = host64(x), host_target(t)
 
     def loss(_: Array) -> float:
-        return scalar(host.loss(x64, t64))
+        return scalar(host.loss(x64, t64, train_flg=True))  # as gradient() runs
 
     grads = {key: numerical_gradient(loss, host.params[key], eps=eps) for key in keys}
     return grads, loss(x64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from array_api_compat import device
 
@@ -68,6 +68,11 @@ class BatchNormalization(Layer):
     >>> bn.running_mean, bn.running_var
     (Array([0.2], dtype=array_api_strict.float64), Array([0.1], dtype=array_api_strict.float64))
     """
+
+    #: ``forward`` takes ``train_flg`` (networks pass theirs on).
+    takes_train_flg: ClassVar[bool] = True
+    #: Arrays kept across calls that are not parameters (copied by gradient checks).
+    state: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
 
     def __init__(
         self,

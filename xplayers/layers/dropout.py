@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class Dropout(Layer):
     >>> drop.forward(xp.ones(2), train_flg=False)
     Array([0.5, 0.5], dtype=array_api_strict.float64)
     """
+
+    #: ``forward`` takes ``train_flg`` (networks pass theirs on).
+    takes_train_flg: ClassVar[bool] = True
 
     def __init__(self, dropout_ratio: float = 0.5, *, seed: Any = None) -> None:
         self.dropout_ratio = unit_interval("Dropout", "dropout_ratio", dropout_ratio)

@@ -8,6 +8,8 @@ One module per job:
 - :mod:`~xplayers.network.book`: :class:`TwoLayerNet` (chapter 5) and
   :class:`MultiLayerNet` (chapter 6), built on the current backend from a
   seed, so the same seed gives the same network everywhere;
+- :mod:`~xplayers.network.convnet`: :class:`MultiLayerNetExtend` (chapter 6),
+  :class:`SimpleConvNet` (chapter 7) and :class:`DeepConvNet` (chapter 8);
 - :mod:`~xplayers.network.config`: :func:`from_config` and
   :func:`param_shapes`, driven by one table of constructors,
   :data:`NETWORKS`.
@@ -25,16 +27,21 @@ Two departures from the book, both invisible to code written for it:
 
 from xplayers.network.book import BookNetwork, MultiLayerNet, TwoLayerNet
 from xplayers.network.config import NETWORKS, Constructor, from_config, param_shapes
+from xplayers.network.convnet import BookFiles, DeepConvNet, MultiLayerNetExtend, SimpleConvNet
 from xplayers.network.parameters import Parameters
 from xplayers.network.sequential import Sequential
 
 __all__ = [
     "NETWORKS",
+    "BookFiles",
     "BookNetwork",
     "Constructor",
+    "DeepConvNet",
     "MultiLayerNet",
+    "MultiLayerNetExtend",
     "Parameters",
     "Sequential",
+    "SimpleConvNet",
     "TwoLayerNet",
     "from_config",
     "param_shapes",

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
+import numbers
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,10 +25,27 @@ from xplayers.init import WeightInit, affine_shapes, canonical_dtype, init_param
 from xplayers.layers import ACTIVATIONS, Affine, Relu, SoftmaxWithLoss
 from xplayers.network.sequential import Sequential
 
-__all__ = ["BookNetwork", "MultiLayerNet", "TwoLayerNet"]
+__all__ = [
+    "BookNetwork",
+    "MultiLayerNet",
+    "TwoLayerNet",
+    "check_weight_init",
+    "non_negative_number",
+]
 
 
-def _check_weight_init(weight_init_std: Any, where: str) -> WeightInit:
+def non_negative_number(where: str, arg: str, value: object) -> float:
+    """Check `value` is a finite real number >= 0 (not a bool); return it as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (math.isfinite(float(value)) and float(value) >= 0)
+    ):
+        fail(where, arg, "a finite number >= 0", repr(value))
+    return float(value)
+
+
+def check_weight_init(weight_init_std: Any, where: str) -> WeightInit:
     """Validate and normalise a weight_init_std: a lower-case name or a float."""
     weight_scale(weight_init_std, 1, where)
     return weight_init_std.lower() if isinstance(weight_init_std, str) else float(weight_init_std)
@@ -113,7 +132,7 @@ class TwoLayerNet(BookNetwork):
         where = "TwoLayerNet"
         sizes = positive_ints(where, "sizes", [input_size, hidden_size, output_size])
         self.input_size, self.hidden_size, self.output_size = sizes
-        self.weight_init_std = _check_weight_init(weight_init_std, where)
+        self.weight_init_std = check_weight_init(weight_init_std, where)
         self.seed = seed_or_none(where, "seed", seed)
         self.dtype = canonical_dtype(dtype, where)
         p = init_params(sizes, self.weight_init_std, seed=self.seed, dtype=self.dtype)
@@ -147,8 +166,7 @@ class MultiLayerNet(BookNetwork):
 
     Layers ``Affine1, Activation_function1, ..., Affine{L}`` and a
     ``SoftmaxWithLoss`` loss, with ``L = len(hidden_size_list) + 1`` (the
-    book's names). Weight decay (the book's ``weight_decay_lambda``) is not
-    part of this class.
+    book's names).
 
     Parameters
     ----------
@@ -160,8 +178,17 @@ class MultiLayerNet(BookNetwork):
         ``"relu"``/``"he"``: :math:`\sqrt{2/n_{in}}` per layer;
         ``"sigmoid"``/``"xavier"``: :math:`\sqrt{1/n_{in}}`; a number: that
         standard deviation for every layer.
+    weight_decay_lambda : float >= 0, default 0
+        The book's L2 weight decay: ``loss`` adds
+        :math:`\tfrac{\lambda}{2}\sum_k \lVert W_k \rVert^2` and ``gradient``
+        returns ``dW + lambda * W`` for every weight matrix (not the biases).
     seed : int or None
     dtype : {"float64", "float32"}
+
+    Attributes
+    ----------
+    hidden_layer_num : int
+        ``len(hidden_size_list)``, the book's attribute.
 
     Examples
     --------
@@ -180,6 +207,7 @@ class MultiLayerNet(BookNetwork):
         output_size: int,
         activation: str = "relu",
         weight_init_std: WeightInit = "relu",
+        weight_decay_lambda: float = 0,
         *,
         seed: int | None = None,
         dtype: str = "float64",
@@ -187,8 +215,12 @@ class MultiLayerNet(BookNetwork):
         where = "MultiLayerNet"
         sizes = self._sizes(input_size, hidden_size_list, output_size)
         self.input_size, *self.hidden_size_list, self.output_size = sizes
+        self.hidden_layer_num = len(self.hidden_size_list)
+        self.weight_decay_lambda = non_negative_number(
+            where, "weight_decay_lambda", weight_decay_lambda
+        )
         self.activation = choice(where, "activation", activation, ACTIVATIONS)
-        self.weight_init_std = _check_weight_init(weight_init_std, where)
+        self.weight_init_std = check_weight_init(weight_init_std, where)
         self.seed = seed_or_none(where, "seed", seed)
         self.dtype = canonical_dtype(dtype, where)
         p = init_params(sizes, self.weight_init_std, seed=self.seed, dtype=self.dtype)

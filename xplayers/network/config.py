@@ -20,6 +20,7 @@ import numpy as np
 from xplayers._validation import describe, dtype_name, fail
 from xplayers.init import canonical_dtype
 from xplayers.network.book import MultiLayerNet, TwoLayerNet
+from xplayers.network.convnet import DeepConvNet, MultiLayerNetExtend, SimpleConvNet
 from xplayers.network.sequential import Sequential, build_sequential, sequential_shapes
 
 __all__ = ["NETWORKS", "Constructor", "from_config", "param_shapes"]
@@ -67,6 +68,9 @@ class Constructor:
 NETWORKS: dict[str, Constructor] = {
     "TwoLayerNet": Constructor(TwoLayerNet, TwoLayerNet.param_shapes),
     "MultiLayerNet": Constructor(MultiLayerNet, MultiLayerNet.param_shapes),
+    "MultiLayerNetExtend": Constructor(MultiLayerNetExtend, MultiLayerNetExtend.param_shapes),
+    "SimpleConvNet": Constructor(SimpleConvNet, SimpleConvNet.param_shapes),
+    "DeepConvNet": Constructor(DeepConvNet, DeepConvNet.param_shapes),
     "Sequential": Constructor(build_sequential, sequential_shapes, needs_params=True),
 }
 

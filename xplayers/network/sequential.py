@@ -125,13 +125,14 @@ class Sequential:
         if not is_layer(last):
             fail(where, "last_layer", "a loss layer such as SoftmaxWithLoss()", describe(last))
         slots: dict[str, tuple[Any, str]] = {}
-        k = 0
+        counts: dict[str, int] = {}  # per parameter name: W1, W2, ... and gamma1, gamma2, ...
         for name, layer in ordered.items():
             params = layer_params(layer)
             if not params:
                 continue
-            k += 1
+            k = max(counts.get(attr, 0) for attr in params) + 1
             for attr, value in params.items():
+                counts[attr] = k
                 if getattr(layer, attr, None) is not value:
                     fail(
                         where,
@@ -144,6 +145,9 @@ class Sequential:
                     fail(where, f"layers[{name!r}]", "parameter names unique in the network", key)
                 slots[key] = (layer, attr)
         self._layers = ordered
+        self._forward_plan = [
+            (layer, bool(getattr(layer, "takes_train_flg", False))) for layer in ordered.values()
+        ]
         self.layers: Mapping[str, Any] = MappingProxyType(ordered)
         self._backward_order = list(reversed(ordered.values()))
         self.last_layer = last
@@ -178,15 +182,58 @@ class Sequential:
 
     # ------------------------------------------------------------------ computation
 
-    def predict(self, x: Any) -> Any:
-        """Return the scores (logits) of shape ``(N, C)`` for inputs `x`."""
-        for layer in self._layers.values():
-            x = layer.forward(x)
+    def predict(self, x: Any, train_flg: bool = False) -> Any:
+        """Return the scores (logits) of shape ``(N, C)`` for inputs `x`.
+
+        `train_flg` is passed to the layers that take it (``Dropout``,
+        ``BatchNormalization``): training behaviour when True, as the book's
+        ``predict(x, train_flg=False)``. A NumPy `x` is first copied to the
+        network's backend and device (see :meth:`to_own`).
+        """
+        x = self.to_own(x)
+        for layer, takes_flag in self._forward_plan:
+            x = layer.forward(x, train_flg) if takes_flag else layer.forward(x)
         return x
 
-    def loss(self, x: Any, t: Any) -> Any:
-        """Return the loss of `x` against targets `t` (labels ``(N,)`` or one-hot ``(N, C)``)."""
-        return self.last_layer.forward(self.predict(x), t)
+    def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
+        r"""Return the loss of `x` against targets `t` (labels ``(N,)`` or one-hot ``(N, C)``).
+
+        With ``weight_decay_lambda > 0`` the book's L2 penalty
+        :math:`\tfrac{\lambda}{2}\sum_k \lVert W_k\rVert^2` is added.
+        """
+        loss = self.last_layer.forward(self.predict(x, train_flg), self.to_own(t))
+        lam = self.weight_decay_lambda
+        if lam:
+            xp = namespace(loss)
+            for key in self._decayed:
+                W = self._params[key]
+                loss = loss + 0.5 * lam * xp.sum(W * W)
+        return loss
+
+    #: The book's L2 weight decay strength (0: none); networks that take it set it.
+    weight_decay_lambda: float = 0.0
+
+    @property
+    def _decayed(self) -> list[str]:
+        """The weight matrices the L2 penalty covers: ``W1, W2, ...`` (not biases, not gamma)."""
+        return [k for k in self._params if k[:1] == "W" and k[1:].isdigit()]
+
+    def to_own(self, a: Any) -> Any:
+        """Copy a NumPy array onto the network's backend and device; other arrays pass as they are.
+
+        The book's scripts load NumPy data; with the network on another
+        backend (``XPLAYERS_BACKEND=cupy``) each call of :meth:`predict`,
+        :meth:`loss`, :meth:`accuracy` or :meth:`gradient` moves its NumPy
+        inputs once: one host-to-device copy of ``x`` (and ``t``) per call,
+        the same copy the reader would write by hand. Arrays of the
+        network's backend are not copied.
+        """
+        if not isinstance(a, np.ndarray):
+            return a
+        ref = next(iter(self._params.values()), None)
+        if ref is None or isinstance(ref, np.ndarray):
+            return a
+        return _like(a, ref)
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Return the fraction of samples whose highest score is the target class.
@@ -204,6 +251,7 @@ class Sequential:
         """
         where = f"{type(self).__name__}.accuracy"
         y = self.predict(x)
+        t = self.to_own(t)
         xp = namespace(y)
         n, c = y.shape[0], y.shape[-1]
         expected = f"integer labels of shape ({n},) or one-hot rows of shape ({n}, {c})"
@@ -223,7 +271,7 @@ class Sequential:
 
     def _backprop(self, x: Any, t: Any) -> Any:
         """Forward, loss and backward; return the loss, leave the gradients in the layers."""
-        loss = self.loss(x, t)
+        loss = self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1.0)
         for layer in self._backward_order:
             if dout is None:
@@ -240,9 +288,22 @@ class Sequential:
         return loss
 
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
-        """Return the gradients of the loss by backpropagation, keyed like :attr:`params`."""
+        """Return the gradients of the loss by backpropagation, keyed like :attr:`params`.
+
+        The forward pass runs in training mode (``train_flg=True``). With
+        ``weight_decay_lambda > 0`` each ``W`` gradient is ``dW + lambda * W``
+        (a new array), as the book's.
+        """
         self._backprop(x, t)
-        return self.grads
+        return self._total_grads()
+
+    def _total_grads(self) -> dict[str, Any]:
+        grads = self.grads
+        lam = self.weight_decay_lambda
+        if lam:
+            for key in self._decayed:
+                grads[key] = grads[key] + lam * self._params[key]
+        return grads
 
     def train_step(self, x: Any, t: Any, optimizer: Optimizer) -> Any:
         """One training step: forward, loss, backward, ``optimizer.update(params, grads)``.
@@ -292,7 +353,7 @@ class Sequential:
                 describe(optimizer),
             )
         loss = self._backprop(x, t)
-        update(self._params, self.grads)
+        update(self._params, self._total_grads())
         return loss
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray[Any, Any]]:
@@ -310,7 +371,7 @@ class Sequential:
         x64, t64 = host64(x), host_target(t)
 
         def loss(_: np.ndarray[Any, Any]) -> float:
-            return scalar(host.loss(x64, t64))
+            return scalar(host.loss(x64, t64, train_flg=True))
 
         return {key: numerical_gradient(loss, host.params[key]) for key in host.params}
 
