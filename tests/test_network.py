@@ -574,6 +574,7 @@ def test_config_contents():
         "output_size": 3,
         "activation": "sigmoid",
         "weight_init_std": "he",
+        "weight_decay_lambda": 0.0,
         "seed": None,
         "dtype": "float64",
     }
@@ -856,5 +857,11 @@ def test_constructor_table_keys_follow_the_signatures():
         {"class", "input_size", "hidden_size", "output_size"},
         {"weight_init_std", "seed", "dtype"},
     )
-    assert keys["MultiLayerNet"][1] == {"activation", "weight_init_std", "seed", "dtype"}
+    assert keys["MultiLayerNet"][1] == {
+        "activation",
+        "weight_init_std",
+        "weight_decay_lambda",
+        "seed",
+        "dtype",
+    }
     assert keys["Sequential"] == ({"class", "layers"}, {"dtype"})
