@@ -26,6 +26,7 @@ import numpy as np
 
 from xplayers._backend import asarray, to_numpy
 from xplayers._validation import describe, fail, positive_ints, seed_or_none
+from xplayers.errors import LayerInputError
 from xplayers.functional import conv_output_size
 from xplayers.init import WeightInit, canonical_dtype, weight_scale
 from xplayers.layers import (
@@ -44,6 +45,9 @@ __all__ = ["BookFiles", "DeepConvNet", "MultiLayerNetExtend", "SimpleConvNet"]
 
 Shapes = dict[str, tuple[int, ...]]
 
+#: The header entry of an xplayers model file (:data:`xplayers.io.METADATA_KEY`).
+_MODEL_HEADER = "__xplayers__"
+
 _PICKLE_HINT = (
     "this looks like a pickle file from the book's save_params; xplayers never unpickles "
     "(a pickle can run any code). Convert it once, where you trust the file: "
@@ -56,24 +60,36 @@ class BookFiles(BookNetwork):
     """The book's ``save_params``/``load_params`` and Dropout reseeding, for its networks."""
 
     def save_params(self, file_name: str | os.PathLike[str] = "params.npz") -> Path:
-        """Write the network (config and parameters) to an xplayers model file.
+        """Write the parameters to a ``.npz`` archive (NumPy arrays by name; never a pickle).
 
-        The file is the format of :func:`xplayers.save` (a ``.npz`` archive
-        with a JSON header, written atomically, never pickled), so
-        :func:`xplayers.load` can also rebuild the network from it.
+        The archive is written to a temporary file beside the target and
+        renamed over it (:func:`os.replace`), so a crash leaves the old file
+        or the new one. :func:`xplayers.save` writes the same arrays plus the
+        network's config (a model file that :func:`xplayers.load` rebuilds);
+        :meth:`load_params` reads both.
         """
-        from xplayers.io import save
-
-        return save(self, file_name)
+        path = Path(file_name)
+        host = {key: np.asarray(to_numpy(value)) for key, value in self.params.items()}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                np.savez(f, **host)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
 
     def load_params(self, file_name: Any = "params.npz") -> None:
-        """Read the parameters from a file written by :meth:`save_params` (or a mapping).
+        """Read the parameters from :meth:`save_params`'s file, a model file, or a mapping.
 
-        `file_name` may be an xplayers model file, a plain ``.npz`` of arrays
-        named like :attr:`params`, or a mapping of names to arrays. A pickle
+        `file_name` may be a ``.npz`` of arrays named like :attr:`params`
+        (what :meth:`save_params` writes), an xplayers model file
+        (:func:`xplayers.save`; its header is not needed here), or a mapping
+        of names to arrays. It is read with ``allow_pickle=False``; a pickle
         (the book's ``params.pkl``) is refused with a message saying how to
         convert it. Names, shapes and dtypes must match; nothing changes
-        otherwise.
+        otherwise. As in the book, only the parameters are read (not the
+        batch-norm running averages).
         """
         where = f"{type(self).__name__}.load_params"
         if isinstance(file_name, Mapping):
@@ -84,19 +100,15 @@ class BookFiles(BookNetwork):
         path = Path(file_name)
         with path.open("rb") as f:
             magic = f.read(2)
-        from xplayers.io import METADATA_KEY, ModelFileError, load
-
-        if magic[:1] == b"\x80" or (path.suffix == ".pkl" and magic != b"PK"):
-            raise ModelFileError(f"{where}: {path}: {_PICKLE_HINT}")
-
+        if magic != b"PK":
+            if magic[:1] == b"\x80" or path.suffix == ".pkl":
+                raise LayerInputError(f"{where}: {path}: {_PICKLE_HINT}")
+            fail(
+                where, "file_name", "a .npz archive (from save_params or xplayers.save)", str(path)
+            )
         with np.load(path, allow_pickle=False) as archive:
-            plain = METADATA_KEY not in archive.files
-            arrays = {k: archive[k] for k in archive.files} if plain else {}
-        if plain:
-            self._load(arrays, where)
-            return
-        other = load(path, backend="numpy")
-        self._load({k: to_numpy(v) for k, v in other.params.items()}, where)
+            arrays = {k: archive[k] for k in archive.files if k != _MODEL_HEADER}
+        self._load(arrays, where)
 
     def reseed_dropout(self, seed: int | None) -> None:
         """Restart every Dropout layer's masks: layer ``k`` from ``default_rng([seed, k])``."""
