@@ -147,6 +147,10 @@ class Record:
         lib = self.load()
         return lib if self.compat is None else importlib.import_module(self.compat)
 
+    def load_kernels(self) -> ModuleType | None:
+        """The module named by :attr:`kernels`, imported on first use; None when there is none."""
+        return None if self.kernels is None else importlib.import_module(self.kernels)
+
     # ------------------------------------------------------------------ devices
 
     def check_device(self, device: object) -> None:
