@@ -394,3 +394,175 @@ def test_kernels_are_none_unless_a_record_names_a_module():
 
     for rec in RECORDS.values():
         assert rec.kernels is None or rec.kernels.startswith("xplayers.backend.kernels_")
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_to_numpy_of_half_precision(backend, xp, dtype):
+    """bfloat16 comes back as float32 (NumPy has none; exact); float16 stays float16."""
+    if not hasattr(xp, dtype):
+        pytest.skip(f"{backend.name} has no {dtype}")
+    values = [1.0, -2.5, 3.0e38 if dtype == "bfloat16" else 60000.0]
+    x = xp.asarray(values, dtype=getattr(xp, dtype))
+    host = xpl.to_numpy(x)
+    assert host.dtype == (np.float32 if dtype == "bfloat16" else np.float16)
+    np.testing.assert_allclose(host, np.asarray(values, dtype=np.float32), rtol=1e-2)
+
+
+def test_to_numpy_of_a_torch_bfloat16_tensor():
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([1.5, -3.0], dtype=torch.bfloat16, requires_grad=True)
+    host = xpl.to_numpy(t)
+    assert host.dtype == np.float32
+    assert host.tolist() == [1.5, -3.0]
+    assert xpl.to_numpy(torch.tensor([1.5], dtype=torch.float16)).dtype == np.float16
+
+
+def test_bad_environment_variable_is_a_clean_value_error():
+    r = _run(
+        "import xplayers as x\n"
+        "from xplayers.errors import BackendSelectionError\n"
+        "try:\n"
+        "    x.get_backend()\n"
+        "except BackendSelectionError as e:\n"
+        "    print(isinstance(e, ValueError), isinstance(e, x.XplayersError), e)\n",
+        XPLAYERS_BACKEND="tensorflow:0",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("True True unknown backend 'tensorflow'")
+
+
+@pytest.mark.parametrize(
+    "spec", ["tensorflow", "numpy:cuda:3", "torch:meta", "array_api_strict:nope"]
+)
+@pytest.mark.parametrize("command", ["info", "train", "evaluate"])
+def test_cli_with_a_bad_environment_variable_prints_one_line(spec, command, tmp_path):
+    if spec.startswith("torch") and not xpl.backend_status("torch")[0]:
+        pytest.skip("torch is not usable here")
+    args = {"info": [], "train": ["--iterations", "1"], "evaluate": [str(tmp_path / "m.npz")]}
+    r = subprocess.run(
+        [sys.executable, "-m", "xplayers", command, *args[command]],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "XPLAYERS_BACKEND": spec},
+        check=False,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    if command == "info":
+        assert r.returncode == 0, r.stderr
+        assert "current backend: unusable:" in r.stdout
+        assert f"XPLAYERS_BACKEND={spec!r}" in r.stdout
+    else:
+        assert r.returncode != 0
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith("xplayers: error:")
+
+
+def test_torch_meta_device_is_refused():
+    pytest.importorskip("torch")
+    with pytest.raises(BackendUnavailableError, match=r"device 'meta' is not supported"):
+        xpl.set_backend("torch", "meta")
+    ok, why = xpl.backend_status("torch", "meta")
+    assert not ok
+    assert "not supported" in why
+    assert xpl.get_backend().name == "numpy"
+
+
+@pytest.mark.parametrize("device", [3.5, True, object(), ["cpu"], b"cpu"])
+@pytest.mark.parametrize("name", ["numpy", "array_api_strict", "torch", "jax", "dask", "cupy"])
+def test_devices_of_the_wrong_type_are_refused_up_front(name, device):
+    ok, _ = xpl.backend_status(name)
+    if not ok and name != "cupy":
+        pytest.skip(f"{name} is not usable here")
+    if name == "cupy" and not xpl.backend.record("cupy").installed():
+        pytest.skip("cupy is not installed")
+    with (
+        pytest.raises(BackendSelectionError, match=r"argument 'device': expected a string"),
+        xpl.use_backend(name, device),
+    ):
+        pass
+    with pytest.raises(ValueError, match="argument 'device'"):
+        xpl.set_backend(name, device)
+    assert xpl.get_backend().name == "numpy"
+
+
+def test_a_device_number_jax_does_not_have_is_refused_up_front():
+    if not xpl.backend_status("jax")[0]:
+        pytest.skip("jax is not usable here")
+    with (
+        pytest.raises(
+            BackendUnavailableError, match=r"backend 'jax': no device 5 .*available: cpu:0"
+        ),
+        xpl.use_backend("jax", 5),
+    ):
+        pass
+    with xpl.use_backend("jax", 0) as b:
+        assert b.device.platform in ("cpu", "gpu")
+
+
+def test_library_device_objects_are_accepted(backend):
+    """The backend's own device object (as Backend.device holds it) selects the same backend."""
+    with xpl.use_backend(backend.name, backend.device) as b:
+        assert b == backend.backend
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def test_task_created_in_a_block_keeps_its_backend():
+    pytest.importorskip("array_api_strict")
+    import asyncio
+
+    async def name_later(wait: asyncio.Event) -> str:
+        await wait.wait()
+        return xpl.get_backend().name
+
+    async def main() -> tuple[str, str, str]:
+        go = asyncio.Event()
+        with xpl.use_backend("array_api_strict"):
+            inside = asyncio.create_task(name_later(go))
+        outside = asyncio.create_task(name_later(go))
+        here = xpl.get_backend().name
+        go.set()
+        return await inside, await outside, here
+
+    assert asyncio.run(main()) == ("array_api_strict", "numpy", "numpy")
+
+
+def test_tasks_outside_a_block_see_the_process_wide_backend():
+    pytest.importorskip("array_api_strict")
+    import asyncio
+
+    async def inside_block(entered: asyncio.Event, release: asyncio.Event) -> str:
+        with xpl.use_backend("array_api_strict"):
+            entered.set()
+            await release.wait()
+            return xpl.get_backend().name
+
+    async def main() -> tuple[str, str]:
+        entered, release = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(inside_block(entered, release))
+        await entered.wait()
+        seen = xpl.get_backend().name  # while the other task is inside its block
+        release.set()
+        return seen, await task
+
+    assert asyncio.run(main()) == ("numpy", "array_api_strict")
+
+
+def test_exiting_a_block_in_another_context_is_a_clear_error():
+    import contextvars
+
+    from xplayers.backend._registry import _scoped
+    from xplayers.errors import BackendContextError
+
+    before = _scoped.get()
+    block = xpl.use_backend("numpy")
+    block.__enter__()
+    try:
+        with pytest.raises(BackendContextError, match=r"exited in another context"):
+            contextvars.copy_context().run(block.__exit__, None, None, None)
+    finally:
+        _scoped.set(before)  # what the block could not undo from the other context
