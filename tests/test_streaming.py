@@ -95,7 +95,9 @@ def test_dask_and_zarr_sources(tmp_path: Path) -> None:
     zarr = pytest.importorskip("zarr")
     rng = np.random.default_rng(0)
     x, t = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
-    z = zarr.create_array(str(tmp_path / "x.zarr"), shape=x.shape, chunks=(16, 4), dtype=x.dtype)
+    z = zarr.open_array(
+        str(tmp_path / "x.zarr"), mode="w", shape=x.shape, chunks=(16, 4), dtype=x.dtype
+    )
     z[:] = x
     sources = [
         (da.from_array(x, chunks=(12, 2)), da.from_array(t, chunks=20)),
@@ -300,3 +302,39 @@ def test_cli_backend_dask_streams_into_a_numpy_model(capsys: pytest.CaptureFixtu
     out, err = capsys.readouterr()
     assert "trains on NumPy in memory" in err
     assert "numpy:cpu" in out
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_from_a_checkpoint_while_streaming(tmp_path: Path) -> None:
+    from xplayers.optim import Adam
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    t = (x[:, 0] > 0).astype(np.int64)
+    (tmp_path / "x").mkdir()
+    for i in range(0, 300, 70):
+        np.save(tmp_path / "x" / f"{i:05d}.npy", x[i : i + 70])
+    data = (tmp_path / "x", t)
+    kwargs: dict[str, Any] = {"epochs": 3, "batch_size": 32, "eval_every": 4, "seed": 3}
+
+    def net() -> TwoLayerNet:
+        return TwoLayerNet(6, 8, 2, weight_init_std=0.3, seed=0, dtype="float32")
+
+    whole = net()
+    expected = train(whole, Adam(lr=0.01), data, **kwargs)
+
+    def stop(history: Any) -> None:
+        if len(history) == 4:  # iteration 16: six batches into the second epoch
+            raise _Stop
+
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(_Stop):
+        train(net(), Adam(lr=0.01), data, checkpoint=ckpt, callback=stop, **kwargs)
+    resumed_net = net()
+    resumed = train(resumed_net, Adam(lr=0.01), data, resume=ckpt, **kwargs)
+    for k, v in whole.params.items():
+        np.testing.assert_array_equal(resumed_net.params[k], v)
+    assert resumed.train_loss == expected.train_loss
