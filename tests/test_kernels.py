@@ -170,3 +170,26 @@ def test_cupy_kernels_are_declared_without_a_gpu():
 
     assert kernels_cupy._relu_backward() is kernels_cupy._relu_backward()
     assert kernels_cupy._ce_backward().name == "xplayers_ce_backward"
+
+
+def test_softmax_with_loss_memory_stays_below_the_books():
+    """The book's SoftmaxWithLoss.forward peaks at 3.1x its input; ours must not exceed that."""
+    import tracemalloc
+
+    import xplayers as xpl
+
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(200_000, 10)), rng.integers(0, 10, 200_000)
+    layer = xpl.SoftmaxWithLoss()
+    tracemalloc.start()
+    try:
+        layer.forward(x, t)
+        forward = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        layer.backward()
+        backward = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert forward <= 3.1 * x.nbytes
+    assert backward <= 2.0 * x.nbytes
