@@ -304,7 +304,7 @@ def test_cli_backend_dask_streams_into_a_numpy_model(capsys: pytest.CaptureFixtu
     assert "numpy:cpu" in out
 
 
-class _Stop(Exception):
+class _StopError(Exception):
     pass
 
 
@@ -328,10 +328,10 @@ def test_resume_from_a_checkpoint_while_streaming(tmp_path: Path) -> None:
 
     def stop(history: Any) -> None:
         if len(history) == 4:  # iteration 16: six batches into the second epoch
-            raise _Stop
+            raise _StopError
 
     ckpt = tmp_path / "ckpt.npz"
-    with pytest.raises(_Stop):
+    with pytest.raises(_StopError):
         train(net(), Adam(lr=0.01), data, checkpoint=ckpt, callback=stop, **kwargs)
     resumed_net = net()
     resumed = train(resumed_net, Adam(lr=0.01), data, resume=ckpt, **kwargs)
