@@ -236,7 +236,7 @@ def test_softmax_memory(measure, xb, dtype):
 def test_conv_step(measure, xb, dtype, path):
     if not hasattr(xpl, "SimpleConvNet"):
         pytest.skip("xplayers.SimpleConvNet does not exist yet")
-    net = xpl.SimpleConvNet(input_dim=(1, 28, 28), hidden_size=100, output_size=10)
+    net = xpl.SimpleConvNet(input_dim=(1, 28, 28), hidden_size=100, output_size=10, dtype=dtype)
     for key, value in init_conv_params(dtype).items():
         net.params[key] = xpl.asarray(value)
     if path == "train_step" and not hasattr(net, "train_step"):
