@@ -281,8 +281,8 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks, one process per backend, and render docs/benchmarks.md (not default).
 
     In the current environment, which must have the ``bench`` group and the
-    backends to measure. ``nox -s bench`` is the measurement (about 15 minutes
-    on 2 cores; results in ``bench/results/cpu``); ``nox -s bench -- quick`` a
+    backends to measure. ``nox -s bench`` is the measurement (an estimated 10-15
+    minutes on 2 idle cores; results in ``bench/results/cpu``); ``nox -s bench -- quick`` a
     smoke run of a minute or two (``bench/results/tmp/quick``, page beside it).
     Other arguments are result folders to add to the page (``bench/results/gpu``).
     """

@@ -8,6 +8,8 @@ is off. Each timed step ends with ``torch.cuda.synchronize`` on a GPU.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from book_numpy import init_conv_params, init_params, make_batch
@@ -19,8 +21,10 @@ LR = 0.1
 
 @pytest.fixture(scope="module")
 def device(xb):
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    with warnings.catch_warnings():  # newer releases point to fp32_precision; these still work
+        warnings.simplefilter("ignore")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return xb.backend.device if xb.backend.name == "torch" else torch.device("cpu")
 
 
