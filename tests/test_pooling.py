@@ -7,6 +7,7 @@ import pytest
 
 import xplayers as xpl
 from tests import oracle, oracle_conv
+from xplayers import functional as fn
 
 
 def _slow_backend_subset(backend, dtype: str, case: int) -> None:
@@ -81,3 +82,25 @@ def test_book_default_stride_is_one(backend, rng):
     layer = xpl.Pooling(2, 2)
     out = layer.forward(backend.asarray(rng.normal(size=(1, 1, 4, 4))))
     assert tuple(out.shape) == (1, 1, 3, 3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc memory", "ties", "odd size"])
+def test_numpy_pooling_kernels_equal_generic(rng, dtype, layout):
+    """The NumPy max-pooling kernels against the generic bodies, on the same arrays."""
+    shape = (2, 3, 5, 7) if layout == "odd size" else (2, 3, 4, 6)
+    x = rng.normal(size=shape).astype(dtype)
+    if layout == "nhwc memory":  # what a convolution leaves: an (N, C, H, W) view of NHWC
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    if layout == "ties":
+        x = np.round(x).astype(dtype)
+    x.setflags(write=False)
+    assert {"max_pooling", "max_pooling_backward"} <= set(fn.kernels_of(x))
+    out, arg = fn.max_pooling(x, 2, 2, 2)
+    out_g, arg_g = fn.max_pooling.generic(x, 2, 2, 2)
+    np.testing.assert_array_equal(out, out_g)
+    np.testing.assert_array_equal(arg, arg_g)
+    dout = rng.normal(size=out.shape).astype(dtype)
+    dx = fn.max_pooling_backward(dout, arg, x.shape, 2, 2, 2)
+    assert dx.dtype == x.dtype
+    np.testing.assert_array_equal(dx, fn.max_pooling_backward.generic(dout, arg, x.shape, 2, 2, 2))

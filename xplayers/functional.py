@@ -947,7 +947,7 @@ def convolution(x: Any, W: Any, b: Any, stride: int = 1, pad: int = 0) -> tuple[
     oh, ow = conv_output_size(h, fh, stride, pad), conv_output_size(w, fw, stride, pad)
     col = im2col(x, fh, fw, stride, pad)
     col_W = xp.reshape(W, (fn, -1)).T
-    out = col @ col_W + b
+    out = affine(col, col_W, b)
     out = xp.permute_dims(xp.reshape(out, (n, oh, ow, fn)), (0, 3, 1, 2))
     return out, col, col_W
 
@@ -981,17 +981,17 @@ def convolution_backward(
     xp = namespace(dout)
     fn, c, fh, fw = filter_shape
     d = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (-1, fn))
-    db = xp.sum(d, axis=0)
-    dW = xp.reshape((col.T @ d).T, (fn, c, fh, fw))
-    if not input_grad:
+    dcol, dW_col, db = affine_backward(d, col, col_W, input_grad=input_grad)
+    dW = xp.reshape(dW_col.T, (fn, c, fh, fw))
+    if dcol is None:
         return None, dW, db
-    dx = col2im(d @ col_W.T, input_shape, fh, fw, stride, pad)
-    return dx, dW, db
+    return col2im(dcol, input_shape, fh, fw, stride, pad), dW, db
 
 
 # --------------------------------------------------------------------------- chapter 7: max pooling
 
 
+@kernel
 def max_pooling(x: Any, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> tuple[Any, Any]:
     r"""Max pooling over ``pool_h x pool_w`` windows, the book's way.
 
@@ -1023,6 +1023,7 @@ def max_pooling(x: Any, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0)
     return out, arg_max
 
 
+@kernel
 def max_pooling_backward(
     dout: Any,
     arg_max: Any,

@@ -279,3 +279,53 @@ def fold(
     if pad:
         img = img[:, :, pad : pad + h, pad : pad + w]
     return img
+
+
+def _tiled_views(a: Array, ph: int, pw: int, oh: int, ow: int) -> list[Array]:
+    """The ``ph * pw`` window positions of images `a` ``(N, H, W, C)`` as strided views."""
+    return [a[:, u : oh * ph : ph, v : ow * pw : pw, :] for u in range(ph) for v in range(pw)]
+
+
+def max_pooling(x: Array, ph: int, pw: int, stride: int = 1, pad: int = 0, /) -> Any:
+    """Non-overlapping windows: elementwise maxima of the window positions, no window copy.
+
+    Works on the ``(N, H, W, C)`` view of `x` (the memory order a convolution
+    leaves), so neither the windows nor the output are copied into another
+    layout; the first maximum wins ties, as ``argmax``.
+    """
+    if not stride == ph == pw or pad or x.ndim != 4:
+        return NotImplemented
+    oh, ow = x.shape[2] // ph, x.shape[3] // pw
+    views = _tiled_views(x.transpose(0, 2, 3, 1), ph, pw, oh, ow)
+    out = views[0].copy()
+    for v in views[1:]:
+        np.maximum(out, v, out=out)
+    if np.isnan(out).any():  # argmax's NaN rule: the generic code defines it
+        return NotImplemented
+    arg = np.zeros(out.shape, dtype=np.intp)
+    for p in range(len(views) - 1, 0, -1):  # backwards, so the first maximum wins
+        np.copyto(arg, p, where=views[p] == out)
+    np.copyto(arg, 0, where=views[0] == out)
+    return out.transpose(0, 3, 1, 2), arg
+
+
+def max_pooling_backward(
+    dout: Array,
+    arg_max: Array,
+    input_shape: tuple[int, int, int, int],
+    ph: int,
+    pw: int,
+    stride: int = 1,
+    pad: int = 0,
+    /,
+) -> Any:
+    """Each window position of a zero ``(N, H, W, C)`` buffer gets ``dout`` where it won."""
+    if not stride == ph == pw or pad:
+        return NotImplemented
+    n, c, h, w = input_shape
+    oh, ow = arg_max.shape[1], arg_max.shape[2]
+    d = dout.transpose(0, 2, 3, 1)
+    dx = np.zeros((n, h, w, c), dtype=dout.dtype)
+    for p, v in enumerate(_tiled_views(dx, ph, pw, oh, ow)):
+        np.multiply(d, arg_max == p, out=v)
+    return dx.transpose(0, 3, 1, 2)
