@@ -97,17 +97,17 @@ class Stateless:
             In the parameters' dtype.
         """
         logits, kept = self._forward(params, x)
-        loss = functional.cross_entropy(logits, t) * weight
-        dout = functional.cross_entropy_backward(functional.softmax(logits), t, weight)
+        loss, y = functional.softmax_cross_entropy(logits, t)
+        loss = loss * weight
+        dout = functional.cross_entropy_backward(y, t, weight)
         grads: dict[str, Any] = {}
         for i in range(len(self.steps) - 1, -1, -1):
             step, (inp, out) = self.steps[i], kept[i]
             kind = step[0]
-            if kind == "affine":
-                W = params[step[1]]
-                grads[step[1]] = inp.T @ dout
-                grads[step[2]] = namespace(dout).sum(dout, axis=0)
-                dout = dout @ W.T if i else None  # no use for the input's gradient
+            if kind == "affine":  # no use for the network input's gradient (i == 0)
+                dout, grads[step[1]], grads[step[2]] = functional.affine_backward(
+                    dout, inp, params[step[1]], input_grad=i > 0
+                )
             elif kind == "relu":
                 dout = functional.relu_backward(dout, out)
             else:
@@ -124,7 +124,7 @@ class Stateless:
         kept = []
         for step in self.steps:
             if step[0] == "affine":
-                out = x @ params[step[1]] + params[step[2]]
+                out = functional.affine(x, params[step[1]], params[step[2]])
             elif step[0] == "relu":
                 out = functional.relu(x)
             else:
