@@ -43,6 +43,8 @@ autodoc_typehints = "none"  # the numpydoc sections already give every type
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# Attributes sections as fields: no cross-reference targets named "x" or "t" per layer
+napoleon_use_ivar = True
 napoleon_custom_sections = ["Numerical stability"]
 
 # --- intersphinx: off unless asked for, so that builds work offline

@@ -1,7 +1,7 @@
 """The backend matrix: a ``backend`` fixture parametrized over every backend, and ``xp``.
 
 ``backend`` is the :class:`TestBackend` record of one backend of the matrix (its
-id, the xplayers :class:`~xplayers.Backend`, host-to-backend ``asarray``,
+id, the xplayers :class:`~xplayers.backend.Backend`, host-to-backend ``asarray``,
 ``to_numpy``, ...); ``xp`` is that backend's array namespace module, as in
 array-api-extra's tests. Both also select the backend as the current one for
 the test.
@@ -75,7 +75,7 @@ class TestBackend:
     """What a test needs to know about one backend of the matrix."""
 
     id: str
-    backend: xpl.Backend
+    backend: xpl.backend.Backend
     readonly: bool = False
 
     __test__ = False  # not a test class

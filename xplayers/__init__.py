@@ -5,6 +5,13 @@ Layers compute on whatever arrays they are given; the backend selector
 (:func:`set_backend`, :func:`use_backend`, ``XPLAYERS_BACKEND``) decides
 where new arrays are created.
 
+The top level holds what a reader of the book reaches for: the layers, the
+networks, the optimizers, the backend selector, ``train``/``evaluate``,
+``save``/``load``, ``gradient_check`` and the errors. Everything else lives
+in its submodule (``xplayers.io.METADATA_KEY``,
+``xplayers.network.from_config``, ``xplayers.training.History``, ...), and the
+submodules are attributes of the package (``xpl.functional.relu``).
+
 Examples
 --------
 >>> import numpy as np
@@ -18,10 +25,22 @@ Examples
 ((2, 4), (4, 3))
 """
 
-from xplayers import datasets, functional, gradcheck, init, io, network, optim, training
-from xplayers._backend import (
+from xplayers import (
+    backend,
+    datasets,
+    errors,
+    functional,
+    gradcheck,
+    init,
+    io,
+    layers,
+    network,
+    optim,
+    training,
+)
+from xplayers._version import __version__
+from xplayers.backend import (
     BACKENDS,
-    Backend,
     asarray,
     backend_status,
     get_backend,
@@ -33,21 +52,22 @@ from xplayers._backend import (
     to_numpy,
     use_backend,
 )
-from xplayers._version import __version__
 from xplayers.errors import (
     BackendUnavailableError,
+    DatasetError,
     LayerInputError,
     LayerStateError,
+    ModelFileError,
+    TrainingError,
     XplayersError,
 )
-from xplayers.gradcheck import gradient_check, numerical_gradient
-from xplayers.io import ModelFileError, load, save
+from xplayers.gradcheck import gradient_check
+from xplayers.io import load, save
 from xplayers.layers import (
     Affine,
     BatchNormalization,
     Convolution,
     Dropout,
-    Layer,
     Pooling,
     Relu,
     Sigmoid,
@@ -60,10 +80,9 @@ from xplayers.network import (
     Sequential,
     SimpleConvNet,
     TwoLayerNet,
-    from_config,
 )
-from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
-from xplayers.training import History, MissingDependencyError, TrainingError, evaluate, train
+from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xplayers.training import evaluate, train
 
 __all__ = [
     "BACKENDS",
@@ -71,17 +90,14 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "Affine",
-    "Backend",
     "BackendUnavailableError",
     "BatchNormalization",
     "Convolution",
+    "DatasetError",
     "DeepConvNet",
     "Dropout",
-    "History",
-    "Layer",
     "LayerInputError",
     "LayerStateError",
-    "MissingDependencyError",
     "ModelFileError",
     "Momentum",
     "MultiLayerNet",
@@ -99,21 +115,21 @@ __all__ = [
     "XplayersError",
     "__version__",
     "asarray",
+    "backend",
     "backend_status",
     "datasets",
+    "errors",
     "evaluate",
-    "from_config",
     "functional",
     "get_backend",
-    "get_optimizer",
     "gradcheck",
     "gradient_check",
     "init",
     "io",
+    "layers",
     "load",
     "namespace",
     "network",
-    "numerical_gradient",
     "optim",
     "prefer_gpu",
     "require_gpu",

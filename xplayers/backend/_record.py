@@ -186,7 +186,7 @@ class Record:
             )
 
     def resolve(self, device: Any = None) -> Backend:
-        """The usable :class:`~xplayers.Backend` on `device`, or raise.
+        """The usable :class:`~xplayers.backend.Backend` on `device`, or raise.
 
         Raises
         ------
