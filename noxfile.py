@@ -326,7 +326,10 @@ def bench(session: nox.Session) -> None:
         t0 = time.monotonic()
         with open(out / f"{stem}.log", "w") as log:
             rc = subprocess.call(args, env=proc_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        run["runs"].append({"command": shown, "exit": rc, "seconds": time.monotonic() - t0})
+        seconds = time.monotonic() - t0
+        run["runs"].append(
+            {"command": shown, "json": f"{stem}.json", "exit": rc, "seconds": seconds}
+        )
         if rc not in (0, 5):
             session.warn(f"{shown}: exit {rc}, see {out / stem}.log")
     run["seconds"] = time.monotonic() - start

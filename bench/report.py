@@ -27,13 +27,15 @@ def load(folders):
     """``(rows, files, runs)``: one dict per benchmark, per JSON file, per folder's run.json."""
     rows, files, runs = [], [], []
     for folder in map(Path, folders):
+        order = {}  # the files in the order the run made them (goals and columns follow it)
         if (folder / "run.json").is_file():
             runs.append(json.loads((folder / "run.json").read_text()))
+            order = {p.get("json"): i for i, p in enumerate(runs[-1]["runs"])}
         skipped = Counter()
         for log in sorted(folder.glob("*.log")):
             for m in re.finditer(r"^SKIPPED \[(\d+)\] [^:]+:\d+: (.*)$", log.read_text(), re.M):
                 skipped[m.group(2)] += int(m.group(1))
-        for path in sorted(folder.glob("*.json")):
+        for path in sorted(folder.glob("*.json"), key=lambda p: (order.get(p.name, 99), p.name)):
             data = json.loads(path.read_text())
             if "benchmarks" not in data:
                 continue

@@ -252,7 +252,7 @@ def test_conv_step(measure, xb, dtype, path):
         xb.done(*net.params.values())
 
     eager = "torch eager gpu" if xb.gpu else "torch eager cpu"
-    goals = [{"goal": f"SimpleConvNet {path} vs PyTorch eager", "vs": eager}]
+    goals = [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
     if xb.backend.name == "numpy":
         goals = [
             {"goal": f"NumPy SimpleConvNet {path} ≥ 1.5× the book's", "vs": "book", "min": 1.5}
