@@ -30,7 +30,7 @@ def client() -> Iterator[Any]:
     """A small in-process cluster (threads), started once for this module."""
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as c,
     ):

@@ -135,7 +135,7 @@ def cluster() -> Iterator[Any]:
         with (
             dask.config.set({"distributed.scheduler.allowed-failures": 1}),
             distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as c,
             distributed.Client(c, timeout=30) as client,
         ):
@@ -234,3 +234,55 @@ def test_cupy_chunks_compute_on_the_gpu() -> None:
     ts = da.from_array(t, chunks=100).map_blocks(cp.asarray)
     _, grads = chunked_gradient(net, xs, ts)
     _close(grads, net.gradient(x, t))
+
+
+class _Tally:
+    """Blocks alive at once, across the threads of an in-process cluster."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.alive = self.most = self.reads = 0
+
+
+TALLY = _Tally()
+
+
+class Counted(NpyFolder):
+    def read(self, start: int, stop: int) -> Any:
+        import weakref
+
+        out = super().read(start, stop)
+        with TALLY.lock:
+            TALLY.alive += 1
+            TALLY.reads += 1
+            TALLY.most = max(TALLY.most, TALLY.alive)
+        weakref.finalize(out, _gone)
+        return out
+
+
+def _gone() -> None:
+    with TALLY.lock:
+        TALLY.alive -= 1
+
+
+def test_a_worker_holds_at_most_three_chunks(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from xplayers.parallel import chunked_gradient
+
+    x, t = _data(2000)
+    (tmp_path / "x").mkdir()
+    for i in range(0, 2000, 100):
+        np.save(tmp_path / "x" / f"{i:04d}.npy", x[i : i + 100])
+    net = TwoLayerNet(20, 16, 4, weight_init_std=0.3, seed=0, dtype="float32")
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as client,
+    ):
+        _, grads = chunked_gradient(net, Counted(tmp_path / "x"), t, client=client)
+    _close(grads, net.gradient(x, t))
+    assert TALLY.reads == 20
+    assert 1 <= TALLY.most <= 3

@@ -235,6 +235,8 @@ class NpyFolder(Rows):
         """Rows ``start:stop`` of the one file holding them, copied from its mapping."""
         i = int(np.searchsorted(self.cuts, start, side="right")) - 1
         lo = self.cuts[i]
+        if (start, stop) == (lo, self.cuts[i + 1]):  # the whole file: one read, no mapping
+            return np.load(self.files[i], allow_pickle=False)
         m = np.load(self.files[i], mmap_mode="r", allow_pickle=False)
         try:
             return np.array(m[start - lo : stop - lo])
