@@ -158,14 +158,21 @@ def render_table(labels, columns, cells):
         {(impl, r["info"]["relative_to"]) for (_, impl), r in cells.items()
          if r["info"].get("relative_to") in columns}
     )  # fmt: skip
+    peaks = [
+        c for c in columns if any("peak_mib" in r["info"] for (_, i), r in cells.items() if i == c)
+    ]
     header = ["N" if isinstance(labels[0], int) else "", *columns]
     header += [f"{impl} / {base}" for impl, base in ratios]
+    header += [f"{impl} peak MiB" for impl in peaks]
     body = []
     for label in labels:
         line = [label] + [cell(cells[label, c]) if (label, c) in cells else NA for c in columns]
         for impl, base in ratios:
             a, b = cells.get((label, impl)), cells.get((label, base))
             line.append(f"{rate(a) / rate(b):.2f}×" if a and b else NA)
+        for impl in peaks:
+            peak = cells.get((label, impl), {"info": {}})["info"].get("peak_mib")
+            line.append(NA if peak is None else f"{peak:.0f}")
         body.append(line)
     return md_table(header, body)
 
