@@ -96,6 +96,17 @@ class TestBackend:
     def lazy(self) -> bool:
         return self.backend.record.lazy
 
+    @property
+    def slow(self) -> bool:
+        """Lazy (Dask) or compiling each new shape (JAX): tests run a subset of their cases here."""
+        rec = self.backend.record
+        return rec.lazy or rec.compiles
+
+    @property
+    def examples(self) -> int:
+        """How many examples a hypothesis property draws on this backend."""
+        return 5 if self.slow else 25
+
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Put NumPy data on this backend (read-only for the read-only NumPy variant)."""
         host = np.array(a, dtype=dtype)

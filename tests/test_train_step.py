@@ -29,6 +29,8 @@ def _generic_steps(net, opt, batches):
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("onehot", [False, True])
 def test_train_step_matches_layer_path(backend, rng, name, activation, onehot):
+    if backend.slow and (activation, onehot) != ("relu", False) and name != "adam":
+        pytest.skip("covered on the eager backends; JAX and Dask run each optimizer once")
     batches = [_data(rng, onehot=onehot) for _ in range(4)]
     dev = [(backend.asarray(x), backend.asarray(t)) for x, t in batches]
     kwargs = {"lr": 0.05}

@@ -102,6 +102,9 @@ class Record:
     gpu: ClassVar[bool] = False
     #: Whether its arrays are computed on demand (values cannot be read cheaply).
     lazy: ClassVar[bool] = False
+    #: Whether its eager operations compile on first use of each new shape (JAX):
+    #: tests draw few shapes there.
+    compiles: ClassVar[bool] = False
     #: Whether :func:`xplayers.to_backend` may hand it memory through DLPack.
     dlpack: ClassVar[bool] = True
     #: Dotted name of a module of fast kernels for this backend, imported on first use.

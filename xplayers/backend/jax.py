@@ -24,6 +24,7 @@ class JaxRecord(Record):
         "jax", note='; for an NVIDIA GPU: pip install "jax[cuda12]"'
     )
     gpu: ClassVar[bool] = True
+    compiles: ClassVar[bool] = True
     test_ids: ClassVar[tuple[TestId, ...]] = (TestId("jax", "cpu"),)
     nox_requirements: ClassVar[tuple[str, ...]] = ("jax",)
 

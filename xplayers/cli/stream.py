@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, cast
 
+from xplayers.backend import record
 from xplayers.cli._common import PROG, load_data, usage
 from xplayers.errors import ClusterError, MissingDependencyError
 
@@ -43,7 +44,7 @@ def route_backend(args: argparse.Namespace, name: str, device: Any) -> tuple[str
     """The backend the model trains on: NumPy instead of Dask, the data then streamed."""
     if args.test_data is not None and args.data is None:
         usage(args, "--test-data needs --data")
-    args.stream = name == "dask"
+    args.stream = record(name).lazy  # Dask: train in memory, stream the data
     if not args.stream:
         return name, device
     if not args.quiet:
