@@ -323,3 +323,11 @@ def test_dotted_file_names(tmp_path: Path) -> None:
     (x_train, t_train), _ = load_mnist(tmp_path)
     np.testing.assert_array_equal(t_train, raw[TRAIN_LBL])
     assert x_train.shape == (12, 784)
+
+
+def test_files_declaring_no_images_are_refused(tmp_path: Path) -> None:
+    make_mnist(tmp_path)
+    write(tmp_path, TEST_IMG, idx_bytes(np.zeros((0, 28, 28))))
+    write(tmp_path, TEST_LBL, idx_bytes(np.zeros(0)))
+    with pytest.raises(DatasetError, match=rf"{TEST_IMG} declares 0 images"):
+        load_mnist(tmp_path)

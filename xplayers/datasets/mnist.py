@@ -128,6 +128,8 @@ def _read_pair(
     img_path: Path, lbl_path: Path
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     images, labels = _read_idx(img_path, 3), _read_idx(lbl_path, 1)
+    if images.shape[0] == 0:
+        raise DatasetError(f"load_mnist: {img_path} declares 0 images; nothing to train or test on")
     if images.shape[0] != labels.shape[0]:
         raise DatasetError(
             f"load_mnist: {img_path} holds {images.shape[0]} images but "
