@@ -7,7 +7,7 @@ from typing import Any
 
 import array_api_compat
 
-from xplayers._backend import is_lazy
+from xplayers._backend import is_lazy, namespace
 from xplayers._validation import describe, fail, float_array, same_backend
 from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
 from xplayers.layers._base import Layer
@@ -67,8 +67,10 @@ class SoftmaxWithLoss(Layer):
         ----------
         x : array, shape (N, C), real floating dtype
         t : array
-            Integer class labels of shape ``(N,)`` in ``[0, C)``, or one-hot
-            rows / class probabilities of shape ``(N, C)``.
+            Integer class labels of shape ``(N,)`` in ``[0, C)`` (or a
+            column ``(N, 1)`` of them when ``C > 1``, as the book's
+            ``cross_entropy_error`` takes), or one-hot rows / class
+            probabilities of shape ``(N, C)``.
 
         Returns
         -------
@@ -83,6 +85,7 @@ class SoftmaxWithLoss(Layer):
             without forcing a computation: not for Dask or traced JAX).
         """
         where = "SoftmaxWithLoss.forward"
+        t = column_labels(x, t)
         check_logits_and_targets(where, x, t)
         self.t = t
         self.loss, self.y = softmax_cross_entropy(x, t)
@@ -109,6 +112,19 @@ class SoftmaxWithLoss(Layer):
         else:
             dout = float(dout)
         return cross_entropy_backward(y, self.t, dout)
+
+
+def column_labels(x: Any, t: Any) -> Any:
+    """Integer labels given as a column ``(N, 1)`` (the book accepts them) as ``(N,)``."""
+    if (
+        array_api_compat.is_array_api_obj(t)
+        and getattr(x, "ndim", 0) == 2
+        and x.shape[1] > 1
+        and tuple(t.shape) == (x.shape[0], 1)
+        and namespace(t).isdtype(t.dtype, "integral")
+    ):
+        return namespace(t).reshape(t, (x.shape[0],))
+    return t
 
 
 def check_logits_and_targets(where: str, x: Any, t: Any) -> ModuleType:
