@@ -549,7 +549,8 @@ def _blas_threads(network: Any, batch_size: int) -> contextlib.AbstractContextMa
     sizes = [math.prod(p.shape) for p in params.values() if len(p.shape) == 2]
     if not sizes or batch_size * max(sizes) > SMALL_GEMM:
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    limits: contextlib.AbstractContextManager[Any] = threadpool_limits(1, user_api="blas")
+    return limits
 
 
 class _LossWindow:

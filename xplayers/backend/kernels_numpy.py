@@ -28,6 +28,7 @@ dtypes), and the generic version runs instead.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -191,7 +192,7 @@ def softmax_cross_entropy(x: Array, t: Array, /) -> Any:
         pz = np.multiply(p, z, where=p != 0, out=np.zeros_like(z))
         total = np.dot(np.log(s[:, 0]), np.add.reduce(p, axis=1)) - np.add.reduce(pz, axis=None)
     loss = total / n  # a NumPy scalar: no overflow dividing by n >= 1
-    if not np.isfinite(loss):
+    if not math.isfinite(loss):
         return NotImplemented
     y /= s
     return loss, y

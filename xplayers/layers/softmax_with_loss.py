@@ -131,24 +131,43 @@ def check_logits_and_targets(where: str, x: Any, t: Any) -> ModuleType:
     """Check logits `x` ``(N, C)`` and targets `t` as :class:`SoftmaxWithLoss` takes them.
 
     Label values are read (one ``bool`` of a 0-d array) only for arrays that
-    are not lazy.
+    are not lazy. The dtype checks are answered from a cache after the first
+    call with an array type and dtype.
     """
     xp = float_array(where, "x", x)
     if x.ndim != 2 or x.shape[1] < 1:
         fail(where, "x", "logits of shape (N, C) with C >= 1", describe(x))
     n, c = x.shape
-    expected = (
-        f"integer class labels of shape ({n},) or one-hot/probability rows of shape ({n}, {c})"
-    )
     if not array_api_compat.is_array_api_obj(t):
-        fail(where, "t", expected, describe(t))
+        fail(where, "t", _expected(n, c), describe(t))
     same_backend(where, "t", t, "the logits x", x)
+    kind = _target_kind(t, xp)
     if t.ndim == 1 and t.shape[0] == n:
-        if not xp.isdtype(t.dtype, "integral"):
-            fail(where, "t", expected, describe(t), "Labels must have an integer dtype")
+        if kind != "integral":
+            fail(where, "t", _expected(n, c), describe(t), "Labels must have an integer dtype")
         if n and not is_lazy(t) and not bool(labels_in_range(t, c)):
             lo, hi = int(xp.min(t)), int(xp.max(t))
             fail(where, "t", f"labels in [0, {c})", f"labels from {lo} to {hi}")
-    elif tuple(t.shape) != (n, c) or not xp.isdtype(t.dtype, ("real floating", "integral", "bool")):
-        fail(where, "t", expected, describe(t))
+    elif tuple(t.shape) != (n, c) or not kind:
+        fail(where, "t", _expected(n, c), describe(t))
     return xp
+
+
+def _expected(n: int, c: int) -> str:
+    return f"integer class labels of shape ({n},) or one-hot/probability rows of shape ({n}, {c})"
+
+
+#: "integral", "other" (real floating or bool: a target row) or "" (refused), by (type, dtype).
+_TARGET_KINDS: dict[tuple[type, Any], str] = {}
+
+
+def _target_kind(t: Any, xp: ModuleType) -> str:
+    key = (type(t), t.dtype)  # the type first: never compares two libraries' dtypes
+    kind = _TARGET_KINDS.get(key)
+    if kind is None:
+        if xp.isdtype(t.dtype, "integral"):
+            kind = "integral"
+        else:
+            kind = "other" if xp.isdtype(t.dtype, ("real floating", "bool")) else ""
+        _TARGET_KINDS[key] = kind
+    return kind
