@@ -25,7 +25,8 @@ Kernels
 Each function marked with :func:`kernel` has one generic implementation,
 the body written here (the oracle), and may have a faster form of the same
 formula for one library: a function of the same name and signature in that
-backend's kernel module (``xplayers/backend/kernels_<backend>.py``, e.g.
+backend's kernel module (named by the backend record's ``kernels``, e.g.
+``xplayers/backend/kernels_numpy.py``:
 NumPy writing into the arrays it has just created, ``np.dot`` for the
 batch-1 outer product, the fused softmax cross-entropy backward). The
 public function picks the implementation by the type of its first argument,
