@@ -870,3 +870,17 @@ def test_next_save_removes_temporaries_of_killed_saves_only(tmp_path: Path) -> N
         ["model.npz", live.name, other.name, mine.name]
     )
     _same_bits(_host(io.load(target)), _host(TwoLayerNet(3, 3, 2, seed=1)))
+
+
+def test_memory_error_while_reading_is_a_model_file_error(
+    saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = saved
+
+    def exhausted(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(io, "_read_data", exhausted)
+    for read in (io.load, io.read_metadata, io.read_checkpoint):
+        with pytest.raises(ModelFileError, match="needs more memory than is available"):
+            read(path)
