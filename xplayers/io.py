@@ -58,6 +58,8 @@ if sys.platform != "win32":  # a live writer holds a lock on its temporary file
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_METADATA_BYTES",
+    "MAX_NESTING",
     "METADATA_KEY",
     "Checkpoint",
     "ModelFileError",
