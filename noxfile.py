@@ -79,11 +79,13 @@ CPU_IDS = {
 }
 GPU_IDS = [t.id for r in RECORDS.values() for t in r.test_ids if t.gpu]
 # Optional features that need a package of their own, and the session that installs it.
-FEATURES = {"numpy": ["matplotlib", "threadpoolctl"]}
+FEATURES = {"numpy": ["matplotlib"]}
 
 
 def _install_test(session: nox.Session, *extra: str) -> None:
-    session.install(*nox.project.dependency_groups(PYPROJECT, "test"), *extra)
+    """The package's requirements, the test group and `extra`; then xplayers itself, editable."""
+    requirements = PYPROJECT["project"]["dependencies"]
+    session.install(*requirements, *nox.project.dependency_groups(PYPROJECT, "test"), *extra)
     session.install("-e", ".", "--no-deps")
 
 
@@ -112,7 +114,6 @@ def _requirements(session: nox.Session, name: str) -> list[str]:
 def tests(session: nox.Session, backend: str) -> None:
     """Run the test suite on one CPU backend, failing if that backend is not usable."""
     extra = _requirements(session, backend)
-    session.install("numpy", "array-api-compat")
     _install_test(session, *extra, *FEATURES.get(backend, []))
     session.run(
         "pytest",
@@ -126,7 +127,7 @@ def tests(session: nox.Session, backend: str) -> None:
 @nox.session
 def doctests(session: nox.Session) -> None:
     """Run the examples in the docstrings, the README and docs/ on NumPy and array-api-strict."""
-    _install_test(session, "numpy", "array-api-compat")
+    _install_test(session)
     targets = ["--doctest-modules", "xplayers", "--doctest-glob=*.md", "README.md", "docs"]
     for backend in ("numpy", "array_api_strict"):
         session.run(
