@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -338,3 +339,123 @@ def test_evaluate_refuses_an_unknown_dataset(
     assert out == ""
     _assert_one_line_error(err)
     assert "'cifar10'" in err
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def test_a_diverging_run_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """--lr 1e6 keeps the loss finite but huge: named, and a failure."""
+    code, _, err = _run(capsys, "train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "4")
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "diverged" in err
+    assert "iteration" in err
+
+
+@pytest.mark.parametrize("seed", ["-1", "1.5"])
+def test_a_negative_seed_is_a_usage_error(capsys: pytest.CaptureFixture[str], seed: str) -> None:
+    code, out, err = _run(capsys, "train", "--seed", seed)
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+
+
+def test_a_model_with_a_negative_seed_is_refused_cleanly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model = tmp_path / "m.npz"
+    io.save(
+        xpl.network.TwoLayerNet(64, 5, 10, seed=0),
+        model,
+        metadata={"dataset": {"name": "digits", "seed": -5, "test_size": 0.2}},
+    )
+    code, _, err = _run(capsys, "evaluate", str(model))
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "--seed" in err
+
+
+@pytest.mark.parametrize("where", ["directory", "read-only"])
+def test_output_is_checked_writable_before_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+) -> None:
+    if where == "read-only" and not Path("/proc").is_dir():
+        pytest.skip("needs /proc, a place no one can write")
+    path = str(tmp_path) if where == "directory" else "/proc/xplayers-model.npz"
+    code, out, err = _run(capsys, "train", *TINY, "--output", path)
+    assert code == 2
+    assert out == ""  # nothing was trained
+    _assert_one_line_error(err)
+    assert "--output" in err
+
+
+def test_mnist_files_declaring_no_images(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    directory = _write_mnist(tmp_path / "mnist", n_train=0, n_test=0)
+    code, _, err = _run(capsys, "train", "--dataset", "mnist", "--mnist-dir", str(directory))
+    assert code != 0
+    _assert_one_line_error(err)
+
+
+def _command(argv: list[str], env: dict[str, str], limit_bytes: int | None = None) -> Any:
+    """Run ``python -m xplayers ARGV``, under an address-space limit if given."""
+    code = "import runpy, sys\n"
+    if limit_bytes is not None:
+        code += f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({limit_bytes},) * 2)\n"
+    code += (
+        f"sys.argv = ['xplayers', *{argv!r}]\nrunpy.run_module('xplayers', run_name='__main__')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource limits are POSIX")
+def test_out_of_memory_is_one_line() -> None:
+    """--hidden 100000000 needs 51 GB for its weights: a clean error, not a MemoryError trace."""
+    result = _command(
+        ["train", "--hidden", "100000000", "--epochs", "1"],
+        {"XPLAYERS_BACKEND": "numpy"},
+        limit_bytes=4 * 2**30,
+    )
+    assert result.returncode == 1, result.stderr
+    _assert_one_line_error(result.stderr)
+    assert "memory" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "train", "evaluate"])
+def test_a_bad_backend_variable_is_one_line(tmp_path: Path, command: str) -> None:
+    model = tmp_path / "m.npz"
+    io.save(xpl.network.TwoLayerNet(64, 5, 10, seed=0), model)
+    argv = {"info": ["info"], "train": ["train", *TINY], "evaluate": ["evaluate", str(model)]}
+    result = _command(argv[command], {"XPLAYERS_BACKEND": "tensorflow"})
+    if command == "info":
+        assert result.returncode == 0, result.stderr
+        assert "unusable" in result.stdout
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.returncode != 0
+        _assert_one_line_error(result.stderr)
+        assert "tensorflow" in result.stderr
+
+
+def test_install_hints_work_from_a_checkout() -> None:
+    """xplayers is not on PyPI yet: every extra's hint also shows the checkout form."""
+    from xplayers import training
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    started = (root / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert 'pip install ".[torch]"' in readme
+    for extra in ("cuda12", "cuda13", "torch", "jax", "dask", "strict", "plot"):
+        if f"\n{extra} = [" in pyproject:
+            assert f'".[{extra}]"' in started, extra
+    assert 'pip install ".[plot]"' in training._PLOT_INSTALL

@@ -298,3 +298,82 @@ def test_bad_data(data: Any, message: str) -> None:
 def test_history_from_dict_needs_every_key() -> None:
     with pytest.raises(LayerInputError, match="test_acc"):
         History.from_dict({"epoch": [], "iteration": [], "train_loss": [], "train_acc": []})
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def test_a_huge_but_finite_loss_is_divergence(digits: Any) -> None:
+    """lr 1e6 keeps the loss finite (about 1e20 on MNIST) with accuracy at chance: an error."""
+    train_set, test_set = digits
+    net = MultiLayerNet(64, [100], 10, seed=0)
+    with np.errstate(all="ignore"), pytest.raises(TrainingError, match="diverged") as info:
+        train(net, SGD(lr=1e6), train_set, test_set, epochs=10, batch_size=50)
+    message = str(info.value)
+    assert "starting value" in message
+    assert "epoch 1, iteration " in message
+
+
+def test_divergence_at_the_last_evaluation_is_an_error(digits: Any) -> None:
+    train_set, _ = digits
+    net = MultiLayerNet(64, [100], 10, seed=0)
+    with np.errstate(all="ignore"), pytest.raises(TrainingError, match="diverged"):
+        train(net, SGD(lr=1e6), train_set, epochs=1, batch_size=50)
+
+
+def test_a_good_run_is_not_divergence(digits: Any) -> None:
+    train_set, _ = digits
+    history = train(_net(), SGD(lr=0.5), train_set, epochs=4, batch_size=50)
+    assert len(history) == 4
+
+
+def _unchanged(net: Any) -> dict[str, np.ndarray]:
+    return {k: np.array(xpl.to_numpy(v)) for k, v in net.params.items()}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda x, t: (x[:, :32], t), r"'test_data': expected inputs of shape \(N, 64\)"),
+        (lambda x, t: (x, t + 10), r"'test_data': expected labels from 0 to 9.*got labels from 10"),
+        (lambda x, t: (x, -t - 1), "'test_data': expected labels from 0 to 9"),
+        (lambda x, t: (x, t.astype(np.float64)), "'test_data': expected integer labels"),
+    ],
+)
+def test_test_data_are_checked_before_the_first_step(
+    digits: Any, change: Any, message: str
+) -> None:
+    (x, t), (xt, tt) = digits
+    net = _net()
+    before = _unchanged(net)
+    with pytest.raises(LayerInputError, match=message):
+        train(net, SGD(lr=0.5), (x, t), change(xt, tt), epochs=1, batch_size=50)
+    after = _unchanged(net)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_training_labels_are_checked_too(digits: Any) -> None:
+    (x, t), _ = digits
+    with pytest.raises(LayerInputError, match="'train_data': expected labels from 0 to 9"):
+        train(_net(), SGD(lr=0.5), (x, t * 2), epochs=1, batch_size=50)
+
+
+def test_one_hot_labels_are_accepted(digits: Any) -> None:
+    (x, t), (xt, tt) = digits
+    eye = np.eye(10)
+    history = train(_net(), SGD(lr=0.5), (x, eye[t]), (xt, eye[tt]), epochs=1, batch_size=50)
+    assert history.test_acc[-1] is not None
+
+
+@pytest.mark.parametrize("where", ["directory", "read-only"])
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a place no one can write")
+def test_outputs_are_checked_writable_before_training(
+    tmp_path: Path, digits: Any, where: str
+) -> None:
+    train_set, _ = digits
+    path = tmp_path if where == "directory" else Path("/proc/xplayers-checkpoint.npz")
+    net = _net()
+    before = _unchanged(net)
+    with pytest.raises(LayerInputError, match="'checkpoint'"):
+        train(net, SGD(lr=0.5), train_set, epochs=1, batch_size=50, checkpoint=path)
+    assert all(np.array_equal(v, xpl.to_numpy(net.params[k])) for k, v in before.items())

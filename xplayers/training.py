@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
-from xplayers._validation import dtype_name, fail, positive_int
+from xplayers._validation import dtype_name, fail, positive_int, writable_file
 from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import MissingDependencyError, TrainingError
 
@@ -37,7 +37,7 @@ __all__ = [
     "train",
 ]
 
-_PLOT_INSTALL = 'pip install "xplayers[plot]"'
+_PLOT_INSTALL = 'pip install "xplayers[plot]" (from a source checkout: pip install ".[plot]")'
 
 
 class Trainable(Protocol):
@@ -348,13 +348,53 @@ def _total(epochs: object, iterations: object, per_epoch: int) -> int:
 
 
 def _check_output(arg: str, path: str | os.PathLike[str] | None) -> Path | None:
-    if path is None:
-        return None
-    target = Path(path)
-    parent = target.parent
-    if not parent.is_dir():
-        fail("train", arg, "a file path in an existing directory", repr(str(target)))
-    return target
+    return None if path is None else writable_file("train", arg, path)
+
+
+def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any) -> None:
+    """Check the data fit the network before any update: widths, label kind and range.
+
+    One training sample goes through ``network.predict`` (inference mode, no
+    state changes) to learn the number of classes ``C``; host labels must
+    then be integers in ``0..C-1`` or one-hot rows of width ``C``, and the
+    test inputs must have the training inputs' width.
+    """
+    x, t = train_pair
+    predict = getattr(network, "predict", None)
+    if not (isinstance(x, np.ndarray) and isinstance(t, np.ndarray)) or not callable(predict):
+        return  # streamed data: checked block by block as they are read
+    pairs = [("train_data", x, t)]
+    if test_pair is not None:
+        xt, tt = test_pair
+        if tuple(xt.shape[1:]) != x.shape[1:]:
+            fail(
+                "train",
+                "test_data",
+                f"inputs of shape (N, {', '.join(map(str, x.shape[1:]))}) like train_data",
+                f"shape {xt.shape}",
+            )
+        if isinstance(xt, np.ndarray) and isinstance(tt, np.ndarray):
+            pairs.append(("test_data", xt, tt))
+    classes = int(predict(asarray(x[:1])).shape[-1])
+    for arg, _, labels in pairs:
+        if labels.ndim == 2 and labels.shape[1] == classes:
+            continue
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            fail(
+                "train",
+                arg,
+                f"integer labels (N,) or one-hot rows (N, {classes}) for the network's "
+                f"{classes} classes",
+                f"labels of shape {labels.shape} and dtype {labels.dtype}",
+            )
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= classes:
+            fail(
+                "train",
+                arg,
+                f"labels from 0 to {classes - 1} for the network's {classes} classes",
+                f"labels from {lo} to {hi}",
+            )
 
 
 def train(
@@ -420,7 +460,8 @@ def train(
         iteration and the history so far.
     plot : path, optional
         Save the loss and accuracy curves here as a PNG when training ends
-        (needs matplotlib: ``pip install "xplayers[plot]"``).
+        (needs matplotlib: ``pip install "xplayers[plot]"``, from a source
+        checkout ``pip install ".[plot]"``).
     callback : callable, optional
         Called as ``callback(history)`` after every evaluation (the newest
         entry is last), for example to print a line per epoch.
@@ -441,14 +482,19 @@ def train(
     Raises
     ------
     TrainingError
-        The loss became NaN or infinite; the message names the epoch and
-        iteration. On Dask, losses are computed at evaluation time, so the
-        error comes then, still naming the first bad iteration.
+        The loss became NaN or infinite, or diverged: stayed above
+        :data:`DIVERGED_FACTOR` times its starting value for
+        :data:`DIVERGED_EVALUATIONS` evaluations, or ended there. The
+        message names the epoch and iteration where it went wrong. On Dask,
+        losses are computed at evaluation time, so the error comes then,
+        still naming the first bad iteration.
     MissingDependencyError
         `plot` was given and matplotlib is not installed (checked before
         training starts).
     xplayers.errors.LayerInputError
-        An argument is invalid (a ``ValueError``).
+        An argument is invalid (a ``ValueError``); all of them, the data
+        included (widths, labels in ``0..C-1``), are checked before the
+        first update.
 
     Examples
     --------
@@ -466,8 +512,8 @@ def train(
     """
     chunk = positive_int("train", "eval_batch_size", eval_batch_size)
     train_chunks, (x_train, t_train) = _eval_chunks("train", "train_data", train_data, chunk)
-    test_chunks = (
-        None if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)[0]
+    test_chunks, test_pair = (
+        (None, None) if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)
     )
     rng = np.random.default_rng(seed)  # the batch order: saved in checkpoints
     loader: streaming.StreamLoader | BatchLoader
@@ -475,6 +521,7 @@ def train(
         loader = streaming.StreamLoader(x_train, t_train, batch_size, shuffle=True, seed=rng)
     else:
         loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=rng)
+    _check_data(network, (x_train, t_train), test_pair)
     per_epoch = len(loader)
     total = _total(epochs, iterations, per_epoch)
     every = per_epoch if eval_every == "epoch" else positive_int("train", "eval_every", eval_every)
@@ -493,7 +540,7 @@ def train(
         bar.clear()
         history.epoch.append(iteration / per_epoch)
         history.iteration.append(iteration)
-        history.train_loss.append(window.mean())
+        history.train_loss.append(window.mean(last=iteration == total))
         history.train_acc.append(_accuracy(network, train_chunks()))
         history.test_acc.append(None if test_chunks is None else _accuracy(network, test_chunks()))
         history.seconds.append(time.perf_counter() - start)
@@ -553,12 +600,23 @@ def _blas_threads(network: Any, batch_size: int) -> contextlib.AbstractContextMa
     return limits
 
 
-class _LossWindow:
-    """Sum of per-sample losses since the last evaluation, checked for NaN and infinity.
+#: A run has diverged when its mean training loss stays above this many times
+#: its starting value (at least 1) for :data:`DIVERGED_EVALUATIONS` evaluations
+#: in a row, or is above it at the last one.
+DIVERGED_FACTOR = 100.0
+#: Evaluations in a row with a diverged loss that stop training.
+DIVERGED_EVALUATIONS = 3
 
-    Eager backends convert each loss with one ``float()`` (a host sync per
-    step, which the progress bar needs anyway). Lazy (Dask) losses are kept
-    and computed together in :meth:`mean`.
+
+class _LossWindow:
+    """Sum of per-sample losses since the last evaluation, checked for divergence.
+
+    A NaN or infinite loss stops training at once. A finite loss far above
+    the first one (:data:`DIVERGED_FACTOR`) stops it when it stays there
+    (:data:`DIVERGED_EVALUATIONS`) or the run ends there; the error names
+    the first update of that stretch. Eager backends convert each loss with
+    one ``float()`` (a host sync per step, which the progress bar needs
+    anyway). Lazy (Dask) losses are kept and computed together in :meth:`mean`.
     """
 
     def __init__(self, per_epoch: int) -> None:
@@ -566,6 +624,9 @@ class _LossWindow:
         self.total = 0.0
         self.count = 0
         self.pending: list[tuple[Any, int, int]] = []
+        self.start: float | None = None  # the first loss of the run
+        self.first_high: int | None = None  # first update above the limit in this window
+        self.streak: list[int] = []  # first high update of each diverged evaluation in a row
 
     def add(self, loss: Any, n: int, iteration: int) -> float | None:
         if is_lazy(loss):
@@ -575,19 +636,30 @@ class _LossWindow:
         self._take(value, n, iteration)
         return value
 
+    def _where(self, iteration: int) -> str:
+        epoch = (iteration - 1) // self.per_epoch + 1
+        step = (iteration - 1) % self.per_epoch + 1
+        return (
+            f"epoch {epoch}, iteration {iteration} (batch {step} of {self.per_epoch} in the epoch)"
+        )
+
+    def _limit(self) -> float:
+        return DIVERGED_FACTOR * max(self.start or 0.0, 1.0)
+
     def _take(self, value: float, n: int, iteration: int) -> None:
         if not math.isfinite(value):
-            epoch = (iteration - 1) // self.per_epoch + 1
-            step = (iteration - 1) % self.per_epoch + 1
             raise TrainingError(
-                f"train: the loss became {value} at epoch {epoch}, iteration {iteration} "
-                f"(batch {step} of {self.per_epoch} in the epoch); lower the learning rate, "
-                "or check the inputs for NaN or infinite values"
+                f"train: the loss became {value} at {self._where(iteration)}; lower the "
+                "learning rate, or check the inputs for NaN or infinite values"
             )
+        if self.start is None:
+            self.start = value
+        if self.first_high is None and value > self._limit():
+            self.first_high = iteration
         self.total += value * n
         self.count += n
 
-    def mean(self) -> float:
+    def mean(self, *, last: bool = False) -> float:
         if self.pending:
             xp = namespace(self.pending[0][0])
             values = to_numpy(xp.stack(materialize_all([p[0] for p in self.pending])))
@@ -595,7 +667,17 @@ class _LossWindow:
                 self._take(float(value), n, iteration)
             self.pending.clear()
         mean = self.total / max(self.count, 1)
-        self.total, self.count = 0.0, 0
+        if mean > self._limit():
+            self.streak.append(self.first_high or 0)
+        else:
+            self.streak.clear()
+        if self.streak and (last or len(self.streak) >= DIVERGED_EVALUATIONS):
+            raise TrainingError(
+                f"train: the loss diverged: {mean:.3g} per sample over the last updates, more "
+                f"than {DIVERGED_FACTOR:g} times its starting value {self.start:.3g}, since "
+                f"{self._where(self.streak[0])}; lower the learning rate"
+            )
+        self.total, self.count, self.first_high = 0.0, 0, None
         return mean
 
 

@@ -8,9 +8,7 @@ API refuses, with argparse's one-line usage error (exit status 2).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -22,6 +20,7 @@ from xplayers._validation import (
     positive_ints,
     positive_number,
     seed_or_none,
+    writable_file,
 )
 from xplayers.backend import BACKENDS, get_backend
 from xplayers.errors import LayerInputError
@@ -155,25 +154,14 @@ def usage(args: argparse.Namespace, message: str) -> NoReturn:
 
 
 def check_writable(args: argparse.Namespace, option: str) -> None:
-    """Check the file of ``--option`` can be written, before any work is done.
-
-    The path must not be a directory, its directory must exist, and a file
-    must be creatable there (a temporary one is created and removed), so a
-    read-only place fails now rather than after training.
-    """
+    """Check the file of ``--option`` can be written (see :func:`writable_file`), or exit 2."""
     path = getattr(args, option.replace("-", "_"))
     if path is None:
         return
-    if os.path.isdir(path):
-        usage(args, f"--{option}: {path!r} is a directory; give a file name")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        usage(args, f"--{option}: directory of {path!r} does not exist")
     try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        usage(args, f"--{option}: cannot write in {directory!r} ({exc.strerror or exc})")
+        writable_file(PROG, f"--{option}", path)
+    except LayerInputError as exc:
+        usage(args, str(exc).removeprefix(f"{PROG}: "))
 
 
 def backend_args(args: argparse.Namespace) -> tuple[str, Any]:

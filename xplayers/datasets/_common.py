@@ -54,7 +54,8 @@ def prepare(
     if normalize:
         x /= dtype.type(max_value)
     n = images.shape[0]
-    x = x.reshape(n, -1) if flatten else x.reshape(n, 1, *image_shape)
+    h, w = image_shape
+    x = x.reshape(n, h * w) if flatten else x.reshape(n, 1, h, w)  # also for n == 0
     t: npt.NDArray[Any] = labels.astype(np.int64)
     if one_hot_label:
         t = np.zeros((n, 10), dtype=dtype)
