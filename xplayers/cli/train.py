@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import time
 from typing import Any
 
@@ -51,7 +52,7 @@ DEFAULT_LR = {
 #: Passes over the training data when neither --epochs nor --iterations is given.
 DEFAULT_EPOCHS = 30
 #: The --network choices and the classes they build.
-NETWORKS = {"two-layer": "TwoLayerNet", "multi": "MultiLayerNet"}
+NETWORKS = {"two-layer": "TwoLayerNet", "multi": "MultiLayerNet", "conv": "SimpleConvNet"}
 
 
 def default_lr(name: str) -> float:
@@ -76,8 +77,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--network",
         choices=NETWORKS,
         default="multi",
-        help="TwoLayerNet (Affine-ReLU-Affine, chapter 5) or MultiLayerNet (chapter 6) "
-        "(default: multi)",
+        help="TwoLayerNet (Affine-ReLU-Affine, chapter 5), MultiLayerNet (chapter 6) or "
+        "SimpleConvNet (conv-ReLU-pool-Affine-ReLU-Affine, chapter 7) (default: multi)",
+    )
+    t.add_argument(
+        "--filters",
+        type=positive_integer,
+        default=30,
+        metavar="N",
+        help="conv only: number of convolution filters (default: 30, as the book)",
+    )
+    t.add_argument(
+        "--filter-size",
+        type=positive_integer,
+        metavar="K",
+        help="conv only: filter height and width (default: 5 for 28x28 MNIST as the book, "
+        "3 for the 8x8 digits)",
     )
     t.add_argument(
         "--hidden",
@@ -159,8 +174,28 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _network(args: argparse.Namespace, input_size: int, output_size: int) -> Any:
-    from xplayers.network import MultiLayerNet, TwoLayerNet
+    from xplayers.network import MultiLayerNet, SimpleConvNet, TwoLayerNet
 
+    if args.network != "conv" and (args.filter_size is not None or args.filters != 30):
+        usage(args, "--filters and --filter-size apply to --network conv only")
+    if args.network == "conv":
+        if len(args.hidden) != 1:
+            usage(args, f"--network conv takes one --hidden size, got {len(args.hidden)}")
+        if args.activation is not None:
+            usage(args, "--activation applies to --network multi only")
+        side = _side(args, input_size)
+        size = args.filter_size or (5 if side >= 28 else 3)
+        if size > side:
+            usage(args, f"--filter-size {size} is larger than the {side}x{side} images")
+        return SimpleConvNet(
+            input_dim=(1, side, side),
+            conv_param={"filter_num": args.filters, "filter_size": size, "pad": 0, "stride": 1},
+            hidden_size=args.hidden[0],
+            output_size=output_size,
+            weight_init_std=0.01 if args.init is None else args.init,
+            seed=args.seed,
+            dtype=args.dtype,
+        )
     if args.network == "two-layer":
         if len(args.hidden) != 1:
             usage(args, f"--network two-layer takes one --hidden size, got {len(args.hidden)}")
@@ -187,6 +222,14 @@ def _network(args: argparse.Namespace, input_size: int, output_size: int) -> Any
         seed=args.seed,
         dtype=args.dtype,
     )
+
+
+def _side(args: argparse.Namespace, input_size: int) -> int:
+    """The side of the square one-channel images whose rows have `input_size` pixels."""
+    side = math.isqrt(input_size)
+    if side * side != input_size:
+        usage(args, f"--network conv needs square images; the rows have {input_size} values")
+    return side
 
 
 def _epoch_line(history: Any) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from xplayers._backend import asarray, to_numpy
+from xplayers._backend import asarray, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_ints, seed_or_none
 from xplayers.errors import LayerInputError
 from xplayers.functional import conv_output_size
@@ -117,6 +117,19 @@ class BookFiles(BookNetwork):
             if isinstance(layer, Dropout):
                 k += 1
                 layer.reseed(None if seed is None else [seed, k])
+
+
+class _ImageInput(BookFiles):
+    """Conv networks also take each image as one row of ``C*H*W`` pixels (flattened data)."""
+
+    input_dim: list[int]
+
+    def predict(self, x: Any, train_flg: bool = False) -> Any:
+        """Scores ``(N, output_size)`` for images ``(N, C, H, W)`` or rows ``(N, C*H*W)``."""
+        x = self.to_own(x)
+        if getattr(x, "ndim", 0) == 2 and x.shape[1] == int(np.prod(self.input_dim)):
+            x = namespace(x).reshape(x, (x.shape[0], *self.input_dim))
+        return super().predict(x, train_flg)
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype: str) -> Any:
@@ -281,7 +294,7 @@ class MultiLayerNetExtend(BookFiles, MultiLayerNet):
 # --------------------------------------------------------------------------- chapter 7
 
 
-class SimpleConvNet(BookFiles):
+class SimpleConvNet(_ImageInput):
     r"""The book's chapter-7 network: conv - relu - pool - affine - relu - affine - softmax.
 
     Layers ``Conv1, Relu1, Pool1, Affine1, Relu2, Affine2`` (the pooling is
@@ -289,6 +302,8 @@ class SimpleConvNet(BookFiles):
     ``W3, b3``, as the book. The first Affine layer's input size is computed
     from the pooled output, so any image size works (the book's formula
     ``filter_num * (conv_output_size / 2) ** 2`` assumes an even size).
+    Inputs are images ``(N, C, H, W)``, or rows of ``C*H*W`` pixels
+    (flattened data, reshaped to `input_dim`).
 
     Parameters
     ----------
@@ -427,7 +442,7 @@ _DEEP_DEFAULTS = [
 ]
 
 
-class DeepConvNet(BookFiles):
+class DeepConvNet(_ImageInput):
     """The book's chapter-8 network (over 99% on MNIST).
 
     ``(conv - relu - conv - relu - pool) x 3 - affine - relu - dropout -
