@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xplayers._validation import choice, describe, fail, positive_ints, seed_or_none
+from xplayers._validation import choice, describe, fail, number_in, positive_ints, seed_or_none
 from xplayers.init import WeightInit, affine_shapes, canonical_dtype, init_params, weight_scale
 from xplayers.layers import ACTIVATIONS, Affine, Relu, SoftmaxWithLoss
 from xplayers.network.sequential import Sequential
@@ -30,19 +28,7 @@ __all__ = [
     "MultiLayerNet",
     "TwoLayerNet",
     "check_weight_init",
-    "non_negative_number",
 ]
-
-
-def non_negative_number(where: str, arg: str, value: object) -> float:
-    """Check `value` is a finite real number >= 0 (not a bool); return it as a float."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not (math.isfinite(float(value)) and float(value) >= 0)
-    ):
-        fail(where, arg, "a finite number >= 0", repr(value))
-    return float(value)
 
 
 def check_weight_init(weight_init_std: Any, where: str) -> WeightInit:
@@ -216,8 +202,8 @@ class MultiLayerNet(BookNetwork):
         sizes = self._sizes(input_size, hidden_size_list, output_size)
         self.input_size, *self.hidden_size_list, self.output_size = sizes
         self.hidden_layer_num = len(self.hidden_size_list)
-        self.weight_decay_lambda = non_negative_number(
-            where, "weight_decay_lambda", weight_decay_lambda
+        self.weight_decay_lambda = number_in(
+            where, "weight_decay_lambda", weight_decay_lambda, low=0.0, low_open=False
         )
         self.activation = choice(where, "activation", activation, ACTIVATIONS)
         self.weight_init_std = check_weight_init(weight_init_std, where)
