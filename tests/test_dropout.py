@@ -59,3 +59,14 @@ def test_ratio_extremes(backend, rng):
     np.testing.assert_array_equal(
         backend.to_numpy(xpl.Dropout(1.0, seed=1).forward(backend.asarray(x))), 0 * x
     )
+
+
+def test_a_copy_does_not_advance_the_original(backend, rng):
+    import copy
+
+    x = backend.asarray(rng.normal(size=(3, 4)))
+    layer = xpl.Dropout(0.5, seed=11)
+    clone = copy.copy(layer)
+    np.testing.assert_array_equal(
+        backend.to_numpy(clone.forward(x)), backend.to_numpy(layer.forward(x))
+    )

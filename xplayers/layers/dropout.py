@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import numpy as np
@@ -89,6 +90,13 @@ class Dropout(Layer):
         ref = self.mask if train else self._ref
         dout = check_dout("Dropout.backward", dout, self._shape, self._ref, ref.dtype)
         return dout * self.mask if train else dout * (1.0 - self.dropout_ratio)
+
+    def __copy__(self) -> Dropout:
+        """A copy with its own generator in the same state (copies never advance the original)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.rng = copy.deepcopy(self.rng)
+        return clone
 
     def __repr__(self) -> str:
         return f"Dropout({self.dropout_ratio})"
