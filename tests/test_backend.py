@@ -438,26 +438,42 @@ def test_bad_environment_variable_is_a_clean_value_error():
     "spec", ["tensorflow", "numpy:cuda:3", "torch:meta", "array_api_strict:nope"]
 )
 @pytest.mark.parametrize("command", ["info", "train", "evaluate"])
-def test_cli_with_a_bad_environment_variable_prints_one_line(spec, command, tmp_path):
+def test_cli_with_a_bad_environment_variable_prints_one_line(
+    spec, command, tmp_path, monkeypatch, capsys
+):
+    """As if XPLAYERS_BACKEND=spec had been set at import (in-process: no interpreter start-up)."""
+    from xplayers.backend import _registry
+    from xplayers.cli import main
+
     if spec.startswith("torch") and not xpl.backend_status("torch")[0]:
         pytest.skip("torch is not usable here")
+    monkeypatch.setenv("XPLAYERS_BACKEND", spec)
+    monkeypatch.setattr(_registry, "_ENV_SPEC", _registry._read_env())
+    monkeypatch.setattr(_registry, "_global", None)
     args = {"info": [], "train": ["--iterations", "1"], "evaluate": [str(tmp_path / "m.npz")]}
+    code = main([command, *args[command]])
+    out, err = capsys.readouterr()
+    if command == "info":
+        assert code == 0, err
+        assert "current backend: unusable:" in out
+        assert f"XPLAYERS_BACKEND={spec!r}" in out
+    else:
+        assert code != 0
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith("xplayers: error:")
+
+
+def test_cli_with_a_bad_environment_variable_in_a_fresh_process():
     r = subprocess.run(
-        [sys.executable, "-m", "xplayers", command, *args[command]],
+        [sys.executable, "-m", "xplayers", "train", "--iterations", "1"],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "XPLAYERS_BACKEND": spec},
+        env={**__import__("os").environ, "XPLAYERS_BACKEND": "tensorflow"},
         check=False,
     )
+    assert r.returncode != 0
     assert "Traceback" not in r.stderr, r.stderr
-    if command == "info":
-        assert r.returncode == 0, r.stderr
-        assert "current backend: unusable:" in r.stdout
-        assert f"XPLAYERS_BACKEND={spec!r}" in r.stdout
-    else:
-        assert r.returncode != 0
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert r.stderr.startswith("xplayers: error:")
+    assert r.stderr.startswith("xplayers: error: unknown backend 'tensorflow'"), r.stderr
 
 
 def test_torch_meta_device_is_refused():
