@@ -193,3 +193,32 @@ def test_softmax_with_loss_memory_stays_below_the_books():
         tracemalloc.stop()
     assert forward <= 3.1 * x.nbytes
     assert backward <= 2.0 * x.nbytes
+
+
+def test_numpy_kernels_are_safe_on_many_threads():
+    # The stateless gradient runs on worker threads; the kernels' small caches of
+    # ones and row indices see more than their 8 entries' worth of batch sizes.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(5, 3)), rng.normal(size=3)
+    batches = [rng.normal(size=(n, 5)) for n in range(1, 41)]
+    labels = [rng.integers(0, 3, n) for n in range(1, 41)]
+
+    def step(i: int) -> tuple[Any, Any]:
+        x, t = batches[i % 40], labels[i % 40]
+        y = fn.affine(x, W, b)
+        loss, p = fn.softmax_cross_entropy(y, t)
+        _, _, db = fn.affine_backward(fn.cross_entropy_backward(p, t), x, W)
+        return loss, db
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(step, range(800)))
+    for i, (loss, db) in enumerate(results[:40]):
+        x, t = batches[i], labels[i]
+        y = x @ W + b
+        z = y - y.max(axis=1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        expected = -np.mean(np.log(p[np.arange(len(t)), t]))
+        np.testing.assert_allclose(float(loss), expected, rtol=1e-10)
+        np.testing.assert_allclose(results[i + 40][1], db, rtol=0, atol=0)

@@ -29,6 +29,8 @@ dtypes), and the generic version runs instead.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -37,7 +39,21 @@ from numpy.lib.stride_tricks import as_strided
 Array = np.ndarray[Any, Any]
 
 #: Vectors of ones by (length, dtype), read-only: ``ones @ dout`` is the column sum.
-_ONES: dict[tuple[int, Any], Array] = {}
+_ONES: dict[Hashable, Array] = {}
+_CACHE_LOCK = threading.Lock()  # the stateless gradient runs these kernels on many threads
+
+
+def _cached(cache: dict[Hashable, Array], key: Hashable, make: Callable[[], Array]) -> Array:
+    """A read-only array from a small cache of at most 8 entries, safe across threads."""
+    v = cache.get(key)
+    if v is None:
+        v = make()
+        v.setflags(write=False)
+        with _CACHE_LOCK:
+            if len(cache) >= 8:  # the training batch, the ragged last batch, a few others
+                cache.pop(next(iter(cache)), None)
+            cache[key] = v
+    return v
 
 
 #: ``finfo(dtype).max`` as a Python float, by dtype.
@@ -52,14 +68,7 @@ def _fmax(dtype: Any) -> float:
 
 
 def _ones(n: int, dtype: Any) -> Array:
-    key = (n, dtype)
-    v = _ONES.get(key)
-    if v is None:
-        if len(_ONES) >= 8:  # the training batch, the ragged last batch, a few others
-            _ONES.pop(next(iter(_ONES)))
-        v = _ONES[key] = np.ones(n, dtype)
-        v.setflags(write=False)
-    return v
+    return _cached(_ONES, (n, dtype), lambda: np.ones(n, dtype))
 
 
 def affine(x: Array, W: Array, b: Array, /) -> Any:
@@ -139,17 +148,11 @@ def _finite_rows(s: Array) -> bool:
 
 
 #: ``arange(n)`` by n, read-only: the row index of the label entries.
-_ROWS: dict[int, Array] = {}
+_ROWS: dict[Hashable, Array] = {}
 
 
 def _rows(n: int) -> Array:
-    v = _ROWS.get(n)
-    if v is None:
-        if len(_ROWS) >= 8:
-            _ROWS.pop(next(iter(_ROWS)))
-        v = _ROWS[n] = np.arange(n)
-        v.setflags(write=False)
-    return v
+    return _cached(_ROWS, n, lambda: np.arange(n))
 
 
 def softmax(x: Array, /) -> Any:
