@@ -59,6 +59,11 @@ def _selected(config: pytest.Config) -> list[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a GPU backend")
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): a test without the backend fixture that belongs to the sessions"
+        " of these backends (default: numpy's)",
+    )
     if config.getoption("--require-backends"):
         missing = []
         for bid in _selected(config):
@@ -68,6 +73,25 @@ def pytest_configure(config: pytest.Config) -> None:
                 missing.append(f"{bid}: {why}")
         if missing:
             raise pytest.UsageError("required backends are not usable:\n  " + "\n  ".join(missing))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run each test without the ``backend`` fixture once, not once per backend session.
+
+    Such a test (the CLI, files, datasets, ...) does not depend on the backend
+    under test, so it runs where NumPy is selected (the default, the numpy
+    session), or where one of the names of its ``backends`` marker is.
+    """
+    names = {BACKEND_IDS[bid][0].name for bid in _selected(config)}
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        wanted = set(marker.args) if marker else {"numpy"}
+        uses_matrix = "backend" in getattr(item, "fixturenames", ())
+        (keep if uses_matrix or wanted & names else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @dataclass

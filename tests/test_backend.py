@@ -158,6 +158,7 @@ def test_cupy_without_gpu_is_a_clear_error():
         xpl.set_backend("cupy")
 
 
+@pytest.mark.backends("torch")
 def test_torch_cuda_without_gpu_is_a_clear_error():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -231,6 +232,7 @@ def test_round_trip_between_backends(backend, xp):
     np.testing.assert_array_equal(back, host)
 
 
+@pytest.mark.backends("torch")
 def test_to_backend_shares_memory_through_dlpack():
     torch = pytest.importorskip("torch")
     host = np.arange(4.0)
@@ -239,6 +241,7 @@ def test_to_backend_shares_memory_through_dlpack():
     assert np.shares_memory(xpl.to_numpy(t), host)
 
 
+@pytest.mark.backends("torch")
 def test_to_backend_copies_read_only_memory():
     pytest.importorskip("torch")
     host = np.arange(4.0)
@@ -411,6 +414,7 @@ def test_to_numpy_of_half_precision(backend, xp, dtype):
     np.testing.assert_allclose(host, np.asarray(values, dtype=np.float32), rtol=1e-2)
 
 
+@pytest.mark.backends("torch")
 def test_to_numpy_of_a_torch_bfloat16_tensor():
     torch = pytest.importorskip("torch")
     t = torch.tensor([1.5, -3.0], dtype=torch.bfloat16, requires_grad=True)
@@ -476,6 +480,7 @@ def test_cli_with_a_bad_environment_variable_in_a_fresh_process():
     assert r.stderr.startswith("xplayers: error: unknown backend 'tensorflow'"), r.stderr
 
 
+@pytest.mark.backends("torch")
 def test_torch_meta_device_is_refused():
     pytest.importorskip("torch")
     with pytest.raises(BackendUnavailableError, match=r"device 'meta' is not supported"):

@@ -14,6 +14,8 @@ from xplayers.network import TwoLayerNet
 from xplayers.optim import Adam, Momentum
 from xplayers.training import train
 
+pytestmark = pytest.mark.backends("dask")
+
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 

@@ -223,6 +223,7 @@ def test_rebinding_updates_train(backend, rng):
 # --------------------------------------------------------------------------- seeds
 
 
+@pytest.mark.backends("torch")
 def test_same_seed_gives_identical_params_on_every_backend():
     pytest.importorskip("torch")
     nets = {}

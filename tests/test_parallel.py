@@ -20,6 +20,8 @@ from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet
 from xplayers.optim import SGD, Adam
 from xplayers.stateless import stateless
 
+pytestmark = pytest.mark.backends("dask")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -214,6 +214,8 @@ def high_water():  # bytes; ru_maxrss may still hold the parent's peak from befo
     with open("/proc/self/status") as f:
         return 1024 * int(next(l for l in f if l.startswith("VmHWM")).split()[1])
 import time
+
+pytestmark = pytest.mark.backends("numpy", "dask")
 before = high_water()
 start = time.perf_counter()
 net = TwoLayerNet(int(sys.argv[3]), 32, 10, weight_init_std=0.05, seed=0, dtype="float32")

@@ -134,6 +134,7 @@ def test_train_step_loss_equals_net_loss_for_extreme_logits(backend):
     assert got == want == 0.0
 
 
+@pytest.mark.backends("dask")
 def test_dask_graph_stays_short(rng):
     """Lazy parameters and optimizer state are persisted each update, so steps cost the same."""
     pytest.importorskip("dask")
