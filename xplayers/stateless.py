@@ -48,15 +48,17 @@ class Stateless:
     Examples
     --------
     >>> import numpy as np
+    >>> import xplayers as xpl
     >>> from xplayers.network import TwoLayerNet
     >>> from xplayers.stateless import stateless
     >>> net = TwoLayerNet(4, 5, 3, seed=0)
     >>> f = stateless(net)
     >>> f.steps
     (('affine', 'W1', 'b1'), ('relu',), ('affine', 'W2', 'b2'))
-    >>> x, t = np.ones((2, 4)), np.array([0, 2])
+    >>> x, t = xpl.asarray(np.ones((2, 4))), xpl.asarray(np.array([0, 2]))
     >>> loss, grads = f.grad(dict(net.params), x, t)
-    >>> bool(np.allclose(grads["W1"], net.gradient(x, t)["W1"]))
+    >>> dW1 = net.gradient(x, t)["W1"]
+    >>> bool(np.allclose(xpl.to_numpy(grads["W1"]), xpl.to_numpy(dW1)))
     True
     """
 
