@@ -587,3 +587,14 @@ def test_exiting_a_block_in_another_context_is_a_clear_error():
             contextvars.copy_context().run(block.__exit__, None, None, None)
     finally:
         _scoped.set(before)  # what the block could not undo from the other context
+
+
+def test_reading_waits_for_device_arrays_only(backend):
+    """Host reads of GPU and JAX arrays wait for queued work; of host-memory arrays they don't."""
+    from xplayers.backend import reading_waits
+
+    x = backend.asarray(np.ones(3))
+    on_gpu = backend.name in ("cupy", "torch") and "cpu" not in str(backend.device)
+    expected = backend.name == "jax" or on_gpu
+    assert reading_waits(x) is expected
+    assert reading_waits(np.ones(3)) is False

@@ -377,3 +377,72 @@ def test_outputs_are_checked_writable_before_training(
     with pytest.raises(LayerInputError, match="'checkpoint'"):
         train(net, SGD(lr=0.5), train_set, epochs=1, batch_size=50, checkpoint=path)
     assert all(np.array_equal(v, xpl.to_numpy(net.params[k])) for k, v in before.items())
+
+
+# --------------------------------------------------------------------------- no host reads per step
+
+
+@pytest.fixture
+def device_losses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Treat every loss as one whose reading waits for a device (as on a GPU); count the reads."""
+    import xplayers.training as training
+
+    reads: list[int] = []
+
+    class DeviceLoss:
+        """A 0-d loss that counts its host reads, like a CuPy or CUDA scalar."""
+
+        def __init__(self, value: Any) -> None:
+            self.value = np.asarray(value)
+
+        def __float__(self) -> float:
+            reads.append(1)
+            return float(self.value)
+
+    monkeypatch.setattr(training, "reading_waits", lambda loss: isinstance(loss, DeviceLoss))
+    monkeypatch.setattr(training, "is_lazy", lambda loss: False)
+    monkeypatch.setattr(training, "namespace", lambda loss: np)
+    monkeypatch.setattr(training, "materialize_all", lambda losses: [x.value for x in losses])
+    step = TwoLayerNet.train_step
+    monkeypatch.setattr(
+        TwoLayerNet, "train_step", lambda self, x, t, opt: DeviceLoss(step(self, x, t, opt))
+    )
+    return reads
+
+
+def test_device_losses_are_read_at_evaluations_only(digits: Any, device_losses: list[int]) -> None:
+    train_set, test_set = digits
+    history = train(_net(), SGD(lr=0.5), train_set, test_set, epochs=3, batch_size=50)
+    assert device_losses == []  # 18 steps, no loss read one by one: one stacked read per epoch
+    assert len(history) == 3
+
+
+def test_deferred_losses_give_the_same_history(
+    digits: Any, device_losses: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train_set, test_set = digits
+    deferred = train(_net(), SGD(lr=0.5), train_set, test_set, epochs=3, batch_size=50)
+    monkeypatch.undo()  # each loss read after its step
+    eager = train(_net(), SGD(lr=0.5), train_set, test_set, epochs=3, batch_size=50)
+    np.testing.assert_allclose(deferred.train_loss, eager.train_loss, rtol=1e-12)
+    assert deferred.train_acc == eager.train_acc
+    assert device_losses == []
+
+
+def test_a_deferred_nan_loss_still_names_its_step(digits: Any, device_losses: list[int]) -> None:
+    (x, t), _ = digits
+    x = x.copy()
+    x[123, 5] = np.nan
+    expected = _step_with(123, x.shape[0], 40, seed=3)
+    with pytest.raises(TrainingError, match=f"epoch 1, iteration {expected} "):
+        train(_net(), SGD(lr=0.1), (x, t), epochs=2, batch_size=40, seed=3)
+
+
+def test_the_progress_bar_reads_a_deferred_loss_only_when_it_redraws(
+    capsys: pytest.CaptureFixture[str], digits: Any, device_losses: list[int]
+) -> None:
+    train(_net(), SGD(lr=0.5), digits[0], epochs=4, batch_size=10, progress=True)
+    err = capsys.readouterr().err
+    redraws = err.count("\r[")
+    assert " loss " in err
+    assert 1 <= len(device_losses) <= redraws < 120  # 120 steps, fewer reads

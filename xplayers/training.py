@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import dtype_name, fail, positive_int, writable_file
+from xplayers.backend import reading_waits
 from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import MissingDependencyError, TrainingError
 
@@ -292,19 +293,21 @@ class _ProgressBar:
         self.last = -math.inf
         self.shown = False
 
-    def update(self, iteration: int, loss: float | None) -> None:
+    def update(self, iteration: int, loss: Callable[[], float | None]) -> None:
+        """Redraw, at most ten times a second; `loss` is called only then (it may read a GPU)."""
         if not self.enabled:
             return
         now = time.perf_counter()
         if now - self.last < 0.1 and iteration < self.total:
             return
+        value = loss()
         self.last = now
         width = max(shutil.get_terminal_size((80, 20)).columns - 1, 20)
         epoch = (iteration - 1) // self.per_epoch + 1 if iteration else 1
         rate = iteration / max(now - self.start, 1e-9)
         tail = f" {iteration}/{self.total} epoch {epoch}"
-        if loss is not None:
-            tail += f" loss {loss:.4f}"
+        if value is not None:
+            tail += f" loss {value:.4f}"
         tail += f" {rate:.0f} it/s"
         room = max(width - len(tail) - 2, 10)
         filled = room * iteration // self.total
@@ -614,9 +617,14 @@ class _LossWindow:
     A NaN or infinite loss stops training at once. A finite loss far above
     the first one (:data:`DIVERGED_FACTOR`) stops it when it stays there
     (:data:`DIVERGED_EVALUATIONS`) or the run ends there; the error names
-    the first update of that stretch. Eager backends convert each loss with
-    one ``float()`` (a host sync per step, which the progress bar needs
-    anyway). Lazy (Dask) losses are kept and computed together in :meth:`mean`.
+    the first update of that stretch. Host-memory eager backends (NumPy,
+    torch CPU) convert each loss with one ``float()``, which waits for
+    nothing. Losses whose reading would wait for a device (CuPy, torch CUDA,
+    JAX: :func:`xplayers.backend.reading_waits`) or compute a graph (Dask)
+    stay where they are and are read together, with one transfer, in
+    :meth:`mean` at the next evaluation; the progress bar reads the newest
+    one when it redraws (at most ten times a second). So a training step
+    itself never waits for the device.
     """
 
     def __init__(self, per_epoch: int) -> None:
@@ -627,14 +635,22 @@ class _LossWindow:
         self.start: float | None = None  # the first loss of the run
         self.first_high: int | None = None  # first update above the limit in this window
         self.streak: list[int] = []  # first high update of each diverged evaluation in a row
+        self.last: float | None = None  # the newest loss read
 
-    def add(self, loss: Any, n: int, iteration: int) -> float | None:
-        if is_lazy(loss):
+    def add(self, loss: Any, n: int, iteration: int) -> Callable[[], float | None]:
+        """Take the loss of one update; return :meth:`latest`, for the progress bar."""
+        if self.pending or is_lazy(loss) or reading_waits(loss):
             self.pending.append((loss, n, iteration))
-            return None
-        value = float(loss)
-        self._take(value, n, iteration)
-        return value
+        else:
+            self._take(float(loss), n, iteration)
+        return self.latest
+
+    def latest(self) -> float | None:
+        """The newest loss, for the progress bar: read now unless it is lazy (Dask)."""
+        if not self.pending:
+            return self.last
+        loss = self.pending[-1][0]
+        return None if is_lazy(loss) else float(loss)
 
     def _where(self, iteration: int) -> str:
         epoch = (iteration - 1) // self.per_epoch + 1
@@ -658,6 +674,7 @@ class _LossWindow:
             self.first_high = iteration
         self.total += value * n
         self.count += n
+        self.last = value
 
     def mean(self, *, last: bool = False) -> float:
         if self.pending:

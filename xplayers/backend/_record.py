@@ -265,6 +265,16 @@ class Record:
         """Whether reading `x`'s values would force a computation or fail (tracing)."""
         return self.lazy
 
+    def reading_waits(self, x: Any) -> bool:
+        """Whether reading `x`'s values on the host waits for queued device work.
+
+        True for arrays on a GPU (CuPy, torch CUDA, JAX GPU) and for JAX on
+        any device (its operations return before they are computed): such a
+        read is a synchronisation, which a training loop should not do at
+        every step. Lazy arrays (Dask) are told apart by :meth:`is_lazy`.
+        """
+        return self.compiles or (self.gpu and self.host_key(x) != "cpu")
+
     def materialize(self, x: Any) -> Any:
         """Compute a lazy `x` and keep the result (cutting its task graph); else `x`."""
         return x

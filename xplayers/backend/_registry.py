@@ -38,6 +38,7 @@ __all__ = [
     "materialize_all",
     "parse_spec",
     "prefer_gpu",
+    "reading_waits",
     "record",
     "report",
     "require_gpu",
@@ -407,6 +408,16 @@ def is_lazy(x: Any) -> bool:
     """
     found = record_of(x)
     return found is not None and found.is_lazy(x)
+
+
+def reading_waits(x: Any) -> bool:
+    """Whether reading `x` on the host waits for a device (GPU arrays, JAX); see the record's.
+
+    ``xplayers.training.train`` keeps such losses on the device and reads
+    them when it shows or checks them, not after every step.
+    """
+    found = record_of(x)
+    return found is not None and found.reading_waits(x)
 
 
 def materialize(x: Any) -> Any:
