@@ -47,7 +47,9 @@ def load(folders):
 
 
 def rate(row):
-    return row["info"].get("samples", 1) / row["median"]
+    """Samples per second, else bytes per second, else calls per second."""
+    info = row["info"]
+    return info.get("samples", info.get("bytes", 1)) / row["median"]
 
 
 def fmt(x, unit=""):
@@ -85,8 +87,12 @@ def evaluate(rows):
     goals = defaultdict(list)
     for r in rows:
         for g in r["info"].get("goals", []):
-            value, base = g.get("value"), None
-            if value is None:
+            value = g.get("value")
+            if value is None and "vs_min" in g:  # the slowest of several baselines, each scaled
+                found = [(index.get((r["group"], impl)), scale) for impl, scale in g["vs_min"]]
+                if all(b is not None for b, _ in found):
+                    value = rate(r) / min(rate(b) * scale for b, scale in found)
+            elif value is None:
                 base = index.get((g.get("vs_group", r["group"]), g["vs"]))
                 if base is not None:
                     time = g.get("measure") == "time"
@@ -100,6 +106,10 @@ def evaluate(rows):
             if value is not None and bound:
                 ok = (lo is None or value >= lo) and (hi is None or value <= hi)
             vs = g.get("vs", "")
+            if "vs_min" in g:
+                vs = "min(" + ", ".join(
+                    impl if scale == 1 else f"{scale:g} × {impl}" for impl, scale in g["vs_min"]
+                ) + ")"
             if g.get("vs_group"):
                 vs += f" ({g['vs_group']})"
             case = (r["group"], r["impl"], vs, value, g.get("unit", "×"), bound, ok)
