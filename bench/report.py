@@ -107,9 +107,8 @@ def evaluate(rows):
                 ok = (lo is None or value >= lo) and (hi is None or value <= hi)
             vs = g.get("vs", "")
             if "vs_min" in g:
-                vs = "min(" + ", ".join(
-                    impl if scale == 1 else f"{scale:g} × {impl}" for impl, scale in g["vs_min"]
-                ) + ")"
+                parts = [impl if k == 1 else f"{k:g} × {impl}" for impl, k in g["vs_min"]]
+                vs = f"min({', '.join(parts)})"
             if g.get("vs_group"):
                 vs += f" ({g['vs_group']})"
             case = (r["group"], r["impl"], vs, value, g.get("unit", "×"), bound, ok)
