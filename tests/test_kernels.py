@@ -222,3 +222,36 @@ def test_numpy_kernels_are_safe_on_many_threads():
         expected = -np.mean(np.log(p[np.arange(len(t)), t]))
         np.testing.assert_allclose(float(loss), expected, rtol=1e-10)
         np.testing.assert_allclose(results[i + 40][1], db, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("name", "case", "build"), CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
+def test_torch_gpu_form_equals_generic(backend, monkeypatch, name, case, build, dtype):
+    """The torch kernels' GPU form (no host read, labels compared not indexed), on the CPU."""
+    if backend.name != "torch":
+        pytest.skip("the torch kernels' GPU form runs on torch tensors")
+    from xplayers.backend import kernels_torch
+
+    monkeypatch.setattr(kernels_torch, "_on_cpu", lambda x: False)
+    test_kernel_equals_generic(backend, name, case, build, dtype)
+
+
+def test_torch_kernels_take_the_hot_path():
+    """On ordinary inputs the torch kernels answer themselves (no generic fallback)."""
+    torch = pytest.importorskip("torch")
+    from xplayers.backend import kernels_torch as k
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.tensor([0, 1, 2, 0])
+    for out in (
+        k.softmax_cross_entropy(x, t),
+        k.cross_entropy(x, t),
+        k.softmax(x),
+        k.log_softmax(x),
+        k.cross_entropy_backward(torch.softmax(x, 1), t),
+        k.relu_backward(x, torch.relu(x)),
+        k.labels_in_range(t, 3),
+    ):
+        assert out is not NotImplemented
+    assert k.labels_in_range(torch.tensor([3]), 3) is False
+    assert k.softmax_cross_entropy(x, torch.tensor([0, 1, 3, 0])) is NotImplemented
