@@ -115,7 +115,7 @@ def test_labels_out_of_range(backend, labels, message):
         pytest.skip(
             "label values are not read from lazy Dask arrays (that would compute the graph)"
         )
-    layer = xpl.SoftmaxWithLoss()
+    layer = xpl.SoftmaxWithLoss(check_labels=True)  # the default skips on a GPU
     with pytest.raises(
         LayerInputError, match=r"SoftmaxWithLoss\.forward: argument 't': " + message
     ):

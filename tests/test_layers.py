@@ -284,3 +284,50 @@ def test_relu_backward_numpy_path_equals_generic(rng):
         )
         assert fast.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(fast, xpl.to_numpy(generic))
+
+
+def _on_gpu(backend) -> bool:
+    return any(tid.gpu for tid in backend.backend.record.test_ids if tid.id == backend.id)
+
+
+@pytest.mark.parametrize("check_labels", [None, True, False])
+def test_check_labels_reads_the_labels_as_told(backend, monkeypatch, check_labels):
+    """None: read on eager host arrays only; True: wherever readable; False: never."""
+    import xplayers.layers.softmax_with_loss as module
+
+    reads = []
+    real = module.labels_in_range
+
+    def spy(t, c):
+        reads.append(c)
+        return real(t, c)
+
+    monkeypatch.setattr(module, "labels_in_range", spy)
+    layer = xpl.SoftmaxWithLoss(check_labels=check_labels)
+    layer.forward(backend.asarray(np.zeros((2, 3))), backend.asarray(np.array([0, 2])))
+    if check_labels is None:
+        expected = not backend.lazy and not _on_gpu(backend)
+    else:
+        expected = check_labels and not backend.lazy
+    assert reads == ([3] if expected else [])
+
+
+@pytest.mark.parametrize("check_labels", [None, True])
+def test_check_labels_refuses_labels_out_of_range(backend, check_labels):
+    if backend.lazy:
+        pytest.skip(
+            "label values are not read from lazy Dask arrays (that would compute the graph)"
+        )
+    if check_labels is None and _on_gpu(backend):
+        pytest.skip("the default reads no labels on a GPU (a device synchronisation)")
+    layer = xpl.SoftmaxWithLoss(check_labels=check_labels)
+    with pytest.raises(xpl.LayerInputError, match=r"expected labels in \[0, 3\); got labels from"):
+        layer.forward(backend.asarray(np.zeros((2, 3))), backend.asarray(np.array([0, 3])))
+
+
+@pytest.mark.parametrize("bad", [1, "yes", np.bool_(True)])
+def test_check_labels_must_be_a_bool_or_none(bad):
+    with pytest.raises(
+        xpl.LayerInputError, match=r"SoftmaxWithLoss: argument 'check_labels': expected True"
+    ):
+        xpl.SoftmaxWithLoss(check_labels=bad)

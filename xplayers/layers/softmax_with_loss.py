@@ -7,8 +7,9 @@ from typing import Any
 
 import array_api_compat
 
-from xplayers._backend import is_lazy, namespace
+from xplayers._backend import namespace
 from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers.backend import record_of
 from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
 from xplayers.layers._base import Layer
 
@@ -35,6 +36,22 @@ class SoftmaxWithLoss(Layer):
     than the book's ``t.size == y.size`` (which fails for one class or an
     empty batch), and the mean loss of an empty batch is 0.
 
+    Parameters
+    ----------
+    check_labels : bool or None, default None
+        Whether ``forward`` checks that integer labels lie in ``[0, C)``
+        (the shapes and dtypes are always checked). Reading the answer
+        waits for the labels' device, one synchronisation per step on a GPU,
+        and forces a lazy (Dask) or traced (JAX ``jit``) computation. None:
+        check where that costs nothing of the kind, arrays in host memory
+        that are computed eagerly (NumPy, array-api-strict, PyTorch and JAX
+        on the CPU), and skip on GPU devices and for lazy or traced arrays.
+        True: always check (on a GPU, one synchronisation per call; never
+        for lazy or traced arrays, whose values cannot be read). False:
+        never check; a label out of range then gives a wrong loss instead
+        of an error. :func:`xplayers.training.train` checks the labels of a
+        whole data set once before training, whatever this says.
+
     Attributes
     ----------
     loss : array or None
@@ -55,7 +72,10 @@ class SoftmaxWithLoss(Layer):
     Array([[ 0.5, -0.5]], dtype=array_api_strict.float64)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_labels: bool | None = None) -> None:
+        if check_labels is not None and not isinstance(check_labels, bool):
+            fail("SoftmaxWithLoss", "check_labels", "True, False or None", describe(check_labels))
+        self.check_labels = check_labels
         self.loss: Any = None
         self.y: Any = None
         self.t: Any = None
@@ -81,12 +101,10 @@ class SoftmaxWithLoss(Layer):
         ------
         LayerInputError
             Wrong shapes or dtypes, arrays of two backends or devices, or
-            labels outside ``[0, C)`` (checked where the values can be read
-            without forcing a computation: not for Dask or traced JAX).
+            labels outside ``[0, C)`` (checked as `check_labels` says).
         """
-        where = "SoftmaxWithLoss.forward"
         t = column_labels(x, t)
-        check_logits_and_targets(where, x, t)
+        check_logits_and_targets("SoftmaxWithLoss.forward", x, t, self.check_labels)
         self.t = t
         self.loss, self.y = softmax_cross_entropy(x, t)
         return self.loss
@@ -117,7 +135,8 @@ class SoftmaxWithLoss(Layer):
 def column_labels(x: Any, t: Any) -> Any:
     """Integer labels given as a column ``(N, 1)`` (the book accepts them) as ``(N,)``."""
     if (
-        array_api_compat.is_array_api_obj(t)
+        getattr(t, "ndim", None) == 2
+        and array_api_compat.is_array_api_obj(t)
         and getattr(x, "ndim", 0) == 2
         and x.shape[1] > 1
         and tuple(t.shape) == (x.shape[0], 1)
@@ -127,30 +146,54 @@ def column_labels(x: Any, t: Any) -> Any:
     return t
 
 
-def check_logits_and_targets(where: str, x: Any, t: Any) -> ModuleType:
+def check_logits_and_targets(
+    where: str, x: Any, t: Any, check_labels: bool | None = None
+) -> ModuleType:
     """Check logits `x` ``(N, C)`` and targets `t` as :class:`SoftmaxWithLoss` takes them.
 
-    Label values are read (one ``bool`` of a 0-d array) only for arrays that
-    are not lazy. The dtype checks are answered from a cache after the first
-    call with an array type and dtype.
+    Label values are read (one ``bool`` of a 0-d array) as `check_labels`
+    says (see :class:`SoftmaxWithLoss`), never for lazy or traced arrays.
+    The dtype checks are answered from a cache after the first call with an
+    array type and dtype.
     """
     xp = float_array(where, "x", x)
     if x.ndim != 2 or x.shape[1] < 1:
         fail(where, "x", "logits of shape (N, C) with C >= 1", describe(x))
     n, c = x.shape
-    if not array_api_compat.is_array_api_obj(t):
+    # t of x's type is an array (of the same library: compared below with x)
+    if type(t) is not type(x) and not array_api_compat.is_array_api_obj(t):
         fail(where, "t", _expected(n, c), describe(t))
     same_backend(where, "t", t, "the logits x", x)
     kind = _target_kind(t, xp)
     if t.ndim == 1 and t.shape[0] == n:
         if kind != "integral":
             fail(where, "t", _expected(n, c), describe(t), "Labels must have an integer dtype")
-        if n and not is_lazy(t) and not bool(labels_in_range(t, c)):
+        read = n and check_labels is not False and _reads_labels(t, check_labels)
+        if read and not bool(labels_in_range(t, c)):
             lo, hi = int(xp.min(t)), int(xp.max(t))
             fail(where, "t", f"labels in [0, {c})", f"labels from {lo} to {hi}")
     elif tuple(t.shape) != (n, c) or not kind:
         fail(where, "t", _expected(n, c), describe(t))
     return xp
+
+
+#: Whether the labels' values are read, by array type, where the type alone decides.
+_READS_BY_TYPE: dict[type, bool] = {}
+
+
+def _reads_labels(t: Any, check_labels: bool | None) -> bool:
+    """Whether to read `t`'s values: never lazy or traced; with None only eager host memory."""
+    cls = type(t)
+    known = _READS_BY_TYPE.get(cls)
+    if known is not None:  # host-only, eager libraries (NumPy, array-api-strict)
+        return known
+    found = record_of(t)
+    if found is None or not (found.gpu or found.lazy):
+        _READS_BY_TYPE[cls] = True
+        return True
+    if found.is_lazy(t):
+        return False
+    return check_labels is True or found.host_key(t) == "cpu"
 
 
 def _expected(n: int, c: int) -> str:
