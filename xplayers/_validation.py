@@ -31,6 +31,7 @@ __all__ = [
     "fail",
     "float_array",
     "float_dtype",
+    "like",
     "number_in",
     "positive_int",
     "positive_ints",
@@ -66,6 +67,9 @@ def fail(where: str, arg: str, expected: str, got: str, hint: str = "") -> NoRet
 
 
 _REAL_FLOATING: dict[Any, bool] = {}
+
+#: Array types with one device only (NumPy): no device comparison needed.
+_ONE_DEVICE: dict[type, bool] = {}
 
 
 def positive_int(where: str, arg: str, value: object) -> int:
@@ -171,6 +175,8 @@ def _float_array(where: str, arg: str, x: Any) -> ModuleType:
     if not array_api_compat.is_array_api_obj(x):
         fail(where, arg, "an array", describe(x), "Create one with xplayers.asarray(...)")
     xp = namespace(x)
+    if type(x) not in _ONE_DEVICE:
+        _ONE_DEVICE[type(x)] = bool(array_api_compat.is_numpy_array(x))
     dtype = x.dtype
     key = (type(dtype), dtype)  # never compares dtypes of two libraries (strict warns)
     real = _REAL_FLOATING.get(key)
@@ -187,8 +193,17 @@ def _float_array(where: str, arg: str, x: Any) -> ModuleType:
     return xp
 
 
-#: Array types with one device only (NumPy): no device comparison needed.
-_ONE_DEVICE: dict[type, bool] = {}
+def like(x: Any, ref: Any) -> bool:
+    """Whether `x` is an array of `ref`'s type and dtype in a library with one device.
+
+    Then every per-call check a layer makes of `x` against `ref` (an array,
+    a real floating dtype, the same backend and device) passes, and only the
+    shape is left to check: the fast path of the common case (NumPy arrays
+    of the parameters' dtype). A False answer means "check in full", never
+    "wrong": the full checks decide. `ref` must be an array whose dtype has
+    been checked (a layer's parameter or kept forward value).
+    """
+    return type(x) is type(ref) and _ONE_DEVICE.get(type(x), False) and bool(x.dtype == ref.dtype)
 
 
 def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:

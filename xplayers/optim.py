@@ -42,7 +42,15 @@ import numpy as np
 from array_api_compat import is_writeable_array
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
-from xplayers._validation import describe, dtype_name, fail, float_array, number_in, same_backend
+from xplayers._validation import (
+    describe,
+    dtype_name,
+    fail,
+    float_array,
+    like,
+    number_in,
+    same_backend,
+)
 from xplayers.errors import LayerStateError
 
 __all__ = [
@@ -108,11 +116,14 @@ class Optimizer:
                     "(network.gradient(x, t)) before updating"
                 )
             float_array(where, f"grads[{key!r}]", g)
-            same_backend(where, f"grads[{key!r}]", g, f"params[{key!r}]", p)
-            if tuple(g.shape) != tuple(p.shape):
-                fail(where, f"grads[{key!r}]", f"shape {tuple(p.shape)} like params", describe(g))
-            if g.dtype != p.dtype:
-                g = namespace(p).astype(g, p.dtype)
+            if not (like(g, p) and g.shape == p.shape):  # else the backend, shape and dtype
+                same_backend(where, f"grads[{key!r}]", g, f"params[{key!r}]", p)
+                if tuple(g.shape) != tuple(p.shape):
+                    fail(
+                        where, f"grads[{key!r}]", f"shape {tuple(p.shape)} like params", describe(g)
+                    )
+                if g.dtype != p.dtype:
+                    g = namespace(p).astype(g, p.dtype)
             work.append((key, p, g))
         self._begin()
         for key, p, g in work:
@@ -260,6 +271,12 @@ def _describe_info(info: Mapping[str, Any]) -> str:
 
 def _subtract(params: MutableMapping[str, Any], key: str, p: Any, step: Any) -> None:
     """``params[key] -= step``: in place when the array allows it, else by rebinding."""
+    if type(p) is np.ndarray:  # the common case, without array-api-compat's checks
+        if p.flags.writeable:
+            p -= step
+        else:
+            params[key] = p - step
+        return
     if is_writeable_array(p):
         q = p
         q -= step

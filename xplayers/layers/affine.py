@@ -6,7 +6,8 @@ import math
 from types import ModuleType
 from typing import Any
 
-from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
+from xplayers._backend import namespace
+from xplayers._validation import describe, dtype_name, fail, float_array, like, same_backend
 from xplayers.functional import affine, affine_backward
 from xplayers.layers._base import Layer
 
@@ -96,9 +97,14 @@ class Affine(Layer):
 
     def forward(self, x: Any) -> Any:
         """Return ``x @ W + b`` of shape ``(N, M)``; `x` is ``(N, D)`` or ``(N, ...)``."""
+        W = self.W
+        if like(x, W) and x.ndim == 2 and x.shape[1] == W.shape[0]:  # the common case
+            self.original_x_shape = x.shape
+            self._x_dtype = x.dtype
+            self.x = x
+            return affine(x, W, self.b)
         where = "Affine.forward"
         xp = float_array(where, "x", x, ndim_min=2)
-        W = self.W
         same_backend(where, "x", x, "the layer's parameters W, b", W)
         n, d = x.shape[0], math.prod(x.shape[1:])
         if d != W.shape[0]:
@@ -122,10 +128,16 @@ class Affine(Layer):
         """Set ``dW``, ``db``; return ``dx`` in the input's shape (None without ``input_grad``)."""
         x = self._forward_state(self.x)
         W = self.W
-        xp, dout = self._dout_for(dout, x)
-        dx, self.dW, self.db = affine_backward(dout, x, W, input_grad=self.input_grad)
-        if dx is None:
-            return None
+        if like(dout, x) and dout.shape == (x.shape[0], W.shape[1]):  # the common case
+            dx, self.dW, self.db = affine_backward(dout, x, W, input_grad=self.input_grad)
+            if dx is None or (dx.dtype == self._x_dtype and len(self.original_x_shape or ()) == 2):
+                return dx
+            xp = namespace(dx)
+        else:
+            xp, dout = self._dout_for(dout, x)
+            dx, self.dW, self.db = affine_backward(dout, x, W, input_grad=self.input_grad)
+            if dx is None:
+                return None
         if dx.dtype != self._x_dtype:
             dx = xp.astype(dx, self._x_dtype)
         if len(self.original_x_shape or ()) != 2:

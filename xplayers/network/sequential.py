@@ -230,10 +230,12 @@ class Sequential:
         """
         if not isinstance(a, np.ndarray):
             return a
-        ref = next(iter(self._params.values()), None)
-        if ref is None or isinstance(ref, np.ndarray):
+        slots = self._params.slots
+        if not slots:
             return a
-        return _like(a, ref)
+        layer, attr = next(iter(slots.values()))
+        ref = getattr(layer, attr)
+        return a if isinstance(ref, np.ndarray) else _like(a, ref)
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Return the fraction of samples whose highest score is the target class.
