@@ -288,3 +288,53 @@ def test_a_worker_holds_at_most_three_chunks(tmp_path: Path) -> None:
     _close(grads, net.gradient(x, t))
     assert TALLY.reads == 20
     assert 1 <= TALLY.most <= 3
+
+
+# --------------------------------------------------------------------------- xplayers train --full-batch
+
+_FULL = ["train", "--network", "two-layer", "--hidden", "16", "--optimizer", "sgd", "--lr", "0.5"]
+_FULL += ["--dtype", "float64", "--epochs", "3", "--quiet"]
+_DIGITS_TRAIN_ROWS = 1438  # the shipped digits' training split at the default --test-size
+
+
+def _cli_params(argv: list[str], path: Path) -> dict[str, np.ndarray]:
+    from xplayers.cli import main
+    from xplayers.io import load
+
+    assert main([*argv, "--output", str(path)]) == 0
+    return {k: xpl.to_numpy(v) for k, v in load(path).params.items()}
+
+
+def test_cli_full_batch_equals_one_batch_of_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = _cli_params([*_FULL, "--full-batch"], tmp_path / "full.npz")
+    assert "full batch" in capsys.readouterr().out
+    one = _cli_params([*_FULL, "--batch-size", str(_DIGITS_TRAIN_ROWS)], tmp_path / "one.npz")
+    assert "1 iterations" not in capsys.readouterr().out
+    for key, value in full.items():  # the mean gradient of all rows, in another summation order
+        np.testing.assert_allclose(value, one[key], rtol=1e-9, atol=1e-12)
+    start = TwoLayerNet(64, 16, 10, weight_init_std=0.01, seed=0)
+    assert not np.allclose(full["W1"], xpl.to_numpy(start.params["W1"]))  # it did train
+
+
+def test_cli_full_batch_on_a_scheduler(
+    cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = cluster.scheduler.address
+    remote = _cli_params([*_FULL, "--full-batch", "--scheduler", address], tmp_path / "r.npz")
+    local = _cli_params([*_FULL, "--full-batch"], tmp_path / "l.npz")
+    for key, value in remote.items():
+        np.testing.assert_allclose(value, local[key], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("option", ["--checkpoint", "--resume", "--plot", "--iterations"])
+def test_cli_full_batch_refuses_per_step_options(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xplayers.cli import main
+
+    value = "3" if option == "--iterations" else str(tmp_path / "x.npz")
+    argv = [a for a in _FULL if a not in ("--epochs", "3")]
+    assert main([*argv, "--full-batch", option, value]) == 2
+    assert f"{option} does not apply to --full-batch" in capsys.readouterr().err

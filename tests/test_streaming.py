@@ -24,6 +24,8 @@ from xplayers.training import evaluate, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.backends("numpy", "dask")
+
 
 def _folder(path: Path, sizes: list[int], d: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Write blocks of rows numbered 0..N-1 (x[:, 0] is the row id) and their labels."""
@@ -214,8 +216,6 @@ def high_water():  # bytes; ru_maxrss may still hold the parent's peak from befo
     with open("/proc/self/status") as f:
         return 1024 * int(next(l for l in f if l.startswith("VmHWM")).split()[1])
 import time
-
-pytestmark = pytest.mark.backends("numpy", "dask")
 before = high_water()
 start = time.perf_counter()
 net = TwoLayerNet(int(sys.argv[3]), 32, 10, weight_init_std=0.05, seed=0, dtype="float32")

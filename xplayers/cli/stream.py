@@ -1,4 +1,4 @@
-"""``xplayers train`` on data larger than memory: --data, --test-data, --scheduler, dask routing.
+"""``xplayers train`` on data larger than memory: --data, --test-data, --scheduler, --full-batch.
 
 Dask-array parameters cost a scheduler run per step (100-300 ms against
 under 1 ms on NumPy, measured on the 2-core development machine), so
@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
 from xplayers.backend import record
 from xplayers.cli._common import PROG, load_data, usage
-from xplayers.errors import ClusterError, MissingDependencyError
+from xplayers.errors import ClusterError, MissingDependencyError, TrainingError
 
-__all__ = ["add_stream_options", "cluster", "route_backend", "training_data"]
+__all__ = ["add_stream_options", "cluster", "full_batch", "route_backend", "training_data"]
 
 #: Rows per block when --backend dask streams a data set loaded in memory.
 BLOCK_ROWS = 512
@@ -36,7 +38,14 @@ def add_stream_options(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="read the data on this dask.distributed scheduler (e.g. tcp://host:8786)",
+        help="read the data on this dask.distributed scheduler (e.g. tcp://host:8786); with "
+        "--full-batch, compute the gradients on its workers",
+    )
+    t.add_argument(
+        "--full-batch",
+        action="store_true",
+        help="one update per epoch on the gradient of all training rows, computed chunk by "
+        "chunk on Dask (on the --scheduler cluster when given, else local threads)",
     )
 
 
@@ -44,6 +53,10 @@ def route_backend(args: argparse.Namespace, name: str, device: Any) -> tuple[str
     """The backend the model trains on: NumPy instead of Dask, the data then streamed."""
     if args.test_data is not None and args.data is None:
         usage(args, "--test-data needs --data")
+    if args.full_batch:
+        for option in ("resume", "checkpoint", "plot", "iterations"):
+            if getattr(args, option) is not None:
+                usage(args, f"--{option} does not apply to --full-batch (one update per epoch)")
     args.stream = record(name).lazy  # Dask: train in memory, stream the data
     if not args.stream:
         return name, device
@@ -65,7 +78,7 @@ def training_data(args: argparse.Namespace, test_size: float) -> tuple[Any, Any]
         test = None if args.test_data is None else open_dataset(args.test_data)
         return open_dataset(args.data), test
     train_set, test_set = load_data(args.dataset, args.mnist_dir, test_size, args.seed, args.dtype)
-    if getattr(args, "stream", False):
+    if getattr(args, "stream", False) or args.full_batch:
         from xplayers.parallel import to_chunked
 
         train_set = (to_chunked(train_set[0], BLOCK_ROWS), to_chunked(train_set[1], BLOCK_ROWS))
@@ -91,3 +104,44 @@ def cluster(address: str | None) -> Iterator[Any]:
         raise ClusterError(f"--scheduler {address}: cannot connect ({exc})") from exc
     with client:
         yield client
+
+
+def full_batch(
+    args: argparse.Namespace,
+    network: Any,
+    optimizer: Any,
+    train_set: tuple[Any, Any],
+    test_set: tuple[Any, Any] | None,
+    *,
+    epochs: int,
+    client: Any,
+    callback: Any,
+) -> Any:
+    """``--full-batch``: each epoch one :func:`xplayers.parallel.full_batch_step`, then evaluated.
+
+    The loss of an epoch is the mean loss over all training rows before its
+    update; accuracies are measured after it, streamed chunk by chunk.
+    """
+    from xplayers.parallel import full_batch_step
+    from xplayers.training import History, evaluate
+
+    history = History()
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        loss = full_batch_step(network, optimizer, *train_set, client=client)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"{PROG} train --full-batch: the loss became {loss} at epoch {epoch}; lower "
+                "the learning rate, or check the inputs for NaN or infinite values"
+            )
+        history.epoch.append(float(epoch))
+        history.iteration.append(epoch)
+        history.train_loss.append(loss)
+        history.train_acc.append(evaluate(network, *train_set)["accuracy"])
+        history.test_acc.append(
+            None if test_set is None else evaluate(network, *test_set)["accuracy"]
+        )
+        history.seconds.append(time.perf_counter() - start)
+        if callback is not None:
+            callback(history)
+    return history

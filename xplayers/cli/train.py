@@ -32,7 +32,13 @@ from xplayers.cli._common import (
     usage,
     weight_init,
 )
-from xplayers.cli.stream import add_stream_options, cluster, route_backend, training_data
+from xplayers.cli.stream import (
+    add_stream_options,
+    cluster,
+    full_batch,
+    route_backend,
+    training_data,
+)
 from xplayers.init import WEIGHT_INIT_NAMES
 from xplayers.layers import ACTIVATIONS
 from xplayers.optim import OPTIMIZERS
@@ -256,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     epochs = None if args.iterations is not None else (args.epochs or DEFAULT_EPOCHS)
     lr = default_lr(args.optimizer) if args.lr is None else args.lr
     with (
-        cluster(args.scheduler),
+        cluster(args.scheduler) as client,
         use_backend(*route_backend(args, *backend_args(args))) as backend,
     ):
         train_set, test_set = training_data(args, test_size)
@@ -264,7 +270,8 @@ def run(args: argparse.Namespace) -> int:
         network = _network(args, input_size, CLASSES)
         optimizer = get_optimizer(args.optimizer, lr=lr)
         what = (
-            f"{describe_network(network)}, {args.optimizer} lr={lr:g}, batch {args.batch_size}, "
+            f"{describe_network(network)}, {args.optimizer} lr={lr:g}, "
+            f"{'full batch' if args.full_batch else f'batch {args.batch_size}'}, "
             f"{args.dtype}, {backend}"
         )
         if not args.quiet:
@@ -275,20 +282,34 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         start = time.perf_counter()
-        history = train(
-            network,
-            optimizer,
-            train_set,
-            test_set,
-            epochs=epochs,
-            iterations=args.iterations,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=False if args.quiet else None,
-            checkpoint=args.checkpoint,
-            resume=args.resume,
-            plot=args.plot,
-            callback=None if args.quiet else lambda h: print(_epoch_line(h), flush=True),
+        callback = None if args.quiet else lambda h: print(_epoch_line(h), flush=True)
+        history = (
+            full_batch(
+                args,
+                network,
+                optimizer,
+                train_set,
+                test_set,
+                epochs=epochs or DEFAULT_EPOCHS,
+                client=client,
+                callback=callback,
+            )
+            if args.full_batch
+            else train(
+                network,
+                optimizer,
+                train_set,
+                test_set,
+                epochs=epochs,
+                iterations=args.iterations,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                progress=False if args.quiet else None,
+                checkpoint=args.checkpoint,
+                resume=args.resume,
+                plot=args.plot,
+                callback=callback,
+            )
         )
         seconds = time.perf_counter() - start
         if args.output is not None:
