@@ -129,20 +129,25 @@ def test_read_bandwidth(measure: Any, dataset: SimpleNamespace) -> None:
 
 
 def test_one_block_gradient(measure: Any, dataset: SimpleNamespace) -> None:
+    from threadpoolctl import threadpool_limits
+
     from xplayers.stateless import stateless
 
     x = np.load(sorted(dataset.folder.glob("*.npy"))[0])
     t = dataset.t[: x.shape[0]]
     net = _net()
     f, params = stateless(net), dict(net.params)
-    measure(
-        lambda: f.grad(params, x, t),
-        "dask gradient",
-        "one block's gradient in memory",
-        table=TABLE_GRAD,
-        row="one block's gradient (compute rate)",
-        bytes=x.nbytes,
-    )
+    # one BLAS thread, as in a worker process (dask.distributed's nanny sets
+    # OPENBLAS_NUM_THREADS=1 for the workers it starts): the rate of one worker
+    with threadpool_limits(1, user_api="blas"):
+        measure(
+            lambda: f.grad(params, x, t),
+            "dask gradient",
+            "one block's gradient in memory",
+            table=TABLE_GRAD,
+            row="one block's gradient on one thread (compute rate)",
+            bytes=x.nbytes,
+        )
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["1 worker", "2 workers"])
