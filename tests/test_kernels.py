@@ -255,3 +255,21 @@ def test_torch_kernels_take_the_hot_path():
         assert out is not NotImplemented
     assert k.labels_in_range(torch.tensor([3]), 3) is False
     assert k.softmax_cross_entropy(x, torch.tensor([0, 1, 3, 0])) is NotImplemented
+
+
+def test_torch_sgd_update_is_fused_and_equal():
+    """SGD on torch subtracts ``lr * g`` with one ``add_``, to rounding the generic values."""
+    torch = pytest.importorskip("torch")
+    from xplayers.backend import kernels_torch as k
+    from xplayers.optim import SGD
+
+    rng = np.random.default_rng(3)
+    p0, g0 = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    p, g = torch.from_numpy(p0.copy()), torch.from_numpy(g0)
+    assert fn.subtract_scaled_.generic(p, g, 0.1) is False
+    params = {"w": p}
+    SGD(lr=0.1).update(params, {"w": g})
+    assert params["w"] is p
+    np.testing.assert_allclose(p.numpy(), p0 - 0.1 * g0, rtol=1e-15, atol=1e-16)
+    assert k.subtract_scaled_(p, g.float(), 0.1) is False  # another dtype: the optimizer casts
+    assert k.subtract_scaled_(p.requires_grad_(), g, 0.1) is False

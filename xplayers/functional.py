@@ -81,6 +81,7 @@ __all__ = [
     "sigmoid_backward",
     "softmax",
     "softmax_cross_entropy",
+    "subtract_scaled_",
     "windows",
 ]
 
@@ -291,6 +292,27 @@ def sigmoid_backward(dout: Any, out: Any, /) -> Any:
     Array([0.25], dtype=array_api_strict.float64)
     """
     return dout * (1.0 - out) * out
+
+
+@kernel
+def subtract_scaled_(p: Any, g: Any, lr: float, /) -> bool:
+    r"""Subtract :math:`\eta\,g` from parameter `p` in place in one fused operation; whether it did.
+
+    The one function of the core that writes into an argument: the
+    optimizer's SGD update :math:`p \leftarrow p - \eta\,g`, for backends
+    that fuse it (torch's ``p.add_(g, alpha=-lr)``, the update of
+    ``torch.optim.SGD``, where ``p -= lr * g`` allocates ``lr * g`` first).
+    The generic version does nothing and returns False; the optimizer then
+    subtracts ``lr * g`` itself.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import subtract_scaled_
+    >>> subtract_scaled_(xp.ones(2), xp.ones(2), 0.5)
+    False
+    """
+    return False
 
 
 def _shifted(x: Any, xp: ModuleType) -> Any:

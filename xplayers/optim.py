@@ -52,6 +52,7 @@ from xplayers._validation import (
     same_backend,
 )
 from xplayers.errors import LayerStateError
+from xplayers.functional import subtract_scaled_
 
 __all__ = [
     "OPTIMIZERS",
@@ -126,8 +127,10 @@ class Optimizer:
                     g = namespace(p).astype(g, p.dtype)
             work.append((key, p, g))
         self._begin()
+        fused = type(self)._step is SGD._step  # p -= lr * g, fused where the backend can
         for key, p, g in work:
-            _subtract(params, key, p, self._step(key, p, g))
+            if not (fused and subtract_scaled_(p, g, self.lr)):
+                _subtract(params, key, p, self._step(key, p, g))
         if work and is_lazy(work[0][1]):
             self._materialize(params)
 

@@ -219,3 +219,22 @@ def labels_in_range(t: Tensor, num_classes: int, /) -> Any:
     if num_classes > torch.iinfo(t.dtype).max:
         return low >= 0
     return (low >= 0) & (high < num_classes)
+
+
+def subtract_scaled_(p: Tensor, g: Tensor, lr: float, /) -> bool:
+    """``p.add_(g, alpha=-lr)``: the update of ``torch.optim.SGD``, without ``lr * g``.
+
+    Only for a plain tensor and gradient of one dtype, shape and device
+    (outside autograd); anything else is left to the optimizer.
+    """
+    if (
+        type(g) is not type(p)
+        or g.dtype != p.dtype
+        or g.shape != p.shape
+        or g.device != p.device
+        or p.requires_grad
+        or g.requires_grad
+    ):
+        return False
+    p.add_(g, alpha=-lr)
+    return True
