@@ -17,6 +17,9 @@ __all__ = ["RECORD", "TorchRecord"]
 #: The device types xplayers can create arrays on and read back (``meta`` has no data).
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
+#: ``host_key`` by torch device.
+_HOST_KEYS: dict[Any, str | None] = {}
+
 
 class TorchRecord(Record):
     """PyTorch through array-api-compat."""
@@ -28,6 +31,7 @@ class TorchRecord(Record):
     distributions: ClassVar[tuple[str, ...]] = ("torch",)
     install: ClassVar[str] = install_hint("torch")
     gpu: ClassVar[bool] = True
+    device_attribute: ClassVar[bool] = True
     test_ids: ClassVar[tuple[TestId, ...]] = (
         TestId("torch", "cpu"),
         TestId("torch:cuda", "cuda", gpu=True),
@@ -120,7 +124,12 @@ class TorchRecord(Record):
         return np.asarray(x.cpu().resolve_conj().numpy())
 
     def host_key(self, x: Any) -> str | None:
-        return str(x.device) if x.device.type in ("cpu", "cuda") else None
+        dev = x.device
+        try:
+            return _HOST_KEYS[dev]
+        except KeyError:  # str(device) costs microseconds; devices are few
+            key = _HOST_KEYS[dev] = str(dev) if dev.type in ("cpu", "cuda") else None
+            return key
 
     def device_key(self, device: Any) -> str | None:
         return str(device) if device.type in ("cpu", "cuda") else None
