@@ -21,6 +21,7 @@ import array_api_compat
 import numpy as np
 
 from xplayers._backend import backend_name, namespace
+from xplayers.backend import record_of
 from xplayers.errors import LayerInputError
 
 __all__ = [
@@ -70,6 +71,9 @@ _REAL_FLOATING: dict[Any, bool] = {}
 
 #: Array types with one device only (NumPy): no device comparison needed.
 _ONE_DEVICE: dict[type, bool] = {}
+#: Array types whose ``.device`` is their device, cheap to compare (the record's
+#: ``device_attribute``: torch).
+_DEVICE_ATTRIBUTE: dict[type, bool] = {}
 
 
 def positive_int(where: str, arg: str, value: object) -> int:
@@ -177,6 +181,7 @@ def _float_array(where: str, arg: str, x: Any) -> ModuleType:
     xp = namespace(x)
     if type(x) not in _ONE_DEVICE:
         _ONE_DEVICE[type(x)] = bool(array_api_compat.is_numpy_array(x))
+        _DEVICE_ATTRIBUTE[type(x)] = bool(getattr(record_of(x), "device_attribute", False))
     dtype = x.dtype
     key = (type(dtype), dtype)  # never compares dtypes of two libraries (strict warns)
     real = _REAL_FLOATING.get(key)
@@ -194,7 +199,10 @@ def _float_array(where: str, arg: str, x: Any) -> ModuleType:
 
 
 def like(x: Any, ref: Any) -> bool:
-    """Whether `x` is an array of `ref`'s type and dtype in a library with one device.
+    """Whether `x` is an array of `ref`'s type, dtype and device, known without a library call.
+
+    That is: a library with one device, or one whose ``.device`` attribute
+    is the device (the record's ``device_attribute``: torch).
 
     Then every per-call check a layer makes of `x` against `ref` (an array,
     a real floating dtype, the same backend and device) passes, and only the
@@ -203,7 +211,14 @@ def like(x: Any, ref: Any) -> bool:
     "wrong": the full checks decide. `ref` must be an array whose dtype has
     been checked (a layer's parameter or kept forward value).
     """
-    return type(x) is type(ref) and _ONE_DEVICE.get(type(x), False) and bool(x.dtype == ref.dtype)
+    cls = type(x)
+    if cls is not type(ref):
+        return False
+    if not _ONE_DEVICE.get(cls, False) and not (
+        _DEVICE_ATTRIBUTE.get(cls, False) and x.device == ref.device
+    ):
+        return False
+    return bool(x.dtype == ref.dtype)
 
 
 def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:
@@ -213,7 +228,7 @@ def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:
         one = _ONE_DEVICE.get(cls)
         if one is None:
             one = _ONE_DEVICE[cls] = bool(array_api_compat.is_numpy_array(ref))
-        if one:
+        if one or (_DEVICE_ATTRIBUTE.get(cls, False) and x.device == ref.device):
             return
     if namespace(ref) is not namespace(x):
         fail(

@@ -105,6 +105,9 @@ class Record:
     #: Whether its eager operations compile on first use of each new shape (JAX):
     #: tests draw few shapes there.
     compiles: ClassVar[bool] = False
+    #: Whether its arrays' ``.device`` attribute is their device, cheap to read and compare
+    #: (the argument checks compare it instead of calling array-api-compat's ``device``).
+    device_attribute: ClassVar[bool] = False
     #: Whether :func:`xplayers.to_backend` may hand it memory through DLPack.
     dlpack: ClassVar[bool] = True
     #: Dotted name of a module of fast kernels for this backend, imported on first use.
