@@ -30,6 +30,11 @@ def _logits() -> dict[str, np.ndarray]:
         "inf": np.array([[np.inf, 1.0, -np.inf], [np.inf, np.inf, 0.0], [-np.inf, 2.0, 0.0]]),
         "all -inf": np.array([[-np.inf, -np.inf], [0.0, 1.0]]),
         "nan": np.array([[np.nan, 1.0, 0.0], [0.0, 1.0, 2.0]]),
+        # 256 rows and more: the NumPy row maximum goes column by column
+        "many rows": rng.normal(size=(300, 10)),
+        "many rows, inf and nan": np.concatenate(
+            [rng.normal(size=(256, 3)), [[np.inf, 0.0, 1.0], [np.nan, 0.0, -np.inf]]]
+        ),
     }
 
 

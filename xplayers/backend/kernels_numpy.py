@@ -9,7 +9,11 @@ Each function here has the name and signature of a function of
   their arguments;
 * ``np.dot`` for ``x.T @ dout``: ``matmul`` with an inner dimension of 1 (the
   batch-1 outer product) takes a slow loop, ``dot`` calls BLAS (8x faster);
-* the bias gradient as a BLAS matrix-vector product with a vector of ones;
+* the bias gradient and the softmax row sums as BLAS matrix-vector
+  products with a vector of ones, and the row maximum of few classes
+  column by column (NumPy's reductions along a short last axis are slow:
+  10 classes, 8192 rows, 330 us for the maximum, 200 us for the sum,
+  against 60 us and 22 us);
 * one shift, one ``exp`` and one division for softmax and its loss; the
   softmax cross-entropy backward indexes the label entries instead of
   building a one-hot mask;
@@ -135,11 +139,21 @@ def _shift(x: Array) -> tuple[Array, Array, Array]:
     not finite the values are NaN or wrong; callers check and defer those
     rows to the generic code, which defines them.
     """
-    m = np.maximum.reduce(x, axis=-1, keepdims=True)
+    if x.ndim != 2:
+        m = np.maximum.reduce(x, axis=-1, keepdims=True)
+    elif x.shape[0] >= 256 and x.shape[1] <= 32:  # few classes: a reduction per row is slow
+        m = x[:, 0].copy()
+        for j in range(1, x.shape[1]):  # the row maximum column by column (NaN stays NaN)
+            np.maximum(m, x[:, j], out=m)
+        m = m[:, None]
+    else:
+        m = np.maximum.reduce(x, axis=-1, keepdims=True)
     with np.errstate(over="ignore", invalid="ignore"):
         z = np.subtract(x, m)
     e = np.exp(z)
-    return z, e, np.add.reduce(e, axis=-1, keepdims=True)
+    if x.ndim != 2:
+        return z, e, np.add.reduce(e, axis=-1, keepdims=True)
+    return z, e, np.dot(e, _ones(x.shape[1], x.dtype))[:, None]  # row sums as one GEMV
 
 
 def _finite_rows(s: Array) -> bool:
