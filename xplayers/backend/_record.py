@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -285,6 +286,17 @@ class Record:
     def materialize_many(self, arrays: list[Any]) -> list[Any]:
         """:meth:`materialize` several arrays of this backend at once (one scheduler run)."""
         return [self.materialize(x) for x in arrays]
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any] | None:
+        """`fn`, a pure function of arrays, compiled by the library; None when it cannot.
+
+        The compiled function is traced once per shape, dtype and structure
+        of its arguments (Python floats among them are traced as values, so a
+        new learning rate does not compile again) and must give what `fn`
+        gives. :meth:`xplayers.network.Sequential.train_step` compiles its
+        step through this when the record returns one (JAX: ``jax.jit``).
+        """
+        return None
 
     def sync(self, x: Any) -> None:
         """Block until `x` (an array, or a list, tuple or dict of them) is computed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xplayers.backend._record import Record, TestId, install_hint
@@ -88,6 +89,10 @@ class JaxRecord(Record):
     def is_lazy(self, x: Any) -> bool:
         jax = self.load()
         return isinstance(x, jax.core.Tracer)
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any] | None:
+        jax = self.load()
+        return jax.jit(fn)  # type: ignore[no-any-return]
 
     def sync(self, x: Any) -> None:
         jax = self.load()
