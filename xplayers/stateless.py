@@ -71,7 +71,7 @@ class Stateless:
 
     def predict(self, params: Mapping[str, Any], x: Any) -> Any:
         """The logits ``(N, C)`` of `x` ``(N, ...)`` under `params`."""
-        return self._forward(params, x)[0]
+        return self.forward(params, x)[0]
 
     def loss(self, params: Mapping[str, Any], x: Any, t: Any) -> Any:
         """The mean softmax cross-entropy of `x` against targets `t` (a 0-d array)."""
@@ -98,10 +98,39 @@ class Stateless:
         (loss, grads) : 0-d array and dict of str to array
             In the parameters' dtype.
         """
-        logits, kept = self._forward(params, x)
+        logits, kept = self.forward(params, x)
         loss, y = functional.softmax_cross_entropy(logits, t)
-        loss = loss * weight
-        dout = functional.cross_entropy_backward(y, t, weight)
+        return loss * weight, self.backward(params, kept, y, t, weight)
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        kept: list[tuple[Any, Any]],
+        y: Any,
+        t: Any,
+        dout: Any = 1.0,
+    ) -> dict[str, Any]:
+        """The gradients of `dout` times the loss, from what :meth:`forward` kept.
+
+        Parameters
+        ----------
+        params : mapping of str to array
+            The parameters :meth:`forward` ran with.
+        kept : list of (input, output) pairs
+            The second value :meth:`forward` returned.
+        y : array, shape (N, C)
+            ``softmax`` of the logits (from :func:`~xplayers.functional.softmax_cross_entropy`).
+        t : array
+            The targets of the loss.
+        dout : float or 0-d array, default 1.0
+            The upstream gradient of the loss.
+
+        Returns
+        -------
+        dict of str to array
+            By :attr:`keys`, in forward order.
+        """
+        dout = functional.cross_entropy_backward(y, t, dout)
         grads: dict[str, Any] = {}
         for i in range(len(self.steps) - 1, -1, -1):
             step, (inp, out) = self.steps[i], kept[i]
@@ -114,9 +143,15 @@ class Stateless:
                 dout = functional.relu_backward(dout, out)
             else:
                 dout = functional.sigmoid_backward(dout, out)
-        return loss, {k: grads[k] for k in self.keys}
+        return {k: grads[k] for k in self.keys}
 
-    def _forward(self, params: Mapping[str, Any], x: Any) -> tuple[Any, list[tuple[Any, Any]]]:
+    def forward(self, params: Mapping[str, Any], x: Any) -> tuple[Any, list[tuple[Any, Any]]]:
+        """The logits of `x` and, for each step, its input and output (what the layers keep).
+
+        `x` ``(N, ...)`` is flattened to ``(N, D)`` and cast to the first
+        weight's dtype first, as :class:`~xplayers.Affine` does; the first
+        step's input is that array (`x` itself when neither was needed).
+        """
         W0 = params[self.steps[0][1]]
         xp = namespace(W0)
         if x.ndim != 2:
