@@ -1,0 +1,275 @@
+"""The compiled training step (xplayers/_pure_step.py): traced once per shape, equal to the layers.
+
+On JAX, ``Sequential.train_step`` runs one ``jax.jit`` function of the
+parameters, the optimizer state and the batch. These tests compare it with
+the layer path (``net.gradient`` then ``optimizer.update``, which never
+compiles a step) on JAX itself, count its traces, and check what falls back
+to the layer path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xplayers as xpl
+from xplayers._pure_step import compiled_step, optimizer_formulas
+from xplayers.errors import LayerInputError
+from xplayers.network import MultiLayerNet, MultiLayerNetExtend, Sequential, TwoLayerNet
+from xplayers.optim import OPTIMIZERS, SGD, Adam, get_optimizer
+
+pytestmark = pytest.mark.backends("jax")
+
+HYPER = {"lr": 0.05}
+
+
+@pytest.fixture
+def jax_backend():
+    """JAX selected as the current backend; float64 when the session enables it."""
+    pytest.importorskip("jax")
+    ok, why = xpl.backend_status("jax")
+    if not ok:
+        pytest.skip(f"backend jax not usable: {why}")
+    with xpl.use_backend("jax"):
+        yield xpl.get_backend()
+
+
+def _x64():
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+def _dtype_or_skip(dtype):
+    if dtype == "float64" and not _x64():
+        pytest.skip("float64 on JAX needs JAX_ENABLE_X64=1 (set in the jax test session)")
+    return dtype
+
+
+def _batch(rng, n=12, d=6, c=3, dtype="float64", onehot=False):
+    x = xpl.asarray(rng.normal(size=(n, d)).astype(dtype))
+    labels = rng.integers(0, c, size=n)
+    t = np.eye(c, dtype=dtype)[labels] if onehot else labels
+    return x, xpl.asarray(t)
+
+
+def _net(dtype, activation="relu", **kwargs):
+    return MultiLayerNet(
+        6, [5, 4], 3, activation=activation, weight_init_std=0.5, seed=3, dtype=dtype, **kwargs
+    )
+
+
+def _host(a):
+    return np.asarray(xpl.to_numpy(a))
+
+
+def _layer_state(net):
+    """Every array a step leaves in the layers: grads and the kept forward values."""
+    out = {f"grad {k}": v for k, v in net.grads.items()}
+    for name, layer in [*net.layers.items(), ("loss", net.last_layer)]:
+        for attr in ("x", "out", "y", "t", "loss", "dW", "db"):
+            value = getattr(layer, attr, None)
+            if value is not None:
+                out[f"{name}.{attr}"] = value
+    return {k: _host(v) for k, v in out.items()}
+
+
+def _tolerance(dtype):
+    return {"rtol": 1e-12, "atol": 1e-14} if dtype == "float64" else {"rtol": 2e-5, "atol": 2e-6}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_compiled_step_equals_the_layer_path(jax_backend, rng, name, dtype):
+    """Losses, parameters, optimizer state and layer state after 3 steps, every optimizer."""
+    dtype = _dtype_or_skip(dtype)
+    batches = [_batch(rng, dtype=dtype) for _ in range(3)]
+    a, b = _net(dtype), _net(dtype)
+    opt_a, opt_b = get_optimizer(name, **HYPER), get_optimizer(name, **HYPER)
+    assert compiled_step(a, opt_a) is not None
+    fast = [_host(a.train_step(x, t, opt_a)) for x, t in batches]
+    slow = []
+    for x, t in batches:
+        slow.append(_host(b.loss(x, t, train_flg=True)))
+        opt_b.update(b.params, b.gradient(x, t))
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(fast, slow, **tol)
+    for key in a.params:
+        assert a.params[key].dtype == b.params[key].dtype
+        np.testing.assert_allclose(_host(a.params[key]), _host(b.params[key]), **tol, err_msg=key)
+    (info_a, arrays_a), (info_b, arrays_b) = opt_a.state(), opt_b.state()
+    assert info_a == info_b  # Adam's step count included
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for key in arrays_a:
+        np.testing.assert_allclose(arrays_a[key], arrays_b[key], **tol, err_msg=key)
+    got, want = _layer_state(a), _layer_state(b)
+    assert sorted(got) == sorted(want)
+    for key in got:
+        np.testing.assert_allclose(got[key], want[key], **tol, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "case", ["sigmoid", "onehot", "weight decay", "images", "column labels", "sequential"]
+)
+def test_compiled_step_equals_the_layer_path_for_other_networks(jax_backend, rng, case):
+    dtype = "float64" if _x64() else "float32"
+    x, t = _batch(rng, dtype=dtype, onehot=case == "onehot")
+    kwargs = {"weight_decay_lambda": 0.1} if case == "weight decay" else {}
+
+    def make():
+        if case == "sequential":  # two Affine layers in a row, the first with input_grad
+            p = _net(dtype).params
+            return Sequential(
+                [
+                    ("A", xpl.Affine(p["W1"], p["b1"])),
+                    ("B", xpl.Affine(p["W2"], p["b2"])),
+                    ("C", xpl.Relu()),
+                    ("D", xpl.Affine(p["W3"], p["b3"])),
+                ]
+            )
+        return _net(dtype, "sigmoid" if case == "sigmoid" else "relu", **kwargs)
+
+    if case == "images":
+        x = xpl.asarray(rng.normal(size=(12, 1, 2, 3)).astype(dtype))
+    if case == "column labels":
+        t = xpl.asarray(rng.integers(0, 3, size=(12, 1)))
+    a, b = make(), make()
+    opt_a, opt_b = Adam(lr=0.01), Adam(lr=0.01)
+    assert compiled_step(a, opt_a) is not None
+    fast = [_host(a.train_step(x, t, opt_a)) for _ in range(2)]
+    slow = []
+    for _ in range(2):
+        slow.append(_host(b.loss(x, t, train_flg=True)))
+        opt_b.update(b.params, b.gradient(x, t))
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(fast, slow, **tol)
+    for key in a.params:
+        np.testing.assert_allclose(_host(a.params[key]), _host(b.params[key]), **tol, err_msg=key)
+    got, want = _layer_state(a), _layer_state(b)
+    assert sorted(got) == sorted(want)
+    for key in got:
+        np.testing.assert_allclose(got[key], want[key], **tol, err_msg=key)
+    first = next(iter(a.layers.values()))
+    assert first.original_x_shape == tuple(x.shape)
+    # the layers can run backward from what the compiled step left, as after gradient()
+    dout = a.last_layer.backward()
+    for layer in reversed(list(a.layers.values())[1:]):
+        dout = layer.backward(dout)
+    assert first.backward(dout) is None or first.backward(dout).shape == x.shape
+
+
+def test_one_trace_per_shape_not_per_step(jax_backend, rng):
+    """Repeated steps of one shape trace once; a new batch size, once more; new rates, never."""
+    net = TwoLayerNet(7, 6, 5, seed=0)  # a structure no other test compiles
+    opt = Adam(lr=0.01)
+    step = compiled_step(net, opt)
+    assert step is not None
+    before = step.traces
+    x, t = _batch(rng, n=8, d=7, c=5, dtype=str(net.params["W1"].dtype))
+    for _ in range(5):
+        net.train_step(x, t, opt)
+    assert step.traces == before + 1
+    assert opt.iter == 5  # the step count is an input, counted on the host
+    opt.lr = 0.001
+    net.train_step(x, t, opt)
+    assert step.traces == before + 1
+    x2, t2 = _batch(rng, n=3, d=7, c=5, dtype=str(net.params["W1"].dtype))
+    for _ in range(3):
+        net.train_step(x2, t2, opt)
+        net.train_step(x, t, opt)
+    assert step.traces == before + 2
+    other = TwoLayerNet(7, 6, 5, seed=1)  # a second network of the structure shares it
+    assert compiled_step(other, Adam(lr=0.5)) is step
+    other.train_step(x, t, Adam(lr=0.5))
+    assert step.traces == before + 2
+
+
+def test_checkpoint_state_resumes_on_the_compiled_step(jax_backend, rng):
+    """optimizer.state() after compiled steps restores into a new optimizer that continues alike."""
+    x, t = _batch(rng, dtype=str(_net("float32").params["W1"].dtype))
+    a, b = _net("float32"), _net("float32")
+    opt_a = Adam(lr=0.01)
+    for _ in range(2):
+        a.train_step(x, t, opt_a)
+    b.load_params({k: _host(v) for k, v in a.params.items()})
+    opt_b = Adam(lr=0.01)
+    info, arrays = opt_a.state()
+    opt_b.set_state(info, arrays, b.params)
+    assert opt_b.iter == 2
+    a.train_step(x, t, opt_a)
+    b.train_step(x, t, opt_b)
+    for key in a.params:
+        np.testing.assert_array_equal(_host(a.params[key]), _host(b.params[key]))
+
+
+class _OwnStep(SGD):
+    calls = 0
+
+    def _step(self, key, p, g):
+        type(self).calls += 1
+        return 2.0 * self.lr * g
+
+
+class _UpdateOnly:
+    calls = 0
+
+    def update(self, params, grads):
+        type(self).calls += 1
+        for key in params:
+            params[key] = params[key] - 0.1 * grads[key]
+
+
+def test_what_the_compiled_step_does_not_cover_runs_the_layers(jax_backend, rng):
+    x, t = _batch(rng, dtype=str(_net("float32").params["W1"].dtype))
+    assert optimizer_formulas(_OwnStep()) is None
+    assert optimizer_formulas(_UpdateOnly()) is None
+    for opt, cls in [(_OwnStep(lr=0.1), _OwnStep), (_UpdateOnly(), _UpdateOnly)]:
+        net = _net("float32")
+        assert compiled_step(net, opt) is None
+        net.train_step(x, t, opt)
+        assert cls.calls > 0
+        assert net.grads["W1"] is net.layers["Affine1"].dW is not None
+    for kwargs in [{"use_dropout": True, "dropout_ration": 0.2}, {"use_batchnorm": True}]:
+        net, opt = MultiLayerNetExtend(6, [5, 4], 3, seed=3, **kwargs), SGD(lr=0.1)
+        assert compiled_step(net, opt) is None
+        loss = net.train_step(x, t, opt)
+        assert np.isfinite(_host(loss))
+
+
+def test_other_backends_never_compile(backend):
+    net = TwoLayerNet(6, 5, 3, seed=0)
+    if backend.backend.record.jit(lambda a: a) is None:
+        assert compiled_step(net, SGD()) is None
+    else:
+        assert compiled_step(net, SGD()) is not None
+
+
+def test_bad_inputs_are_refused_as_the_layers_refuse_them(jax_backend, rng):
+    """Checked when traced: the layers' errors, and nothing changed (Adam's count included)."""
+    net, opt = _net("float32"), Adam()
+    dtype = str(net.params["W1"].dtype)
+    x, t = _batch(rng, dtype=dtype)
+    W1 = net.params["W1"]
+    with pytest.raises(LayerInputError, match=r"Affine\.forward: .*'x'.*6 values per sample"):
+        net.train_step(xpl.asarray(np.ones((12, 5), dtype=dtype)), t, opt)
+    with pytest.raises(LayerInputError, match=r"SoftmaxWithLoss\.forward: .*'t'"):
+        net.train_step(x, xpl.asarray(np.ones((12, 2), dtype=dtype)), opt)
+    with pytest.raises(LayerInputError, match=r"SoftmaxWithLoss\.forward: .*integer dtype"):
+        net.train_step(x, xpl.asarray(np.zeros(12, dtype=dtype)), opt)
+    assert opt.iter == 0
+    assert net.params["W1"] is W1
+    net.train_step(x, t, opt)
+    assert opt.iter == 1
+
+
+def test_labels_are_checked_once_by_train_not_by_the_compiled_step(jax_backend, rng):
+    """Reading label values would stop the compiled function; train() checks the dataset."""
+    from xplayers.training import train
+
+    net, opt = _net("float32"), SGD(lr=0.1)
+    x, _ = _batch(rng, dtype=str(net.params["W1"].dtype))
+    bad = xpl.asarray(np.array([0, 1, 2, 3] * 3))  # 3 is out of [0, 3)
+    loss = net.train_step(x, bad, opt)  # documented: no check inside the compiled step
+    assert np.isfinite(_host(loss))
+    with pytest.raises(LayerInputError, match="labels"):
+        train(net, opt, (_host(x), _host(bad)), epochs=1, batch_size=4, progress=False)
