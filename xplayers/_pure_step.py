@@ -146,7 +146,8 @@ class PureStep:
             array for every parameter.
         hyper : mapping of str to float
             The optimizer's float attributes (``lr``, ``momentum``, Adam's
-            rate ``_lr_t`` of this step, ...) and ``weight_decay_lambda``.
+            rate ``_lr_t`` of this step, ...) and, with weight decay,
+            ``weight_decay_lambda``.
         x, t : array
             The batch and its targets.
 
@@ -364,7 +365,8 @@ def train_step(network: Any, x: Any, t: Any, optimizer: Any) -> Any:
         for name, value in state.items()
         if type(value) is float or (type(value) is int and name not in optimizer._counters)
     }
-    hyper["weight_decay_lambda"] = float(network.weight_decay_lambda)
+    if compiled.pure.decayed:
+        hyper["weight_decay_lambda"] = float(network.weight_decay_lambda)
     try:
         out = compiled.fn(params, stores, hyper, x, t)
     except BaseException:
