@@ -40,6 +40,10 @@ def _x64():
     return bool(jax.config.jax_enable_x64)
 
 
+def _widest():
+    return "float64" if _x64() else "float32"
+
+
 def _dtype_or_skip(dtype):
     if dtype == "float64" and not _x64():
         pytest.skip("float64 on JAX needs JAX_ENABLE_X64=1 (set in the jax test session)")
@@ -112,7 +116,7 @@ def test_compiled_step_equals_the_layer_path(jax_backend, rng, name, dtype):
     "case", ["sigmoid", "onehot", "weight decay", "images", "column labels", "sequential"]
 )
 def test_compiled_step_equals_the_layer_path_for_other_networks(jax_backend, rng, case):
-    dtype = "float64" if _x64() else "float32"
+    dtype = _widest()
     x, t = _batch(rng, dtype=dtype, onehot=case == "onehot")
     kwargs = {"weight_decay_lambda": 0.1} if case == "weight decay" else {}
 
@@ -160,7 +164,7 @@ def test_compiled_step_equals_the_layer_path_for_other_networks(jax_backend, rng
 
 def test_one_trace_per_shape_not_per_step(jax_backend, rng):
     """Repeated steps of one shape trace once; a new batch size, once more; new rates, never."""
-    net = TwoLayerNet(7, 6, 5, seed=0)  # a structure no other test compiles
+    net = TwoLayerNet(7, 6, 5, seed=0, dtype=_widest())  # a structure no other test compiles
     opt = Adam(lr=0.01)
     step = compiled_step(net, opt)
     assert step is not None
@@ -178,7 +182,7 @@ def test_one_trace_per_shape_not_per_step(jax_backend, rng):
         net.train_step(x2, t2, opt)
         net.train_step(x, t, opt)
     assert step.traces == before + 2
-    other = TwoLayerNet(7, 6, 5, seed=1)  # a second network of the structure shares it
+    other = TwoLayerNet(7, 6, 5, seed=1, dtype=_widest())  # another of the structure shares it
     assert compiled_step(other, Adam(lr=0.5)) is step
     other.train_step(x, t, Adam(lr=0.5))
     assert step.traces == before + 2
@@ -230,7 +234,7 @@ def test_what_the_compiled_step_does_not_cover_runs_the_layers(jax_backend, rng)
         assert cls.calls > 0
         assert net.grads["W1"] is net.layers["Affine1"].dW is not None
     for kwargs in [{"use_dropout": True, "dropout_ration": 0.2}, {"use_batchnorm": True}]:
-        net, opt = MultiLayerNetExtend(6, [5, 4], 3, seed=3, **kwargs), SGD(lr=0.1)
+        net, opt = MultiLayerNetExtend(6, [5, 4], 3, seed=3, dtype=_widest(), **kwargs), SGD(lr=0.1)
         assert compiled_step(net, opt) is None
         loss = net.train_step(x, t, opt)
         assert np.isfinite(_host(loss))

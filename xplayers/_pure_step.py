@@ -358,6 +358,7 @@ def train_step(network: Any, x: Any, t: Any, optimizer: Any) -> Any:
         for key, p in params.items():
             if key not in store:  # created as Optimizer._state creates them
                 store[key] = namespace(p).zeros_like(p)
+    arrays = {name: {key: store[key] for key in params} for name, store in stores.items()}
     before = dict(state)
     optimizer._begin()
     hyper = {
@@ -368,7 +369,7 @@ def train_step(network: Any, x: Any, t: Any, optimizer: Any) -> Any:
     if compiled.pure.decayed:
         hyper["weight_decay_lambda"] = float(network.weight_decay_lambda)
     try:
-        out = compiled.fn(params, stores, hyper, x, t)
+        out = compiled.fn(params, arrays, hyper, x, t)
     except BaseException:
         state.update(before)  # Adam's step count as it was
         raise
