@@ -233,13 +233,14 @@ def test_numpy_kernels_are_safe_on_many_threads():
 @pytest.mark.parametrize(("name", "case", "build"), CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
 def test_torch_gpu_form_equals_generic(backend, monkeypatch, name, case, build, dtype):
     """The torch kernels' other forms on the CPU: the GPU one (no host read, labels compared,
-    not indexed) and the large-batch ``dW``."""
+    not indexed) and the large-batch affine products."""
     if backend.name != "torch":
         pytest.skip("the torch kernels' GPU form runs on torch tensors")
     from xplayers.backend import kernels_torch
 
     monkeypatch.setattr(kernels_torch, "_on_cpu", lambda x: False)
     monkeypatch.setattr(kernels_torch, "_DW_TRANSPOSED_FROM", 1)  # the large-batch dW
+    monkeypatch.setattr(kernels_torch, "_W_COPY_FROM", 1)  # and forward
     test_kernel_equals_generic(backend, name, case, build, dtype)
 
 
