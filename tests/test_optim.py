@@ -365,3 +365,19 @@ def test_set_state_refuses_another_optimizer_or_parameters():
         fresh.set_state(info, {**arrays, "x.W": arrays["m.W"]}, params)
     assert fresh.iter == 0  # nothing changed
     assert fresh.m == {}
+
+
+def test_numpy_sgd_kernel_updates_writable_parameters_only():
+    from xplayers.backend import kernels_numpy as k
+
+    rng = np.random.default_rng(4)
+    p0, g = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    p = p0.copy()
+    assert k.subtract_scaled_(p, g, 0.1) is True
+    np.testing.assert_array_equal(p, p0 - 0.1 * g)
+    assert k.subtract_scaled_(p, g.astype(np.float32), 0.1) is False  # the optimizer casts
+    assert k.subtract_scaled_(p, g[:2], 0.1) is False
+    frozen = p0.copy()
+    frozen.setflags(write=False)
+    assert k.subtract_scaled_(frozen, g, 0.1) is False  # the optimizer rebinds
+    np.testing.assert_array_equal(frozen, p0)

@@ -6,7 +6,7 @@ Each function here has the name and signature of a function of
 
 * they write into the arrays they have just created (``out=``, ``+=``)
   instead of allocating a temporary for every operation, and never into
-  their arguments;
+  their arguments (but ``subtract_scaled_``, the SGD update, whose job it is);
 * ``np.dot`` for ``x.T @ dout``: ``matmul`` with an inner dimension of 1 (the
   batch-1 outer product) takes a slow loop, ``dot`` calls BLAS (8x faster);
 * the bias gradient and the softmax row sums as BLAS matrix-vector
@@ -97,6 +97,16 @@ def affine_backward(
         return NotImplemented
     dx = np.dot(dout, W.T) if input_grad else None
     return dx, np.dot(x.T, dout), np.dot(_ones(dout.shape[0], dout.dtype), dout)
+
+
+def subtract_scaled_(p: Array, g: Array, lr: float, /) -> bool:
+    """``p -= lr * g`` in place for a writable `p` of `g`'s dtype and shape; else False."""
+    if type(p) is not np.ndarray or type(g) is not np.ndarray or not p.flags.writeable:
+        return False
+    if p.dtype != g.dtype or p.shape != g.shape:
+        return False
+    p -= lr * g
+    return True
 
 
 def relu(x: Array, /) -> Array:
@@ -239,11 +249,19 @@ def cross_entropy_backward(y: Array, t: Array, dout: Any = 1.0, /) -> Any:
     return dx
 
 
+#: The unsigned dtype of each signed integer dtype (``int64`` -> ``uint64``).
+_UNSIGNED: dict[Any, Any] = {}
+
+
 def labels_in_range(t: Array, num_classes: int, /) -> Any:
     """``all(0 <= t < C)`` in one pass: negative labels viewed as unsigned are huge."""
-    if t.dtype.kind == "i":
-        t = t.view(t.dtype.str.replace("i", "u"))
-    elif t.dtype.kind != "u":
+    kind = t.dtype.kind
+    if kind == "i":
+        unsigned = _UNSIGNED.get(t.dtype)
+        if unsigned is None:
+            unsigned = _UNSIGNED[t.dtype] = np.dtype(t.dtype.str.replace("i", "u"))
+        t = t.view(unsigned)
+    elif kind != "u":
         return NotImplemented
     return t.size == 0 or bool(np.maximum.reduce(t, axis=None) < num_classes)
 

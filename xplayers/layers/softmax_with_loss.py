@@ -112,6 +112,8 @@ class SoftmaxWithLoss(Layer):
     def backward(self, dout: Any = 1.0) -> Any:
         """Return ``dout * (y - t) / N``, shape ``(N, C)``; `dout` is a scalar or 0-d array."""
         y = self._forward_state(self.y)
+        if type(dout) is float:  # the common case: backward() or backward(1.0)
+            return cross_entropy_backward(y, self.t, dout)
         if array_api_compat.is_array_api_obj(dout):
             xp = float_array("SoftmaxWithLoss.backward", "dout", dout)
             same_backend("SoftmaxWithLoss.backward", "dout", dout, "the loss", y)
