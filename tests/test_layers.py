@@ -331,3 +331,16 @@ def test_check_labels_must_be_a_bool_or_none(bad):
         xpl.LayerInputError, match=r"SoftmaxWithLoss: argument 'check_labels': expected True"
     ):
         xpl.SoftmaxWithLoss(check_labels=bad)
+
+
+def test_check_labels_survives_pickle_and_shows_in_repr():
+    import pickle
+
+    layer = pickle.loads(pickle.dumps(xpl.SoftmaxWithLoss(check_labels=False)))
+    assert layer.check_labels is False
+    assert repr(layer) == "SoftmaxWithLoss(check_labels=False)"
+    assert repr(xpl.SoftmaxWithLoss()) == "SoftmaxWithLoss()"
+    old = xpl.SoftmaxWithLoss()
+    del old.__dict__["check_labels"]  # a layer pickled before the option existed
+    assert old.check_labels is None
+    old.forward(np.zeros((1, 2)), np.array([1]))

@@ -72,6 +72,9 @@ class SoftmaxWithLoss(Layer):
     Array([[ 0.5, -0.5]], dtype=array_api_strict.float64)
     """
 
+    #: See the parameter (a class default too, for layers pickled before it existed).
+    check_labels: bool | None = None
+
     def __init__(self, check_labels: bool | None = None) -> None:
         if check_labels is not None and not isinstance(check_labels, bool):
             fail("SoftmaxWithLoss", "check_labels", "True, False or None", describe(check_labels))
@@ -108,6 +111,10 @@ class SoftmaxWithLoss(Layer):
         self.t = t
         self.loss, self.y = softmax_cross_entropy(x, t)
         return self.loss
+
+    def __repr__(self) -> str:
+        arg = "" if self.check_labels is None else f"check_labels={self.check_labels}"
+        return f"SoftmaxWithLoss({arg})"
 
     def backward(self, dout: Any = 1.0) -> Any:
         """Return ``dout * (y - t) / N``, shape ``(N, C)``; `dout` is a scalar or 0-d array."""
