@@ -80,15 +80,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Such a test (the CLI, files, datasets, ...) does not depend on the backend
     under test, so it runs where NumPy is selected (the default, the numpy
-    session), or where one of the names of its ``backends`` marker is.
+    session), or where one of the names of its ``backends`` marker is. A test
+    *with* the fixture and a ``backends`` marker runs on those backends only
+    (deselected elsewhere, rather than skipped once per other backend).
     """
     names = {BACKEND_IDS[bid][0].name for bid in _selected(config)}
     keep, drop = [], []
     for item in items:
         marker = item.get_closest_marker("backends")
         wanted = set(marker.args) if marker else {"numpy"}
-        uses_matrix = "backend" in getattr(item, "fixturenames", ())
-        (keep if uses_matrix or wanted & names else drop).append(item)
+        if "backend" in getattr(item, "fixturenames", ()):
+            bid = getattr(getattr(item, "callspec", None), "params", {}).get("backend_id")
+            own = BACKEND_IDS[bid][0].name if bid in BACKEND_IDS else None
+            (keep if marker is None or own in wanted else drop).append(item)
+            continue
+        (keep if wanted & names else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

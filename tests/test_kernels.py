@@ -229,13 +229,12 @@ def test_numpy_kernels_are_safe_on_many_threads():
         np.testing.assert_allclose(results[i + 40][1], db, rtol=0, atol=0)
 
 
+@pytest.mark.backends("torch")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("name", "case", "build"), CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
 def test_torch_gpu_form_equals_generic(backend, monkeypatch, name, case, build, dtype):
     """The torch kernels' other forms on the CPU: the GPU one (no host read, labels compared,
     not indexed) and the large-batch affine products."""
-    if backend.name != "torch":
-        pytest.skip("the torch kernels' GPU form runs on torch tensors")
     from xplayers.backend import kernels_torch
 
     monkeypatch.setattr(kernels_torch, "_on_cpu", lambda x: False)
