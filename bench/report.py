@@ -277,6 +277,8 @@ def render(folders, output):
         "pytest-benchmark files listed at the end; every number comes from them. "
         "Regenerate it with `nox -s bench` (see `bench/README.md`).\n```\n"
     )
+    notes = [Path(f) / "note.md" for f in folders]  # the run's load, processes run beside it
+    out.extend(n.read_text(encoding="utf-8").strip() + "\n" for n in notes if n.is_file())
     if quick:
         out.append(
             "```{warning}\nA smoke run (`XPLAYERS_BENCH_QUICK=1`): not a measurement.\n```\n"
