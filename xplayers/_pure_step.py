@@ -42,7 +42,6 @@ labels of the whole dataset once before the first step.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,9 +49,9 @@ from typing import Any
 
 from xplayers import functional
 from xplayers._backend import namespace
-from xplayers._validation import describe, fail, float_array
 from xplayers.backend import Record, record_of
 from xplayers.errors import LayerInputError
+from xplayers.layers.affine import check_input
 from xplayers.layers.softmax_with_loss import check_logits_and_targets, column_labels
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop
 from xplayers.stateless import Stateless, stateless
@@ -165,7 +164,7 @@ class PureStep:
         """
         self.traces += 1
         f = self.structure
-        _check_input(x, params[f.steps[0][1]])
+        check_input(x, params[f.steps[0][1]])
         logits, kept = f.forward(params, x)
         t_in = t
         t = column_labels(logits, t)
@@ -201,20 +200,6 @@ class PureStep:
             outs,
             y,
             None if t is t_in else t,
-        )
-
-
-def _check_input(x: Any, W: Any) -> None:
-    """The checks ``Affine.forward`` makes of the network input (run when traced)."""
-    where = "Affine.forward"
-    float_array(where, "x", x, ndim_min=2)
-    if math.prod(x.shape[1:]) != W.shape[0]:
-        fail(
-            where,
-            "x",
-            f"{W.shape[0]} values per sample, shape (N, {W.shape[0]}), to match W "
-            f"of shape {tuple(W.shape)}",
-            describe(x),
         )
 
 

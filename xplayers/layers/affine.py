@@ -11,7 +11,25 @@ from xplayers._validation import describe, dtype_name, fail, float_array, like, 
 from xplayers.functional import affine, affine_backward
 from xplayers.layers._base import Layer
 
-__all__ = ["Affine"]
+__all__ = ["Affine", "check_input"]
+
+
+def check_input(x: Any, W: Any) -> ModuleType:
+    """What ``Affine.forward`` requires of its input: floating, ``(N, ...)`` with ``D`` values.
+
+    Returns the namespace of `x`; raises ``LayerInputError`` naming the layer.
+    """
+    where = "Affine.forward"
+    xp = float_array(where, "x", x, ndim_min=2)
+    if math.prod(x.shape[1:]) != W.shape[0]:
+        fail(
+            where,
+            "x",
+            f"{W.shape[0]} values per sample, shape (N, {W.shape[0]}), to match W "
+            f"of shape {tuple(W.shape)}",
+            describe(x),
+        )
+    return xp
 
 
 class Affine(Layer):
@@ -103,18 +121,9 @@ class Affine(Layer):
             self._x_dtype = x.dtype
             self.x = x
             return affine(x, W, self.b)
-        where = "Affine.forward"
-        xp = float_array(where, "x", x, ndim_min=2)
-        same_backend(where, "x", x, "the layer's parameters W, b", W)
-        n, d = x.shape[0], math.prod(x.shape[1:])
-        if d != W.shape[0]:
-            fail(
-                where,
-                "x",
-                f"{W.shape[0]} values per sample, shape (N, {W.shape[0]}), to match W "
-                f"of shape {tuple(W.shape)}",
-                describe(x),
-            )
+        xp = check_input(x, W)
+        same_backend("Affine.forward", "x", x, "the layer's parameters W, b", W)
+        n, d = x.shape[0], W.shape[0]
         self.original_x_shape = tuple(x.shape)
         self._x_dtype = x.dtype
         if x.ndim != 2:
