@@ -43,6 +43,7 @@ from array_api_compat import is_writeable_array
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import (
+    choice,
     describe,
     dtype_name,
     fail,
@@ -577,10 +578,7 @@ def get_optimizer(name: str, **kwargs: float) -> Optimizer:
     >>> get_optimizer("adam", lr=0.01)
     Adam(lr=0.01, beta1=0.9, beta2=0.999)
     """
-    key = name.lower() if isinstance(name, str) else name
-    if key not in OPTIMIZERS:
-        fail("get_optimizer", "name", f"one of {list(OPTIMIZERS)}", repr(name))
-    cls = OPTIMIZERS[key]
+    cls = OPTIMIZERS[choice("get_optimizer", "name", name, OPTIMIZERS)]
     accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
