@@ -305,3 +305,39 @@ def test_cli_train_resume_continues_bit_identically(
     assert code != 0
     assert "Resume with the optimizer" in err
     assert "Traceback" not in err
+
+
+def test_resume_with_dropout_is_bit_identical(digits: Any, tmp_path: Path) -> None:
+    """Dropout's mask generators are in the checkpoint, so its masks go on where they were."""
+    from xplayers.network import MultiLayerNetExtend
+    from xplayers.optim import SGD
+
+    train_set, test_set = digits
+
+    def net() -> Any:
+        return MultiLayerNetExtend(64, [20, 20], 10, use_dropout=True, dropout_ration=0.3, seed=3)
+
+    kwargs: dict[str, Any] = {"epochs": 3, "batch_size": 64, "eval_every": 4, "seed": 7}
+    whole = net()
+    expected = train(whole, SGD(lr=0.1), train_set, test_set, **kwargs)
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(_StopError):
+        train(
+            net(),
+            SGD(lr=0.1),
+            train_set,
+            test_set,
+            checkpoint=ckpt,
+            callback=_stop_after(3),
+            **kwargs,
+        )
+    fresh = net()
+    for layer in fresh.layers.values():  # other masks from here on: replaced by the checkpoint's
+        if hasattr(layer, "reseed"):
+            layer.reseed(12345)
+    resumed = train(fresh, SGD(lr=0.1), train_set, test_set, resume=ckpt, **kwargs)
+    assert _host(fresh) == _host(whole)
+    assert _curve(resumed) == _curve(expected)
+    without = MultiLayerNetExtend(64, [20, 20], 10, use_dropout=False, seed=3)
+    with pytest.raises(LayerInputError, match="generators of this network's layers"):
+        train(without, SGD(lr=0.1), train_set, test_set, resume=ckpt, **kwargs)

@@ -711,9 +711,42 @@ def _save_checkpoint(
         save(network, path, metadata=metadata)
         return
     info, arrays = optimizer.state()
-    state = {"train": {**where, "optimizer": info}}
+    state = {"train": {**where, "optimizer": info, "layers": _layer_generators(network)}}
     arrays = {f"optimizer.{name}": value for name, value in arrays.items()}
     save_checkpoint(network, path, state=state, arrays=arrays, metadata=metadata)
+
+
+def _layer_generators(network: Any) -> dict[str, Any]:
+    """The state of each layer's own generator (Dropout's masks), by layer name."""
+    layers = getattr(network, "layers", None) or {}
+    return {
+        name: layer.rng.bit_generator.state
+        for name, layer in layers.items()
+        if isinstance(getattr(layer, "rng", None), np.random.Generator)
+    }
+
+
+def _restore_generators(network: Any, saved: object, name: str) -> list[tuple[Any, Any]]:
+    """Check the saved layer generators against `network`'s; return (generator, state) pairs."""
+    if saved is None:  # written before layer generators were saved: they go on as they are
+        return []
+    mine = _layer_generators(network)
+    if not isinstance(saved, dict) or set(saved) != set(mine):
+        fail(
+            "train",
+            "resume",
+            f"a checkpoint with the generators of this network's layers {sorted(mine)}",
+            f"{name}, with {sorted(saved) if isinstance(saved, dict) else saved!r}",
+        )
+    pairs = []
+    for key, state in saved.items():
+        probe = np.random.default_rng()
+        try:
+            probe.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as exc:
+            fail("train", "resume", f"a readable generator state for layer {key!r}", repr(exc))
+        pairs.append((network.layers[key].rng, state))
+    return pairs
 
 
 def _skip(loader: Iterable[Any], n: int) -> Iterator[Any]:
@@ -792,7 +825,10 @@ def _resume(
         iteration, skip = int(run["iteration"]), int(run["skip"])
     except (KeyError, TypeError, ValueError) as exc:
         fail("train", "resume", "a checkpoint with a readable training state", f"{name}: {exc!r}")
+    generators = _restore_generators(network, run.get("layers"), name)
     optimizer.set_state(run["optimizer"], arrays, network.params)
     network.load_params(saved.params)
     rng.bit_generator.state = run["rng"]
+    for generator, state in generators:
+        generator.bit_generator.state = state
     return history, iteration, skip
