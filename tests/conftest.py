@@ -15,6 +15,7 @@ skipping everything.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,3 +200,26 @@ def xp(backend: TestBackend) -> Any:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+class _Messages(logging.Handler):
+    """Keeps the messages of the records it gets."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def distributed_warnings() -> Iterator[list[str]]:
+    """The warnings dask.distributed logs during the test (its scheduler's and client's)."""
+    handler = _Messages()
+    log = logging.getLogger("distributed")
+    log.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        log.removeHandler(handler)

@@ -7,10 +7,12 @@ inside them: a raw ``MemoryError`` or a killed child fails the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,16 @@ def run_limited(
         timeout=4 * cpu_s if timeout_s is None else timeout_s,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def reaped(child: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Yield `child`; when the block ends, kill it if it still runs, wait, close its pipe."""
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

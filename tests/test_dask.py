@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,26 +38,6 @@ def client() -> Iterator[Any]:
         yield c
 
 
-class _Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def scheduler_warnings() -> Iterator[list[str]]:
-    handler = _Warnings()
-    log = logging.getLogger("distributed")
-    log.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        log.removeHandler(handler)
-
-
 def _data(n: int = 64, d: int = 12, c: int = 3) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, c, n)
@@ -84,7 +63,7 @@ def test_one_persist_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dask_training_equals_numpy_and_is_quiet_on_a_cluster(
-    client: Any, scheduler_warnings: list[str]
+    client: Any, distributed_warnings: list[str]
 ) -> None:
     x, t = _data()
     results = {}
@@ -98,4 +77,4 @@ def test_dask_training_equals_numpy_and_is_quiet_on_a_cluster(
     np.testing.assert_allclose(
         results["dask"][1].train_loss, results["numpy"][1].train_loss, rtol=1e-5
     )
-    assert not [m for m in scheduler_warnings if "run_spec" in m]
+    assert not [m for m in distributed_warnings if "run_spec" in m]

@@ -28,7 +28,7 @@ from xplayers.errors import LayerInputError
 from xplayers.io import METADATA_KEY, ModelFileError
 from xplayers.network import MultiLayerNet, TwoLayerNet
 
-from .limits import run_limited
+from .limits import reaped, run_limited
 
 
 def _host(net: Any) -> dict[str, np.ndarray]:
@@ -463,20 +463,13 @@ def test_sigkill_mid_write_keeps_previous_file(tmp_path: Path) -> None:
     original = TwoLayerNet(784, 1000, 10, seed=0)
     io.save(original, target)
     before = target.read_bytes()
-    child = _start_child(target, "slow")
-    try:
+    with reaped(_start_child(target, "slow")) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "half written"
         leftovers = [p for p in tmp_path.iterdir() if p.name != "model.npz"]
         assert leftovers, "the child should be writing a temporary file"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     assert target.read_bytes() == before
     _same_bits(_host(io.load(target)), _host(original))
@@ -495,19 +488,12 @@ def test_sigkill_during_repeated_saves_always_leaves_a_whole_file(tmp_path: Path
     valid = {_host(TwoLayerNet(784, 1000, 10, seed=s))["W1"].tobytes()[:4096] for s in (0, 1)}
     rng = np.random.default_rng(0)
     for _ in range(3):
-        child = _start_child(target, "loop")
-        try:
+        with reaped(_start_child(target, "loop")) as child:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "saving"
             time.sleep(float(rng.uniform(0.05, 0.4)))
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-            if child.stdout is not None:
-                child.stdout.close()
         loaded = _host(io.load(target))
         assert loaded["W1"].tobytes()[:4096] in valid
 
@@ -844,18 +830,11 @@ def test_next_save_removes_temporaries_of_killed_saves_only(tmp_path: Path) -> N
     target = tmp_path / "model.npz"
     io.save(TwoLayerNet(3, 3, 2, seed=0), target)
     for _ in range(2):  # the second killed save removes the first one's temporary
-        child = _start_child(target, "slow")
-        try:
+        with reaped(_start_child(target, "slow")) as child:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "half written"
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-            if child.stdout is not None:
-                child.stdout.close()
     assert len(list(tmp_path.iterdir())) == 2  # the killed save left its temporary
     # a live writer (holding its lock), another target's and a user's file stay
     live = tmp_path / ".model.npz.0123456789ab.tmp"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import signal
@@ -116,15 +115,6 @@ def test_one_task_per_chunk_then_a_tree(tmp_path: Path) -> None:
     assert seen == [12 + 3 + 1]
 
 
-class _Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """Two worker processes (a worker can be killed), one thread each."""
@@ -149,26 +139,23 @@ def cluster() -> Iterator[Any]:
             os.environ["PYTHONPATH"] = old
 
 
-def test_full_batch_steps_on_a_cluster_equal_numpy(cluster: Any) -> None:
+def test_full_batch_steps_on_a_cluster_equal_numpy(
+    cluster: Any, distributed_warnings: list[str]
+) -> None:
     from xplayers.parallel import full_batch_step
 
     da = pytest.importorskip("dask.array")
-    handler = _Warnings()
-    logging.getLogger("distributed").addHandler(handler)
-    try:
-        x, t = _data()
-        net = TwoLayerNet(20, 16, 4, weight_init_std=0.3, seed=0, dtype="float32")
-        ref = TwoLayerNet(20, 16, 4, weight_init_std=0.3, seed=0, dtype="float32")
-        opt, ref_opt = SGD(lr=0.5), SGD(lr=0.5)
-        xs, ts = da.from_array(x, chunks=100), da.from_array(t, chunks=100)
-        for _ in range(3):
-            loss = full_batch_step(net, opt, xs, ts, client=cluster)
-            assert loss == pytest.approx(float(ref.loss(x, t)), rel=1e-5)
-            ref_opt.update(ref.params, ref.gradient(x, t))
-        _close(dict(net.params), dict(ref.params), 1e-5)
-    finally:
-        logging.getLogger("distributed").removeHandler(handler)
-    assert not [m for m in handler.messages if "run_spec" in m]
+    x, t = _data()
+    net = TwoLayerNet(20, 16, 4, weight_init_std=0.3, seed=0, dtype="float32")
+    ref = TwoLayerNet(20, 16, 4, weight_init_std=0.3, seed=0, dtype="float32")
+    opt, ref_opt = SGD(lr=0.5), SGD(lr=0.5)
+    xs, ts = da.from_array(x, chunks=100), da.from_array(t, chunks=100)
+    for _ in range(3):
+        loss = full_batch_step(net, opt, xs, ts, client=cluster)
+        assert loss == pytest.approx(float(ref.loss(x, t)), rel=1e-5)
+        ref_opt.update(ref.params, ref.gradient(x, t))
+    _close(dict(net.params), dict(ref.params), 1e-5)
+    assert not [m for m in distributed_warnings if "run_spec" in m]
 
 
 class Deadly(NpyFolder):

@@ -21,7 +21,7 @@ from xplayers.network import MultiLayerNet, TwoLayerNet
 from xplayers.optim import SGD, Adam, get_optimizer
 from xplayers.training import History, train
 
-from .limits import ROOT
+from .limits import ROOT, reaped
 
 
 @pytest.fixture(scope="module")
@@ -254,18 +254,12 @@ def test_run_killed_after_a_checkpoint_resumes_bit_identically(
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
+    with reaped(child):
         assert child.stdout is not None
         assert child.stdout.readline().split() == ["checkpoint", "8"]
         assert child.stdout.readline().split() == ["checkpoint", "16"]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     assert io.read_metadata(ckpt)["state"]["data"]["train"]["iteration"] == 16
     done = run("resume", ckpt, resumed)
