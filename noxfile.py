@@ -1,8 +1,11 @@
 """Development sessions: ``nox`` runs the default ones (the CPU backends, lint, types, docs, build).
 
 ``nox -s tests`` runs the test suite once per CPU backend, each session
-installing only its own backend; the sessions, what they install and the test
-ids they run come from the backend records in ``xplayers/backend/``.
+installing only its own backend: the extra of ``pyproject.toml`` that its
+record in ``xplayers/backend/`` names (the one source of requirements), and
+running the test ids of ``tests/matrix.py``. Before the tests, each session
+imports its backend's whole stack and fails in one line if the installed
+releases do not fit together.
 ``nox -s gpu`` (not default) runs the suite on the GPU columns of the matrix
 (CuPy, torch CUDA) in the current environment, which must already have them.
 ``nox -s bench`` runs the benchmarks and renders ``docs/benchmarks.md``.
@@ -18,6 +21,7 @@ otherwise it is skipped with that hint. With ``XPLAYERS_NOX_REQUIRE_ALL=1``
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shlex
 import shutil
@@ -70,16 +74,38 @@ def load_records() -> dict[str, Any]:
         sys.modules.update(saved)
 
 
+def load_matrix() -> types.ModuleType:
+    """``tests/matrix.py``, the test columns and session stacks, loaded by path (stdlib only)."""
+    path = ROOT / "tests" / "matrix.py"
+    spec = importlib.util.spec_from_file_location("xplayers_test_matrix", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while they are made
+    spec.loader.exec_module(module)
+    return module
+
+
 RECORDS = load_records()
+MATRIX = load_matrix()
 # backend name -> its CPU columns of the test matrix
 CPU_IDS = {
-    name: [t.id for t in r.test_ids if not t.gpu]
-    for name, r in RECORDS.items()
-    if any(not t.gpu for t in r.test_ids)
+    name: [t.id for t in MATRIX.COLUMNS[name] if not t.gpu]
+    for name in RECORDS
+    if any(not t.gpu for t in MATRIX.COLUMNS[name])
 }
-GPU_IDS = [t.id for r in RECORDS.values() for t in r.test_ids if t.gpu]
-# Optional features that need a package of their own, and the session that installs it.
-FEATURES = {"numpy": ["matplotlib"]}
+GPU_IDS = [t.id for name in RECORDS for t in MATRIX.COLUMNS[name] if t.gpu]
+# Optional features tested in one session, by the extra of pyproject.toml that installs them.
+FEATURES = {"numpy": ["plot"]}
+# Backends whose plain PyPI wheel is a GPU build of several gigabytes: their session runs only
+# when this variable says what to install, and otherwise skips with that hint.
+OPT_IN = {"torch": "XPLAYERS_TORCH_REQUIREMENT"}
+
+
+def extra_requirements(*extras: str) -> list[str]:
+    """What ``pyproject.toml`` lists under `extras`: the one source of optional requirements."""
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    return [req for extra in extras for req in optional[extra]]
 
 
 def _install_test(session: nox.Session, *extra: str) -> None:
@@ -90,23 +116,22 @@ def _install_test(session: nox.Session, *extra: str) -> None:
 
 
 def _requirements(session: nox.Session, name: str) -> list[str]:
-    """What the session of backend `name` installs for it, from its record."""
-    r = RECORDS[name]
-    pinned = os.environ.get(r.nox_requirement_env or "", "").strip()
+    """What the session of backend `name` installs for it: its record's extras, from pyproject."""
+    variable = OPT_IN.get(name)
+    if variable is None:
+        return extra_requirements(*RECORDS[name].extras[:1])
+    pinned = os.environ.get(variable, "").strip()
     if pinned:
         return shlex.split(pinned)
-    if r.nox_opt_in:
-        message = (
-            f"{name}: set {r.nox_requirement_env} to what to install (its plain PyPI wheel "
-            f"is a GPU build of several GB), e.g. {r.nox_requirement_env}='{name} "
-            f"--index-url https://download.pytorch.org/whl/cpu'"
-        )
-        if REQUIRE_ALL:
-            session.error(
-                f"XPLAYERS_NOX_REQUIRE_ALL is set, so this session may not skip: {message}"
-            )
-        session.skip(message)
-    return list(r.nox_requirements)
+    message = (
+        f"{name}: set {variable} to what to install (its plain PyPI wheel "
+        f"is a GPU build of several GB), e.g. {variable}='{name} "
+        f"--index-url https://download.pytorch.org/whl/cpu'"
+    )
+    if REQUIRE_ALL:
+        session.error(f"XPLAYERS_NOX_REQUIRE_ALL is set, so this session may not skip: {message}")
+    session.skip(message)
+    return []  # not reached: skip raises
 
 
 @nox.session
@@ -114,7 +139,9 @@ def _requirements(session: nox.Session, name: str) -> list[str]:
 def tests(session: nox.Session, backend: str) -> None:
     """Run the test suite on one CPU backend, failing if that backend is not usable."""
     extra = _requirements(session, backend)
-    _install_test(session, *extra, *FEATURES.get(backend, []))
+    _install_test(session, *extra, *extra_requirements(*FEATURES.get(backend, [])))
+    # Fail fast, in one line, when the installed releases of the stack do not fit together.
+    session.run("python", "tests/matrix.py", "check", backend, silent=True)
     session.run(
         "pytest",
         f"--backends={','.join(CPU_IDS[backend])}",

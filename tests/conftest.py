@@ -25,11 +25,12 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
-from xplayers.backend import RECORDS, Record, TestId, backend_status, resolve
+from tests.matrix import COLUMNS, TestId, check_stack
+from xplayers.backend import RECORDS, Record, backend_status, resolve
 
-# Every column of the matrix, read from the backend records: id -> (record, column).
+# Every column of the matrix, from tests/matrix.py: id -> (record, column).
 BACKEND_IDS: dict[str, tuple[Record, TestId]] = {
-    t.id: (r, t) for r in RECORDS.values() for t in r.test_ids
+    t.id: (RECORDS[name], t) for name, columns in COLUMNS.items() for t in columns
 }
 
 
@@ -72,6 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
             ok, why = backend_status(rec.name, col.device)
             if not ok:
                 missing.append(f"{bid}: {why}")
+            elif (problem := check_stack(rec.name)) is not None:
+                missing.append(f"{bid}: {problem}")
         if missing:
             raise pytest.UsageError("required backends are not usable:\n  " + "\n  ".join(missing))
 

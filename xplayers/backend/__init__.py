@@ -30,7 +30,7 @@ from xplayers.backend._core import (
     to_backend,
     to_numpy,
 )
-from xplayers.backend._record import Record, Report, TestId, install_hint
+from xplayers.backend._record import Record, Report, install_hint
 from xplayers.backend._registry import (
     BACKENDS,
     ENV_VAR,
@@ -60,7 +60,6 @@ __all__ = [
     "Backend",
     "Record",
     "Report",
-    "TestId",
     "asarray",
     "backend_name",
     "backend_status",

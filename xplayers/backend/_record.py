@@ -9,7 +9,9 @@ its tests.
 
 This module and the record modules import only the standard library at
 import time (the library itself is imported on first use), so ``noxfile.py``
-can read the records before NumPy is installed.
+can read the records (which extras install each backend) before NumPy is
+installed. The test matrix and what each test session imports are test
+configuration, in ``tests/matrix.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from xplayers.backend._core import Backend
 
-__all__ = ["Record", "Report", "TestId", "install_hint"]
+__all__ = ["Record", "Report", "install_hint"]
 
 
 def install_hint(*extras: str, note: str = "") -> str:
@@ -46,18 +48,6 @@ def install_hint(*extras: str, note: str = "") -> str:
     local = " or ".join(f'".[{e}]"' for e in extras)
     text = f"pip install {pypi} (from a source checkout: pip install {local})"
     return f"{text}{note}"
-
-
-@dataclass(frozen=True)
-class TestId:
-    """One column of the test matrix: an id, the device it runs on, and its flavour."""
-
-    id: str
-    device: str | int | None = None
-    gpu: bool = False  # needs a GPU: marked ``gpu`` and left out of the CPU sessions
-    readonly: bool = False  # hand tests read-only NumPy memory to catch writes into inputs
-
-    __test__: ClassVar[bool] = False  # not a test class
 
 
 @dataclass(frozen=True)
@@ -97,6 +87,10 @@ class Record:
     compat: ClassVar[str | None]
     #: Distribution names to read the version from, first installed wins.
     distributions: ClassVar[tuple[str, ...]]
+    #: The extras of ``pyproject.toml`` that install it (none: a requirement of xplayers).
+    #: They are the one source of its requirements: ``install`` names them, and the
+    #: nox sessions install what ``pyproject.toml`` lists under them.
+    extras: ClassVar[tuple[str, ...]]
     #: How to install it (PyPI form and checkout form).
     install: ClassVar[str]
     #: Whether it can run on a GPU.
@@ -113,16 +107,6 @@ class Record:
     dlpack: ClassVar[bool] = True
     #: Dotted name of a module of fast kernels for this backend, imported on first use.
     kernels: ClassVar[str | None] = None
-    #: The columns of the test matrix for this backend.
-    test_ids: ClassVar[tuple[TestId, ...]]
-    #: What a test session installs for this backend (beyond the test group).
-    nox_requirements: ClassVar[tuple[str, ...]] = ()
-    #: An environment variable that pins :attr:`nox_requirements`; when set,
-    #: the session must install from it (see ``noxfile.py``).
-    nox_requirement_env: ClassVar[str | None] = None
-    #: Whether the default ``nox`` run skips this backend unless ``nox_requirement_env`` is set
-    #: (for libraries whose plain PyPI wheel is a multi-gigabyte GPU build).
-    nox_opt_in: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"<xplayers backend record {self.name!r}>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, TestId, install_hint
+from xplayers.backend._record import Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -25,11 +25,8 @@ class ArrayApiStrictRecord(Record):
     module: ClassVar[str] = "array_api_strict"
     compat: ClassVar[str | None] = None  # already a standard namespace
     distributions: ClassVar[tuple[str, ...]] = ("array-api-strict",)
+    extras: ClassVar[tuple[str, ...]] = ("strict",)
     install: ClassVar[str] = install_hint("strict")
-    test_ids: ClassVar[tuple[TestId, ...]] = (
-        TestId("array_api_strict"),
-        TestId("array_api_strict:device1", "device1"),
-    )
 
     def device_examples(self) -> str:
         return "'CPU_DEVICE' or 'device1'"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, TestId, install_hint
+from xplayers.backend._record import Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -28,11 +28,11 @@ class CupyRecord(Record):
         "cupy-cuda11x",
         "cupy",
     )
+    extras: ClassVar[tuple[str, ...]] = ("cuda12", "cuda13")
     install: ClassVar[str] = install_hint(
         "cuda12", "cuda13", note="; pick the one matching the CUDA version of the driver"
     )
     gpu: ClassVar[bool] = True
-    test_ids: ClassVar[tuple[TestId, ...]] = (TestId("cupy", 0, gpu=True),)
 
     def device_examples(self) -> str:
         return "0, 1 or 'cuda:1'"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from xplayers.backend._record import Record, TestId, install_hint
+from xplayers.backend._record import Record, install_hint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,12 +21,10 @@ class DaskRecord(Record):
     module: ClassVar[str] = "dask.array"
     compat: ClassVar[str | None] = "array_api_compat.dask.array"
     distributions: ClassVar[tuple[str, ...]] = ("dask",)
+    extras: ClassVar[tuple[str, ...]] = ("dask",)
     install: ClassVar[str] = install_hint("dask")
     lazy: ClassVar[bool] = True
     dlpack: ClassVar[bool] = False
-    test_ids: ClassVar[tuple[TestId, ...]] = (TestId("dask"),)
-    # distributed and zarr: the cluster and zarr-streaming tests run in this session
-    nox_requirements: ClassVar[tuple[str, ...]] = ("dask[array]", "distributed", "zarr")
 
     def resolve(self, device: Any = None) -> Backend:
         from xplayers.backend._core import Backend

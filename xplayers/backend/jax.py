@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, TestId, install_hint
+from xplayers.backend._record import Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -21,13 +21,12 @@ class JaxRecord(Record):
     module: ClassVar[str] = "jax"
     compat: ClassVar[str | None] = "jax.numpy"
     distributions: ClassVar[tuple[str, ...]] = ("jax",)
+    extras: ClassVar[tuple[str, ...]] = ("jax",)
     install: ClassVar[str] = install_hint(
         "jax", note='; for an NVIDIA GPU: pip install "jax[cuda12]"'
     )
     gpu: ClassVar[bool] = True
     compiles: ClassVar[bool] = True
-    test_ids: ClassVar[tuple[TestId, ...]] = (TestId("jax", "cpu"),)
-    nox_requirements: ClassVar[tuple[str, ...]] = ("jax",)
 
     def device_examples(self) -> str:
         return "'cpu', 'gpu' or 'gpu:1'"

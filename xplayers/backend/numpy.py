@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, TestId
+from xplayers.backend._record import Record
 
 if TYPE_CHECKING:
     from xplayers.backend._core import Backend
@@ -20,11 +20,8 @@ class NumpyRecord(Record):
     compat: ClassVar[str | None] = "array_api_compat.numpy"
     kernels: ClassVar[str | None] = "xplayers.backend.kernels_numpy"
     distributions: ClassVar[tuple[str, ...]] = ("numpy",)
+    extras: ClassVar[tuple[str, ...]] = ()
     install: ClassVar[str] = "pip install numpy (a requirement of xplayers itself)"
-    test_ids: ClassVar[tuple[TestId, ...]] = (
-        TestId("numpy"),
-        TestId("numpy_readonly", readonly=True),
-    )
 
     def resolve(self, device: Any = None) -> Backend:
         import numpy as np

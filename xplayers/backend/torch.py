@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, TestId, install_hint
+from xplayers.backend._record import Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -29,17 +29,10 @@ class TorchRecord(Record):
     compat: ClassVar[str | None] = "array_api_compat.torch"
     kernels: ClassVar[str | None] = "xplayers.backend.kernels_torch"
     distributions: ClassVar[tuple[str, ...]] = ("torch",)
+    extras: ClassVar[tuple[str, ...]] = ("torch",)
     install: ClassVar[str] = install_hint("torch")
     gpu: ClassVar[bool] = True
     device_attribute: ClassVar[bool] = True
-    test_ids: ClassVar[tuple[TestId, ...]] = (
-        TestId("torch", "cpu"),
-        TestId("torch:cuda", "cuda", gpu=True),
-    )
-    nox_requirements: ClassVar[tuple[str, ...]] = ("torch",)
-    nox_requirement_env: ClassVar[str | None] = "XPLAYERS_TORCH_REQUIREMENT"
-    # The plain PyPI wheel of torch for Linux is a CUDA build of several gigabytes.
-    nox_opt_in: ClassVar[bool] = True
 
     def device_examples(self) -> str:
         return "'cpu', 'cuda', 'cuda:1' or 'mps'"
