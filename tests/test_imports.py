@@ -75,12 +75,6 @@ def _imports(name: str, path: Path) -> tuple[set[str], list[str]]:
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
-#: Function-level imports still to be untangled, each ``(importer, imported)``.
-#: Remove an entry when its circle is gone; the test below fails on a new one.
-PENDING = {("xplayers.backend._core", "xplayers.backend._registry")}
-for _importer, _imported in PENDING:
-    GRAPH[_importer][0].discard(_imported)
-
 
 def _cycle() -> list[str] | None:
     """One import circle of the graph, or None (depth-first search)."""

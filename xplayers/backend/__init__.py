@@ -27,14 +27,14 @@ from xplayers.backend._core import (
     backend_name,
     namespace,
     record_of,
+    resolve,
     to_backend,
     to_numpy,
 )
-from xplayers.backend._record import Record, Report, install_hint
+from xplayers.backend._record import Opened, Record, Report, install_hint
+from xplayers.backend._records import BACKENDS, RECORDS, record
 from xplayers.backend._registry import (
-    BACKENDS,
     ENV_VAR,
-    RECORDS,
     asarray,
     backend_status,
     get_backend,
@@ -44,10 +44,8 @@ from xplayers.backend._registry import (
     parse_spec,
     prefer_gpu,
     reading_waits,
-    record,
     report,
     require_gpu,
-    resolve,
     set_backend,
     sync,
     use_backend,
@@ -58,6 +56,7 @@ __all__ = [
     "ENV_VAR",
     "RECORDS",
     "Backend",
+    "Opened",
     "Record",
     "Report",
     "asarray",

@@ -9,15 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat
 import numpy as np
 
-if TYPE_CHECKING:
-    from xplayers.backend._record import Record
+from xplayers.backend._record import Record
+from xplayers.backend._records import RECORDS, record
 
-__all__ = ["Backend", "backend_name", "namespace", "record_of", "to_backend", "to_numpy"]
+__all__ = [
+    "Backend",
+    "backend_name",
+    "namespace",
+    "record_of",
+    "resolve",
+    "to_backend",
+    "to_numpy",
+]
 
 
 @dataclass(frozen=True)
@@ -46,13 +54,14 @@ class Backend:
     xp: ModuleType = field(repr=False)
     device: Any
     _create: Callable[[Any, Any], Any] = field(repr=False, compare=False)
+    #: The backend's record (:func:`xplayers.backend.record`).
+    record: Record = field(repr=False, compare=False)
 
-    @property
-    def record(self) -> Record:
-        """The backend's record (:func:`xplayers.backend.record`)."""
-        from xplayers.backend._registry import record
-
-        return record(self.name)
+    @classmethod
+    def open(cls, rec: Record, device: Any = None) -> Backend:
+        """The backend of record `rec` on `device` (see :meth:`Record.open`)."""
+        opened = rec.open(device)
+        return cls(rec.name, opened.xp, opened.device, opened.create, rec)
 
     def asarray(self, obj: Any, dtype: Any = None) -> Any:
         """Create an array on this backend and device.
@@ -89,7 +98,23 @@ class Backend:
         The namespace is a module, which :mod:`pickle` refuses; resolving on
         load also checks the backend is usable there (a Dask worker, say).
         """
-        return self.record.resolve, (self.device,)
+        return resolve, (self.name, self.device)
+
+
+def resolve(name: str | Backend, device: Any = None) -> Backend:
+    """Return the :class:`Backend` for `name` and `device`, checking it is usable.
+
+    Raises
+    ------
+    BackendSelectionError
+        `name` is not one of :data:`BACKENDS`, or `device` is not a string,
+        an integer, None or the library's own device object (a :class:`ValueError`).
+    BackendUnavailableError
+        The backend is not installed, or the device does not exist or is unusable.
+    """
+    if isinstance(name, Backend):
+        return name
+    return Backend.open(record(name), device)
 
 
 def _dtype(xp: ModuleType, dtype: Any) -> Any:
@@ -156,8 +181,6 @@ def record_of(x: Any) -> Record | None:
         return _RECORD_OF[cls]
     except KeyError:
         pass
-    from xplayers.backend._registry import RECORDS
-
     found = next((r for r in RECORDS.values() if r.owns(x)), None)
     _RECORD_OF[cls] = found
     return found
@@ -234,8 +257,6 @@ def to_backend(x: Any, name: str | Backend, device: Any = None) -> Any:
     >>> type(y).__module__.split(".")[0]
     'array_api_strict'
     """
-    from xplayers.backend._registry import resolve
-
     target = resolve(name, device)
     if not array_api_compat.is_array_api_obj(x):
         return target._create(to_numpy(x), None)

@@ -23,16 +23,14 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from xplayers.errors import BackendSelectionError, BackendUnavailableError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from xplayers.backend._core import Backend
-
-__all__ = ["Record", "Report", "install_hint"]
+__all__ = ["Opened", "Record", "Report", "install_hint"]
 
 
 def install_hint(*extras: str, note: str = "") -> str:
@@ -48,6 +46,17 @@ def install_hint(*extras: str, note: str = "") -> str:
     local = " or ".join(f'".[{e}]"' for e in extras)
     text = f"pip install {pypi} (from a source checkout: pip install {local})"
     return f"{text}{note}"
+
+
+class Opened(NamedTuple):
+    """What :meth:`Record.open` finds: the namespace, the device, and how arrays are made there."""
+
+    #: The array-API namespace.
+    xp: ModuleType
+    #: The device, in the library's own type.
+    device: Any
+    #: ``create(obj, dtype)``: a new array of `obj` on :attr:`device`.
+    create: Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -176,8 +185,11 @@ class Record:
                 "(use device=None or 'cpu', or a GPU backend: 'cupy', 'torch' with 'cuda')"
             )
 
-    def resolve(self, device: Any = None) -> Backend:
-        """The usable :class:`~xplayers.backend.Backend` on `device`, or raise.
+    def open(self, device: Any = None) -> Opened:
+        """The namespace, device and array creation on `device`, or raise.
+
+        :func:`xplayers.backend.resolve` wraps them in a
+        :class:`~xplayers.backend.Backend`.
 
         Raises
         ------
@@ -193,7 +205,7 @@ class Record:
         if not self.installed():
             return False, f"not installed; install it with: {self.install}"
         try:
-            return True, str(self.resolve(device).device)
+            return True, str(self.open(device).device)
         except (BackendUnavailableError, BackendSelectionError) as exc:
             return False, str(exc)
 

@@ -1,4 +1,4 @@
-"""The records in one table, and the current backend.
+"""The current backend: the selector, and the helpers that act on arrays by their record.
 
 The current backend is the innermost :func:`use_backend` block of the
 calling context (a :class:`contextvars.ContextVar`), else the process-wide
@@ -13,23 +13,15 @@ import contextvars
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
-from xplayers.backend import array_api_strict as _array_api_strict
-from xplayers.backend import cupy as _cupy
-from xplayers.backend import dask as _dask
-from xplayers.backend import jax as _jax
-from xplayers.backend import numpy as _numpy
-from xplayers.backend import torch as _torch
-from xplayers.backend._core import Backend, record_of
+from xplayers.backend._core import Backend, record_of, resolve
 from xplayers.backend._record import Record, Report
+from xplayers.backend._records import RECORDS, check_name, record
 from xplayers.errors import BackendContextError, BackendSelectionError, BackendUnavailableError
 
 __all__ = [
-    "BACKENDS",
     "ENV_VAR",
-    "RECORDS",
     "asarray",
     "backend_status",
     "get_backend",
@@ -39,10 +31,8 @@ __all__ = [
     "parse_spec",
     "prefer_gpu",
     "reading_waits",
-    "record",
     "report",
     "require_gpu",
-    "resolve",
     "set_backend",
     "sync",
     "use_backend",
@@ -51,65 +41,6 @@ __all__ = [
 log = logging.getLogger("xplayers")
 
 ENV_VAR = "XPLAYERS_BACKEND"
-
-#: Every backend record, by name, in the order they are listed to users.
-RECORDS: Mapping[str, Record] = MappingProxyType(
-    {
-        r.name: r
-        for r in (
-            _numpy.RECORD,
-            _cupy.RECORD,
-            _torch.RECORD,
-            _jax.RECORD,
-            _dask.RECORD,
-            _array_api_strict.RECORD,
-        )
-    }
-)
-
-#: Every backend name xplayers knows, in the order they are listed to users.
-BACKENDS: tuple[str, ...] = tuple(RECORDS)
-
-
-def record(name: str) -> Record:
-    """The record of backend `name`.
-
-    Raises
-    ------
-    BackendSelectionError
-        `name` is not one of :data:`BACKENDS` (a :class:`ValueError`).
-
-    Examples
-    --------
-    >>> from xplayers.backend import record
-    >>> record("dask").lazy
-    True
-    """
-    return RECORDS[_check_name(name)]
-
-
-def _check_name(name: object, source: str = "name") -> str:
-    if not isinstance(name, str) or name not in RECORDS:
-        raise BackendSelectionError(
-            f"unknown backend {name!r} (from {source}); valid names: {', '.join(BACKENDS)}"
-        )
-    return name
-
-
-def resolve(name: str | Backend, device: Any = None) -> Backend:
-    """Return the :class:`Backend` for `name` and `device`, checking it is usable.
-
-    Raises
-    ------
-    BackendSelectionError
-        `name` is not one of :data:`BACKENDS`, or `device` is not a string,
-        an integer, None or the library's own device object (a :class:`ValueError`).
-    BackendUnavailableError
-        The backend is not installed, or the device does not exist or is unusable.
-    """
-    if isinstance(name, Backend):
-        return name
-    return record(name).resolve(device)
 
 
 def parse_spec(spec: str, source: str = ENV_VAR) -> tuple[str, str | None]:
@@ -124,7 +55,7 @@ def parse_spec(spec: str, source: str = ENV_VAR) -> tuple[str, str | None]:
     ('numpy', None)
     """
     name, _, device = spec.strip().partition(":")
-    return _check_name(name.strip().lower(), f"{source}={spec!r}"), device.strip() or None
+    return check_name(name.strip().lower(), f"{source}={spec!r}"), device.strip() or None
 
 
 def backend_status(name: str, device: Any = None) -> tuple[bool, str]:
@@ -213,7 +144,7 @@ def get_backend() -> Backend:
     global _global
     if _global is None:
         if _ENV_SPEC is None:
-            _global = RECORDS["numpy"].resolve(None)
+            _global = resolve("numpy")
         elif isinstance(_ENV_SPEC, BackendSelectionError):
             raise BackendSelectionError(str(_ENV_SPEC))
         else:
@@ -352,7 +283,7 @@ def _try_gpu(gpu_id: int) -> tuple[Backend | None, list[str]]:
             reasons.append(f"{r.name}: not installed ({r.install})")
             continue
         try:
-            return r.resolve(r.gpu_device(gpu_id)), reasons
+            return resolve(r.name, r.gpu_device(gpu_id)), reasons
         except BackendUnavailableError as exc:
             reasons.append(f"{r.name}: {exc}")
     return None, reasons

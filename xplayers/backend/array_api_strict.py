@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, install_hint
+from xplayers.backend._record import Opened, Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from xplayers.backend._core import Backend
 
 __all__ = ["RECORD", "ArrayApiStrictRecord"]
 
@@ -34,9 +32,7 @@ class ArrayApiStrictRecord(Record):
     def is_device(self, obj: object) -> bool:
         return isinstance(obj, self.load().Device)
 
-    def resolve(self, device: Any = None) -> Backend:
-        from xplayers.backend._core import Backend
-
+    def open(self, device: Any = None) -> Opened:
         xp = self.load()
         self.check_device(device)
         if device is None:
@@ -51,9 +47,7 @@ class ArrayApiStrictRecord(Record):
                     f"backend 'array_api_strict': no device {device!r} ({exc}); "
                     f"valid: {', '.join(self.devices())}"
                 ) from None
-        return Backend(
-            "array_api_strict", xp, dev, lambda obj, dt: xp.asarray(obj, dtype=dt, device=dev)
-        )
+        return Opened(xp, dev, lambda obj, dt: xp.asarray(obj, dtype=dt, device=dev))
 
     def devices(self) -> tuple[str, ...]:
         xp = self.load()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, install_hint
+from xplayers.backend._record import Opened, Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from xplayers.backend._core import Backend
 
 __all__ = ["RECORD", "CupyRecord"]
 
@@ -75,9 +73,7 @@ class CupyRecord(Record):
             return f"CUDA device {index} does not exist; this machine has {count} (0..{count - 1})"
         return None
 
-    def resolve(self, device: Any = None) -> Backend:
-        from xplayers.backend._core import Backend
-
+    def open(self, device: Any = None) -> Opened:
         cupy = self.load()
         index = self._index(device)
         reason = self._reason(index)
@@ -89,7 +85,7 @@ class CupyRecord(Record):
             with dev:
                 return cupy.asarray(obj, dtype=dt)
 
-        return Backend("cupy", self.namespace(), dev, create)
+        return Opened(self.namespace(), dev, create)
 
     def devices(self) -> tuple[str, ...]:
         cupy = self.load()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from xplayers.backend._record import Record, install_hint
+from xplayers.backend._record import Opened, Record, install_hint
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from xplayers.backend._core import Backend
 
 __all__ = ["RECORD", "DaskRecord"]
 
@@ -26,12 +24,10 @@ class DaskRecord(Record):
     lazy: ClassVar[bool] = True
     dlpack: ClassVar[bool] = False
 
-    def resolve(self, device: Any = None) -> Backend:
-        from xplayers.backend._core import Backend
-
+    def open(self, device: Any = None) -> Opened:
         self.cpu_only(device)
         xp = self.namespace()
-        return Backend("dask", xp, "cpu", lambda obj, dt: xp.asarray(obj, dtype=dt))
+        return Opened(xp, "cpu", lambda obj, dt: xp.asarray(obj, dtype=dt))
 
     def owns(self, x: Any) -> bool:
         import array_api_compat

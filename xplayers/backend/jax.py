@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from xplayers.backend._record import Record, install_hint
+from xplayers.backend._record import Opened, Record, install_hint
 from xplayers.errors import BackendUnavailableError
-
-if TYPE_CHECKING:
-    from xplayers.backend._core import Backend
 
 __all__ = ["RECORD", "JaxRecord"]
 
@@ -34,9 +31,7 @@ class JaxRecord(Record):
     def is_device(self, obj: object) -> bool:
         return isinstance(obj, self.load().Device)
 
-    def resolve(self, device: Any = None) -> Backend:
-        from xplayers.backend._core import Backend
-
+    def open(self, device: Any = None) -> Opened:
         jax = self.load()
         jnp = self.namespace()
         self.check_device(device)
@@ -66,7 +61,7 @@ class JaxRecord(Record):
                 )
             return jax.device_put(jnp.asarray(obj, dtype=dt), dev)
 
-        return Backend("jax", jnp, dev, create)
+        return Opened(jnp, dev, create)
 
     def devices(self) -> tuple[str, ...]:
         jax = self.load()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from xplayers.backend._record import Record
-
-if TYPE_CHECKING:
-    from xplayers.backend._core import Backend
+from xplayers.backend._record import Opened, Record
 
 __all__ = ["RECORD", "NumpyRecord"]
 
@@ -23,13 +20,11 @@ class NumpyRecord(Record):
     extras: ClassVar[tuple[str, ...]] = ()
     install: ClassVar[str] = "pip install numpy (a requirement of xplayers itself)"
 
-    def resolve(self, device: Any = None) -> Backend:
+    def open(self, device: Any = None) -> Opened:
         import numpy as np
 
-        from xplayers.backend._core import Backend
-
         self.cpu_only(device)
-        return Backend("numpy", self.namespace(), "cpu", lambda obj, dt: np.asarray(obj, dtype=dt))
+        return Opened(self.namespace(), "cpu", lambda obj, dt: np.asarray(obj, dtype=dt))
 
     def owns(self, x: Any) -> bool:
         import array_api_compat

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xplayers.backend._record import Record, install_hint
+from xplayers.backend._record import Opened, Record, install_hint
 from xplayers.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from xplayers.backend._core import Backend
 
 __all__ = ["RECORD", "TorchRecord"]
 
@@ -75,9 +73,7 @@ class TorchRecord(Record):
             return "torch.backends.mps.is_available() is False"
         return None
 
-    def resolve(self, device: Any = None) -> Backend:
-        from xplayers.backend._core import Backend
-
+    def open(self, device: Any = None) -> Opened:
         torch = self.load()
         dev = self._device(device)
         reason = self._reason(dev)
@@ -88,7 +84,7 @@ class TorchRecord(Record):
         if dev.type == "cuda" and dev.index is None:  # tensors say "cuda:N": compare like with like
             dev = torch.device("cuda", torch.cuda.current_device())
         xp = self.namespace()
-        return Backend("torch", xp, dev, lambda obj, dt: xp.asarray(obj, dtype=dt, device=dev))
+        return Opened(xp, dev, lambda obj, dt: xp.asarray(obj, dtype=dt, device=dev))
 
     def devices(self) -> tuple[str, ...]:
         torch = self.load()
