@@ -316,7 +316,8 @@ def bench(session: nox.Session) -> None:
 
     In the current environment, which must have the ``bench`` group and the
     backends to measure. ``nox -s bench`` is the measurement (an estimated 10-15
-    minutes on 2 idle cores; results in ``bench/results/cpu``); ``nox -s bench -- quick`` a
+    minutes on 2 idle cores; summaries in ``bench/results/cpu``, pytest-benchmark's own
+    files and the logs in its ``raw/``, which git ignores); ``nox -s bench -- quick`` a
     smoke run of a minute or two (``bench/results/tmp/quick``, page beside it).
     Other arguments are result folders to add to the page (``bench/results/gpu``).
     """
@@ -327,8 +328,9 @@ def bench(session: nox.Session) -> None:
     quick = session.posargs[:1] == ["quick"]
     extra = session.posargs[1:] if quick else session.posargs
     out = ROOT / "bench" / "results" / ("tmp/quick" if quick else "cpu")
+    raw = out / "raw"  # pytest-benchmark's files with every round, and the logs: not in git
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    raw.mkdir(parents=True)
     # (XPLAYERS_BACKEND, suite): one process each, so no library's threads spin beside another's
     processes = [("numpy", "limits"), ("torch:cpu", "limits"), ("numpy", "book")]
     processes += [("torch:cpu", "torch_eager"), ("jax:cpu", "jax_jit")]
@@ -350,7 +352,7 @@ def bench(session: nox.Session) -> None:
         stem = f"{suite}-{backend.replace(':', '-')}" if backend else suite
         args = ["python", "-m", "pytest", f"bench/test_{suite}.py", "-p", "no:cacheprovider"]
         args += ["-q", "-rs", "--benchmark-only", "--benchmark-disable-gc", *timing]
-        args += [f"--benchmark-json={out / stem}.json"]
+        args += [f"--benchmark-json={raw / stem}.json"]
         proc_env = {**env, "XPLAYERS_BACKEND": backend}
         shown = f"XPLAYERS_BACKEND={backend} {' '.join(args[:4])}"
         if backend.startswith("jax"):  # float64 on JAX
@@ -358,16 +360,18 @@ def bench(session: nox.Session) -> None:
             shown = f"JAX_ENABLE_X64=1 {shown}"
         session.log(shown)
         t0 = time.monotonic()
-        with open(out / f"{stem}.log", "w") as log:
+        with open(raw / f"{stem}.log", "w") as log:
             rc = subprocess.call(args, env=proc_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         seconds = time.monotonic() - t0
         run["runs"].append(
             {"command": shown, "json": f"{stem}.json", "exit": rc, "seconds": seconds}
         )
         if rc not in (0, 5):
-            session.warn(f"{shown}: exit {rc}, see {out / stem}.log")
+            session.warn(f"{shown}: exit {rc}, see {raw / stem}.log")
     run["seconds"] = time.monotonic() - start
     (out / "run.json").write_text(json.dumps(run, indent=1))
+    # what git keeps and the page reads: statistics per benchmark, skipped tests, no rounds
+    session.run("python", "bench/summary.py", str(out))
     page = out / "benchmarks.md" if quick else ROOT / "docs" / "benchmarks.md"
     session.run("python", "bench/report.py", str(out), *extra, "--output", str(page))
     if any(r["exit"] not in (0, 5) for r in run["runs"]):

@@ -2,13 +2,15 @@
 
     python bench/report.py FOLDER [FOLDER ...] [--output docs/benchmarks.md]
 
-Every ``*.json`` under the folders is read. What the page shows comes from
-each benchmark's ``extra_info`` (keys described in ``bench/README.md``): the
-goals table with a check mark per goal (``goals``), one table of samples/s,
-GB/s or time per ``table``, plots of the rows marked ``plot`` (PNG files under
-``_static/bench/`` beside the page), the CPU/GPU crossover batch when a GPU
-ran, and where each file was measured (machine, BLAS kernel, libraries,
-command). Comparing two runs is pytest-benchmark's own:
+Every ``*.json`` in the folders is read: the summaries ``bench/summary.py``
+writes (statistics without the rounds, skipped tests with their reasons), or
+pytest-benchmark's own files, which carry the same statistics. What the page
+shows comes from each benchmark's ``extra_info`` (keys described in
+``bench/README.md``): the goals table with a check mark per goal (``goals``),
+one table of samples/s, GB/s or time per ``table``, plots of the rows marked
+``plot`` (PNG files under ``_static/bench/`` beside the page), the CPU/GPU
+crossover batch when a GPU ran, and where each file was measured (machine,
+BLAS kernel, libraries, command). Comparing two runs is pytest-benchmark's own:
 ``pytest-benchmark compare OLD.json NEW.json``.
 """
 
@@ -31,15 +33,11 @@ def load(folders):
         if (folder / "run.json").is_file():
             runs.append(json.loads((folder / "run.json").read_text()))
             order = {p.get("json"): i for i, p in enumerate(runs[-1]["runs"])}
-        skipped = Counter()
-        for log in sorted(folder.glob("*.log")):
-            for m in re.finditer(r"^SKIPPED \[(\d+)\] [^:]+:\d+: (.*)$", log.read_text(), re.M):
-                skipped[m.group(2)] += int(m.group(1))
         for path in sorted(folder.glob("*.json"), key=lambda p: (order.get(p.name, 99), p.name)):
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
             if "benchmarks" not in data:
                 continue
-            files.append({"path": path, **data, "skipped": skipped})
+            files.append({"path": path, **data, "skipped": Counter(data.get("skipped", {}))})
             for b in data["benchmarks"]:
                 info = b["extra_info"]
                 rows.append({"group": b["group"], "impl": info["impl"], "info": info, **b["stats"]})
@@ -260,7 +258,7 @@ def provenance(files, runs, folders):
         )
         lines.append(f"Environment: {env}. Source: commit {str(commit.get('id'))[:10]}"
                      f"{' (with local changes)' if commit.get('dirty') else ''}.\n")  # fmt: skip
-    skipped = sum((f["skipped"] for f in {id(f["skipped"]): f for f in files}.values()), Counter())
+    skipped = sum((f["skipped"] for f in files), Counter())
     if skipped:
         lines.append("Left out (skipped tests, with their reasons):\n")
         lines.append(md_table(["reason", "tests"], sorted(skipped.items())))
