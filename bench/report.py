@@ -114,18 +114,32 @@ def evaluate(rows):
     return goals
 
 
+def goal_result(cases):
+    """The goals table's cell: ``✗ met in 1 of 16 cases (15 missed)``, ``✓ met in 2 of 2 cases``.
+
+    Cases with a bound but no measured value (their baseline did not run) are
+    counted apart; a goal without bounds is a comparison.
+    """
+    judged = [c[-1] for c in cases if c[-1] is not None]
+    missing = sum(c[3] is None for c in cases)
+    notes = []
+    if judged:
+        met = sum(judged)
+        result = f"{OK if met == len(judged) else FAIL} met in {met} of {len(judged)} case"
+        result += "s" if len(judged) != 1 else ""
+        if met < len(judged):
+            notes.append(f"{len(judged) - met} missed")
+    else:
+        result = "compared, no goal" if not missing else f"{NA} not measured"
+    if missing:
+        notes.append(f"{missing} without a measured baseline")
+    return f"{result} ({', '.join(notes)})" if notes else result
+
+
 def goal_sections(goals):
     summary, details = [], []
     for n, (goal, cases) in enumerate(goals.items(), start=1):
-        judged = [c for c in cases if c[-1] is not None]
-        met = sum(c[-1] for c in judged)
-        missing = sum(c[3] is None for c in cases)
-        if judged:
-            result = f"{OK if met == len(judged) else FAIL} {met} of {len(judged)} cases"
-        else:
-            result = "compared, no goal" if not missing else f"{NA} not measured"
-        if missing:
-            result += f" ({missing} without a measured baseline)"
+        result = goal_result(cases)
         summary.append([f"[{goal}](#goal-{n})", result])
         body = [
             [group, impl, vs, NA if v is None else f"{v:.2f}{unit}", bound or NA,
