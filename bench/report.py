@@ -286,7 +286,8 @@ def render(folders, output):
     out = ["# Benchmarks\n"]
     out.append(
         "```{admonition} Generated page\n:class: note\n\nWritten by `bench/report.py` from the "
-        "pytest-benchmark files listed at the end; every number comes from them. "
+        "summaries of pytest-benchmark files listed at the end (`bench/summary.py`: each "
+        "benchmark's statistics without its rounds); every number comes from them. "
         "Regenerate it with `nox -s bench` (see `bench/README.md`).\n```\n"
     )
     notes = [Path(f) / "note.md" for f in folders]  # the run's load, processes run beside it
