@@ -94,8 +94,10 @@ step() {
 
 tests=(-m pytest tests -p no:cacheprovider -q -rs "--backends=cupy,torch:cuda"
     --require-backends "--junitxml=$OUT/raw/tests.xml")
+read -ra more <<< "${XPLAYERS_GPU_TEST_ARGS:-}"  # e.g. "-n 4" (pytest-xdist), "-x"
+tests+=(${more[@]+"${more[@]}"})
 XPLAYERS_BACKEND='' step "${XPLAYERS_GPU_TEST_TIMEOUT:-210}" "$OUT/raw/tests.log" \
-    "$PY ${tests[*]:0:9}" "$PY" "${tests[@]}"
+    "$PY ${tests[*]:0:9}${more[*]:+ ${more[*]}}" "$PY" "${tests[@]}"
 [ "$rc" -eq 0 ] || status=1
 # A GPU test that skips (its backend not usable, a library missing) fails the check.
 "$PY" - "$OUT/raw/tests.xml" <<'EOF' || status=1
