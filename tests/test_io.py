@@ -258,8 +258,8 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], dict[str, Any]], None], s
         "do not fit the stored network config",
     ),
     "wrong format version": (
-        _set("format_version", 3),
-        "format_version is 3; this xplayers reads 1 and 2",
+        _set("format_version", 4),
+        "format_version is 4; this xplayers reads 1, 2 and 3",
     ),
     "version as string": (_set("format_version", "1"), "format_version is '1'"),
     "wrong format name": (_set("format", "keras"), "format is 'keras'"),

@@ -24,6 +24,7 @@ __all__ = [
     "LayerStateError",
     "MissingDependencyError",
     "ModelFileError",
+    "ModelFileWarning",
     "TrainingError",
     "XplayersError",
 ]
@@ -108,3 +109,13 @@ class TrainingError(XplayersError, RuntimeError):
 
 class MissingDependencyError(XplayersError, ImportError):
     """An optional dependency is needed for what was asked; the message says how to install it."""
+
+
+class ModelFileWarning(UserWarning):
+    """A model file or checkpoint was read, but it lacks something its network has.
+
+    Issued for files written by an older xplayers, which did not store every
+    array the network uses at test time (``BatchNormalization``'s running
+    averages) or everything a resumed run compares. The message names the
+    file and what it lacks.
+    """

@@ -14,6 +14,11 @@ stored or deflated):
        "params": [{"name": "W1", "shape": [64, 100], "dtype": "float32"}, ...],
        "metadata": {...user metadata...}}
 
+- for a network whose layers keep arrays they use at test time
+  (``BatchNormalization``'s running averages: ``network.buffers``), one
+  array per buffer beside the parameters, declared in the header field
+  ``"buffers"`` like ``"params"`` (format version 3).
+
 Nothing in the file is ever unpickled, and nothing is allocated on the
 file's word: :func:`load` reads the zip directory, the JSON header and the
 ``.npy`` headers first, checks that they agree with each other, with the
@@ -38,10 +43,11 @@ import re
 import secrets
 import stat
 import sys
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -50,7 +56,7 @@ import numpy.typing as npt
 
 from xplayers._backend import to_numpy, use_backend
 from xplayers._validation import FLOAT_DTYPES, fail
-from xplayers.errors import ModelFileError
+from xplayers.errors import ModelFileError, ModelFileWarning
 
 if sys.platform != "win32":  # a live writer holds a lock on its temporary file
     import fcntl
@@ -61,8 +67,10 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_NESTING",
     "METADATA_KEY",
+    "READ_VERSIONS",
     "Checkpoint",
     "ModelFileError",
+    "ModelFileWarning",
     "load",
     "read_checkpoint",
     "read_metadata",
@@ -72,10 +80,15 @@ __all__ = [
 
 #: The ``format`` name written into every model file.
 FORMAT = "xplayers-network"
-#: The newest file layout, read by :func:`load` with the older one: version 2
-#: adds the optional ``state`` of a training checkpoint (:func:`save_checkpoint`);
-#: files without it are written as version 1, readable by every xplayers.
-FORMAT_VERSION = 2
+#: The newest file layout, read by :func:`load` with the older ones: version 2
+#: adds the optional ``state`` of a training checkpoint (:func:`save_checkpoint`),
+#: version 3 the ``buffers`` (``BatchNormalization``'s running averages). A
+#: file is written with the oldest version that holds what it stores: a
+#: network without buffers and without training state as version 1, readable
+#: by every xplayers.
+FORMAT_VERSION = 3
+#: The format versions :func:`load` reads.
+READ_VERSIONS = (1, 2, 3)
 #: The name of the archive entry holding the JSON metadata.
 METADATA_KEY = "__xplayers__"
 
@@ -103,6 +116,12 @@ class _Network(Protocol):
     def config(self) -> dict[str, Any]: ...
 
 
+def _buffers(network: Any) -> Mapping[str, Any]:
+    """The network's buffers (running averages), or none for a network without them."""
+    buffers = getattr(network, "buffers", None)
+    return buffers if isinstance(buffers, Mapping) else {}
+
+
 # --------------------------------------------------------------------------- saving
 
 
@@ -116,7 +135,9 @@ def save(
     """Write `network`'s parameters and structure to a ``.npz`` file, atomically.
 
     Everything :func:`save` writes, :func:`load` reads back; what it could
-    not read back is refused before anything is written.
+    not read back is refused before anything is written. The network's
+    ``buffers`` (``BatchNormalization``'s running averages, which its
+    predictions at test time use) are stored beside the parameters.
 
     Parameters
     ----------
@@ -193,28 +214,36 @@ def _prepare(
     metadata: Mapping[str, Any] | None,
     state: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.uint8]]:
-    """Host copies of the parameters (and state arrays) and the encoded JSON header, checked."""
+    """Host copies of the parameters, buffers and state arrays and the encoded header, checked."""
     arrays, entries = _host_arrays(network.params.items(), "network", "parameter")
+    buffers, buffer_entries = _host_arrays(_buffers(network).items(), "network", "buffer")
     config = network.config()
-    implied = _param_shapes(config)
-    stored = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in entries}
-    if stored != implied:
-        fail(
-            "save",
-            "network",
-            "the parameters its config() implies (else load could not rebuild it)",
-            _mismatch(stored, implied),
-        )
+    for what, implied, written in (
+        ("parameters", _param_shapes(config), entries),
+        ("buffers", _buffer_shapes(config), buffer_entries),
+    ):
+        stored = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in written}
+        if stored != implied:
+            fail(
+                "save",
+                "network",
+                f"the {what} its config() implies (else load could not rebuild it)",
+                _mismatch(stored, implied),
+            )
     from xplayers._version import __version__
 
+    version = 3 if buffer_entries else 1 if state is None else 2
     doc = {
         "format": FORMAT,
-        "format_version": 1 if state is None else FORMAT_VERSION,
+        "format_version": version,
         "xplayers_version": __version__,
         "config": config,
         "params": entries,
         "metadata": dict(metadata) if metadata is not None else {},
     }
+    if buffer_entries:
+        arrays.update(buffers)
+        doc["buffers"] = buffer_entries
     if state is not None:
         data, extra = state
         more, more_entries = _host_arrays(extra.items(), "state", "state array")
@@ -437,7 +466,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     -------
     dict
         ``format``, ``format_version``, ``xplayers_version``, ``config``,
-        ``params`` (name, shape and dtype of each) and the user ``metadata``.
+        ``params`` (name, shape and dtype of each), the user ``metadata``,
+        and in a version-3 file ``buffers`` (as ``params``).
 
     Raises
     ------
@@ -478,7 +508,16 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     Returns
     -------
     network
-        The network, with parameters bit-identical to those saved.
+        The network, with parameters and buffers (running averages)
+        bit-identical to those saved.
+
+    Warns
+    -----
+    ModelFileWarning
+        The file was written before buffers were stored (format version 1
+        or 2) and the network has some: they start as in a new network
+        (zeros), so its predictions at test time are not the saved
+        network's. The warning names the file and the missing arrays.
 
     Raises
     ------
@@ -496,14 +535,30 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     where = Path(path)
     with _reading(where), _open(where) as archive:
         checked = _check_archive(archive)
-        arrays = {
-            e["name"]: _read_array(archive, e, checked.layout[e["name"]])
-            for e in checked.doc["params"]
-        }
+        doc = checked.doc
+        arrays, buffers = (
+            {e["name"]: _read_array(archive, e, checked.layout[e["name"]]) for e in entries}
+            for entries in (doc["params"], doc.get("buffers", []))
+        )
+    _warn_lacking(where, checked)
     if backend is None:
-        return _build(where, checked.doc["config"], arrays)
+        return _build(where, doc["config"], arrays, buffers)
     with use_backend(backend, device):
-        return _build(where, checked.doc["config"], arrays)
+        return _build(where, doc["config"], arrays, buffers)
+
+
+def _warn_lacking(path: Path, checked: _Checked) -> None:
+    """Warn that an older file lacks the buffers its network has."""
+    if checked.lacking:
+        warnings.warn(
+            f"model file {str(path)!r}: written with format version "
+            f"{checked.doc['format_version']}, before running averages were stored; it lacks "
+            f"{_names(checked.lacking)}, which start as in a new network (zeros), so "
+            "predictions at test time differ from the saved network's until it is trained "
+            "again (save it again to store them)",
+            ModelFileWarning,
+            stacklevel=3,
+        )
 
 
 def save_checkpoint(
@@ -568,12 +623,20 @@ class Checkpoint:
         model file).
     arrays : dict of str to numpy.ndarray
         The state arrays.
+    buffers : dict of str to numpy.ndarray
+        The network's buffers (running averages); empty in a file written
+        before they were stored.
+    lacking : tuple of str
+        The buffers the stored network has but an older file (format
+        version 1 or 2) does not hold.
     """
 
     header: dict[str, Any]
     params: dict[str, npt.NDArray[Any]]
     state: dict[str, Any]
     arrays: dict[str, npt.NDArray[Any]]
+    buffers: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    lacking: tuple[str, ...] = ()
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -592,13 +655,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         checked = _check_archive(archive)
         doc = checked.doc
         state = doc.get("state", {"data": {}, "arrays": []})
-        read = {
-            e["name"]: _read_array(archive, e, checked.layout[e["name"]])
-            for e in doc["params"] + state["arrays"]
-        }
-    params = {e["name"]: read[e["name"]] for e in doc["params"]}
-    arrays = {e["name"]: read[e["name"]] for e in state["arrays"]}
-    return Checkpoint(doc, params, state["data"], arrays)
+        params, buffers, arrays = (
+            {e["name"]: _read_array(archive, e, checked.layout[e["name"]]) for e in entries}
+            for entries in (doc["params"], doc.get("buffers", []), state["arrays"])
+        )
+    return Checkpoint(doc, params, state["data"], arrays, buffers, tuple(checked.lacking))
 
 
 def _error(path: Path, problem: str) -> ModelFileError:
@@ -632,10 +693,11 @@ class _Archive:
 
 @dataclass(frozen=True)
 class _Checked:
-    """A checked header, and the stored dtype and data offset of each parameter."""
+    """A checked header, the stored dtype and data offset of each array, the buffers lacking."""
 
     doc: dict[str, Any]
     layout: dict[str, tuple[np.dtype[Any], int]]
+    lacking: list[str]
 
 
 def _open_regular(path: Path) -> IO[bytes]:
@@ -786,7 +848,7 @@ def _check_archive(archive: _Archive) -> _Checked:
     """Check the header, that the archive holds exactly the declared arrays, and the config."""
     path = archive.path
     doc = _read_header(archive)
-    entries = doc["params"] + doc.get("state", {}).get("arrays", [])
+    entries = doc["params"] + doc.get("buffers", []) + doc.get("state", {}).get("arrays", [])
     declared = _check_entries(path, entries)
     stored = set(archive.members) - {METADATA_KEY}
     missing = [n for n in declared if n not in stored]
@@ -807,14 +869,17 @@ def _check_archive(archive: _Archive) -> _Checked:
             )
         if dtype.kind != "f" or dtype.name != entry["dtype"]:
             raise _error(path, f"parameter {name!r} has dtype {dtype}, declared {entry['dtype']}")
-    _check_config(path, doc)
-    return _Checked(doc, layout)
+    return _Checked(doc, layout, _check_config(path, doc))
 
 
-def _check_config(path: Path, doc: dict[str, Any]) -> None:
-    """The declared parameters must be those the config implies (nothing is built)."""
+def _check_config(path: Path, doc: dict[str, Any]) -> list[str]:
+    """The declared parameters and buffers must be those the config implies (nothing is built).
+
+    Returns the buffers an older file (before version 3) lacks.
+    """
     try:
         expected = _param_shapes(doc["config"])
+        buffers = _buffer_shapes(doc["config"])
     except (ValueError, TypeError, KeyError) as exc:
         raise _error(path, f"the stored network config is not valid: {exc}") from None
     declared = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in doc["params"]}
@@ -823,6 +888,14 @@ def _check_config(path: Path, doc: dict[str, Any]) -> None:
             path,
             f"parameters do not fit the stored network config: {_mismatch(declared, expected)}",
         )
+    if doc["format_version"] < 3:
+        return list(buffers)
+    declared = {e["name"]: (tuple(e["shape"]), e["dtype"]) for e in doc.get("buffers", [])}
+    if declared != buffers:
+        raise _error(
+            path, f"buffers do not fit the stored network config: {_mismatch(declared, buffers)}"
+        )
+    return []
 
 
 def _mismatch(
@@ -846,6 +919,15 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...],
 
     shapes = param_shapes(config)  # checks the class, the keys and the sizes
     dtype = NETWORKS[config["class"]].dtype(config, "param_shapes")
+    return {name: (shape, dtype) for name, shape in shapes.items()}
+
+
+def _buffer_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The buffer names, shapes and dtypes a network config implies, allocating nothing."""
+    from xplayers.network import NETWORKS, buffer_shapes
+
+    shapes = buffer_shapes(config)
+    dtype = NETWORKS[config["class"]].dtype(config, "buffer_shapes")
     return {name: (shape, dtype) for name, shape in shapes.items()}
 
 
@@ -881,20 +963,32 @@ def _read_header(archive: _Archive) -> dict[str, Any]:
     if doc.get("format") != FORMAT:
         raise _error(path, f"format is {doc.get('format')!r}, expected {FORMAT!r}")
     version = doc.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version not in (1, 2):
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READ_VERSIONS:
         written = doc.get("xplayers_version", "unknown")
         hint = (
             f" (written by xplayers {written!r}; upgrade xplayers to read it)"
             if isinstance(version, int) and version > FORMAT_VERSION
             else ""
         )
-        raise _error(path, f"format_version is {version!r}; this xplayers reads 1 and 2{hint}")
+        readable = ", ".join(map(str, READ_VERSIONS[:-1])) + f" and {READ_VERSIONS[-1]}"
+        raise _error(path, f"format_version is {version!r}; this xplayers reads {readable}{hint}")
     for key, kind in (("config", dict), ("params", list), ("metadata", dict)):
         if not isinstance(doc.get(key), kind):
             raise _error(path, f"metadata field {key!r} must be a JSON {kind.__name__}")
+    _check_buffers_field(path, doc, version)
     if "state" in doc:
         _check_state(path, doc["state"], version)
     return doc
+
+
+def _check_buffers_field(path: Path, doc: dict[str, Any], version: int) -> None:
+    """The optional ``buffers`` field: a list, in a version-3 file only."""
+    if "buffers" not in doc:
+        return
+    if version < 3:
+        raise _error(path, "metadata field 'buffers' needs format_version 3")
+    if not isinstance(doc["buffers"], list):
+        raise _error(path, "metadata field 'buffers' must be a JSON list")
 
 
 def _check_state(path: Path, state: Any, version: int) -> None:
@@ -984,12 +1078,24 @@ def _read_array(
     return value
 
 
-def _build(path: Path, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> Any:
+def _build(
+    path: Path,
+    config: dict[str, Any],
+    arrays: dict[str, npt.NDArray[Any]],
+    buffers: dict[str, npt.NDArray[Any]],
+) -> Any:
     from xplayers.network import from_config
 
     try:
-        return from_config(config, params=arrays)
+        network = from_config(config, params=arrays)
     except (ValueError, TypeError, KeyError) as exc:
         raise _error(path, f"parameters do not fit the stored network config: {exc}") from exc
     except MemoryError:
         raise _error(path, "needs more memory than is available to build") from None
+    if not buffers:
+        return network
+    try:
+        network.load_buffers(buffers)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _error(path, f"buffers cannot be used: {exc}") from exc
+    return network

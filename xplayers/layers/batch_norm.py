@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import device
 
-from xplayers._backend import namespace
+from xplayers._backend import namespace, to_numpy
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
 from xplayers.functional import BATCH_NORM_EPS, batch_norm, batch_norm_backward
 from xplayers.layers._base import Layer
@@ -32,8 +34,12 @@ class BatchNormalization(Layer):
     ``momentum * running + (1 - momentum) * batch`` (new arrays: nothing is
     written in place). Test time (``train_flg=False``) uses them instead:
     :math:`y = \gamma (x - \mu_{run}) / \sqrt{\sigma^2_{run} + 10^{-6}} + \beta`.
-    The running averages start as zeros of shape ``(D,)`` at the first
-    forward, as in the book.
+    Without `running_mean` and `running_var` they start as zeros of shape
+    ``(D,)``, as in the book (which creates them at the first forward; here
+    they exist from the start, so that a network saved before training
+    holds them like one saved after). They are the layer's :attr:`state`:
+    a network's ``buffers``, stored in model files and checkpoints beside
+    the parameters.
 
     ``backward`` follows the training graph (see
     :func:`~xplayers.functional.batch_norm_backward`); after a test-time
@@ -48,6 +54,7 @@ class BatchNormalization(Layer):
     gamma, beta : array, shape (D,), one real floating dtype
     momentum : float in [0, 1], default 0.9
     running_mean, running_var : array of shape (D,) or None
+        Both given, or both None (zeros). `running_var` must not be negative.
 
     Attributes
     ----------
@@ -109,9 +116,16 @@ class BatchNormalization(Layer):
                 "running_mean and running_var both given or both None",
                 describe(running_var),
             )
+        if running_var is not None:
+            self.check_state({"running_var": to_numpy(running_var)}, where)
         self.gamma = gamma
         self.beta = beta
         self.momentum = unit_interval(where, "momentum", momentum)
+        if running_mean is None:
+            xp = namespace(gamma)
+            d = gamma.shape[0]
+            running_mean = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
+            running_var = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
         self.running_mean = running_mean
         self.running_var = running_var
         self.input_shape: tuple[int, ...] | None = None
@@ -123,6 +137,32 @@ class BatchNormalization(Layer):
         self.dbeta: Any = None
         self._train: bool | None = None
         self._x_dtype: Any = None
+
+    @staticmethod
+    def check_state(values: Mapping[str, Any], where: str) -> None:
+        """Refuse state values this layer cannot use: a negative running variance.
+
+        Parameters
+        ----------
+        values : mapping of str to numpy.ndarray
+            Host values of some of the :attr:`state` arrays, by attribute name.
+        where : str
+            The function named in the error.
+
+        Raises
+        ------
+        LayerInputError
+            ``running_var`` holds a negative value (its square root, taken
+            at test time, would be NaN).
+        """
+        var = values.get("running_var")
+        if var is not None and var.size and float(np.min(var)) < 0:
+            fail(
+                where,
+                "running_var",
+                "running variances >= 0",
+                f"{int(np.count_nonzero(var < 0))} negative value(s), the lowest {np.min(var)!r}",
+            )
 
     @property
     def params(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ One module per job:
 - :mod:`~xplayers.network.convnet`: :class:`MultiLayerNetExtend` (chapter 6),
   :class:`SimpleConvNet` (chapter 7) and :class:`DeepConvNet` (chapter 8);
 - :mod:`~xplayers.network.config`: :func:`from_config` and
-  :func:`param_shapes`, driven by one table of constructors,
+  :func:`param_shapes` (and :func:`buffer_shapes`), driven by one table of constructors,
   :data:`NETWORKS`.
 
 Two departures from the book, both invisible to code written for it:
@@ -26,7 +26,13 @@ Two departures from the book, both invisible to code written for it:
 """
 
 from xplayers.network.book import BookNetwork, MultiLayerNet, TwoLayerNet
-from xplayers.network.config import NETWORKS, Constructor, from_config, param_shapes
+from xplayers.network.config import (
+    NETWORKS,
+    Constructor,
+    buffer_shapes,
+    from_config,
+    param_shapes,
+)
 from xplayers.network.convnet import BookFiles, DeepConvNet, MultiLayerNetExtend, SimpleConvNet
 from xplayers.network.parameters import Parameters
 from xplayers.network.sequential import Sequential
@@ -43,6 +49,7 @@ __all__ = [
     "Sequential",
     "SimpleConvNet",
     "TwoLayerNet",
+    "buffer_shapes",
     "from_config",
     "param_shapes",
 ]

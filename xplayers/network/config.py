@@ -23,9 +23,14 @@ from xplayers.network.book import MultiLayerNet, TwoLayerNet
 from xplayers.network.convnet import DeepConvNet, MultiLayerNetExtend, SimpleConvNet
 from xplayers.network.sequential import Sequential, build_sequential, sequential_shapes
 
-__all__ = ["NETWORKS", "Constructor", "from_config", "param_shapes"]
+__all__ = ["NETWORKS", "Constructor", "buffer_shapes", "from_config", "param_shapes"]
 
 Shapes = dict[str, tuple[int, ...]]
+
+
+def _no_buffers(config: Mapping[str, Any]) -> Shapes:
+    """No buffers: the networks without running averages."""
+    return {}
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,16 @@ class Constructor:
     needs_params : bool
         The config alone does not determine the weights (a plain
         ``Sequential``), so :func:`from_config` requires `params`.
+    buffer_shapes : callable
+        ``buffer_shapes(config) -> {name: shape}``: the network's
+        :attr:`~xplayers.network.Sequential.buffers` (running averages), as
+        `shapes` computes the parameters; none by default.
     """
 
     build: Callable[..., Sequential]
     shapes: Callable[[Mapping[str, Any]], Shapes]
     needs_params: bool = False
+    buffer_shapes: Callable[[Mapping[str, Any]], Shapes] = _no_buffers
 
     def keys(self) -> tuple[frozenset[str], frozenset[str]]:
         """The required and the optional keys of a config (``"class"`` is required)."""
@@ -68,7 +78,11 @@ class Constructor:
 NETWORKS: dict[str, Constructor] = {
     "TwoLayerNet": Constructor(TwoLayerNet, TwoLayerNet.param_shapes),
     "MultiLayerNet": Constructor(MultiLayerNet, MultiLayerNet.param_shapes),
-    "MultiLayerNetExtend": Constructor(MultiLayerNetExtend, MultiLayerNetExtend.param_shapes),
+    "MultiLayerNetExtend": Constructor(
+        MultiLayerNetExtend,
+        MultiLayerNetExtend.param_shapes,
+        buffer_shapes=MultiLayerNetExtend.buffer_shapes,
+    ),
     "SimpleConvNet": Constructor(SimpleConvNet, SimpleConvNet.param_shapes),
     "DeepConvNet": Constructor(DeepConvNet, DeepConvNet.param_shapes),
     "Sequential": Constructor(build_sequential, sequential_shapes, needs_params=True),
@@ -128,6 +142,28 @@ def param_shapes(config: Mapping[str, Any]) -> Shapes:
     """
     entry = _constructor(config, "param_shapes")
     return entry.shapes(config)
+
+
+def buffer_shapes(config: Mapping[str, Any]) -> Shapes:
+    """The buffer names and shapes a config implies (see :func:`param_shapes`).
+
+    The buffers are the arrays a network's layers keep and use at test time
+    without training them (:attr:`~xplayers.network.Sequential.buffers`:
+    ``BatchNormalization``'s running averages); their dtype is the
+    parameters'.
+
+    Examples
+    --------
+    >>> from xplayers.network import buffer_shapes
+    >>> buffer_shapes({"class": "MultiLayerNetExtend", "input_size": 4,
+    ...                "hidden_size_list": [6], "output_size": 3, "use_batchnorm": True})
+    {'running_mean1': (6,), 'running_var1': (6,)}
+    >>> buffer_shapes({"class": "TwoLayerNet", "input_size": 4, "hidden_size": 5,
+    ...                "output_size": 3})
+    {}
+    """
+    entry = _constructor(config, "buffer_shapes")
+    return entry.buffer_shapes(config)
 
 
 def _check_params(where: str, params: object, shapes: Shapes, dtype: str) -> None:

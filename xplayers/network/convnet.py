@@ -69,7 +69,8 @@ class BookFiles(BookNetwork):
         :meth:`load_params` reads both.
         """
         path = Path(file_name)
-        host = {key: np.asarray(to_numpy(value)) for key, value in self.params.items()}
+        arrays = {**self.params, **self.buffers}
+        host = {key: np.asarray(to_numpy(value)) for key, value in arrays.items()}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as f:
@@ -88,12 +89,14 @@ class BookFiles(BookNetwork):
         of names to arrays. It is read with ``allow_pickle=False``; a pickle
         (the book's ``params.pkl``) is refused with a message saying how to
         convert it. Names, shapes and dtypes must match; nothing changes
-        otherwise. As in the book, only the parameters are read (not the
-        batch-norm running averages).
+        otherwise. The batch-norm running averages (:attr:`buffers`), which
+        :meth:`save_params` and :func:`xplayers.save` store beside the
+        parameters, are read too when the file holds them; a file without
+        them (the book's, or an older xplayers's) leaves them as they are.
         """
         where = f"{type(self).__name__}.load_params"
         if isinstance(file_name, Mapping):
-            self._load(file_name, where)
+            self._load_with_buffers(file_name, where)
             return
         if not isinstance(file_name, (str, os.PathLike)):
             fail(where, "file_name", "a path or a mapping of arrays", describe(file_name))
@@ -108,7 +111,16 @@ class BookFiles(BookNetwork):
             )
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files if k != _MODEL_HEADER}
-        self._load(arrays, where)
+        self._load_with_buffers(arrays, where)
+
+    def _load_with_buffers(self, arrays: Mapping[str, Any], where: str) -> None:
+        """Load the parameters, and the buffers when `arrays` holds any; check all first."""
+        names = set(self.buffers)
+        given = {k: v for k, v in arrays.items() if k in names}
+        staged = self.stage_buffers(given, where) if given else []
+        self._load({k: v for k, v in arrays.items() if k not in names}, where)
+        for (layer, attr), value in staged:
+            setattr(layer, attr, value)
 
     def reseed_dropout(self, seed: int | None) -> None:
         """Restart every Dropout layer's masks: layer ``k`` from ``default_rng([seed, k])``."""
@@ -288,6 +300,28 @@ class MultiLayerNetExtend(BookFiles, MultiLayerNet):
             k = int(key[1:])
             if key[0] == "b" and k <= hidden:
                 out[f"gamma{k}"] = out[f"beta{k}"] = shape
+        return out
+
+    @staticmethod
+    def buffer_shapes(config: Mapping[str, Any]) -> Shapes:
+        """The shapes of the running averages of ``MultiLayerNetExtend(**config)``.
+
+        One ``running_mean{k}`` and ``running_var{k}`` per ``gamma{k}``
+        (with `use_batchnorm`; none otherwise), without building anything.
+
+        Examples
+        --------
+        >>> from xplayers.network import MultiLayerNetExtend
+        >>> config = {"input_size": 4, "hidden_size_list": [6], "output_size": 3,
+        ...           "use_batchnorm": True}
+        >>> MultiLayerNetExtend.buffer_shapes(config)
+        {'running_mean1': (6,), 'running_var1': (6,)}
+        """
+        out: Shapes = {}
+        for key, shape in MultiLayerNetExtend.param_shapes(config).items():
+            if key.startswith("gamma"):
+                k = key.removeprefix("gamma")
+                out[f"running_mean{k}"] = out[f"running_var{k}"] = shape
         return out
 
 

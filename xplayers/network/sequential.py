@@ -145,6 +145,7 @@ class Sequential:
                 if key in slots:
                     fail(where, f"layers[{name!r}]", "parameter names unique in the network", key)
                 slots[key] = (layer, attr)
+        self._buffers = _buffer_slots(ordered, set(slots), where)
         self._layers = ordered
         self._forward_plan = [
             (layer, bool(getattr(layer, "takes_train_flg", False))) for layer in ordered.values()
@@ -180,6 +181,67 @@ class Sequential:
         the first backward pass).
         """
         return {key: layer.grads[attr] for key, (layer, attr) in self._params.slots.items()}
+
+    @property
+    def buffers(self) -> dict[str, Any]:
+        """The arrays the layers keep and use at test time that are not parameters.
+
+        Named like :attr:`params`: the ``k``-th layer with a ``state``
+        (``BatchNormalization``'s running averages) contributes
+        ``running_mean{k}`` and ``running_var{k}``. They are saved in model
+        files and checkpoints beside the parameters
+        (:func:`xplayers.save`), since predictions at test time depend on
+        them. A new dict of the layers' current arrays (empty without such
+        layers).
+
+        Examples
+        --------
+        >>> from xplayers.network import MultiLayerNetExtend
+        >>> net = MultiLayerNetExtend(4, [5], 3, use_batchnorm=True, seed=0)
+        >>> sorted(net.buffers)
+        ['running_mean1', 'running_var1']
+        """
+        return {key: getattr(layer, attr) for key, (layer, attr) in self._buffers.items()}
+
+    def load_buffers(self, buffers: Mapping[str, Any]) -> None:
+        """Replace every buffer (see :attr:`buffers`) by a copy of the given host values.
+
+        Parameters
+        ----------
+        buffers : mapping of str to numpy.ndarray
+            Exactly the keys of :attr:`buffers`, each with the shape and
+            dtype of the current array, and values the layer accepts
+            (``running_var`` not negative).
+
+        Raises
+        ------
+        LayerInputError
+            Missing or unknown names, a wrong shape or dtype, or a value the
+            layer refuses; nothing is changed then.
+        """
+        where = f"{type(self).__name__}.load_buffers"
+        for (layer, attr), value in self.stage_buffers(buffers, where):
+            setattr(layer, attr, value)
+
+    def stage_buffers(
+        self, buffers: Mapping[str, Any], where: str
+    ) -> list[tuple[tuple[Any, str], Any]]:
+        """Check `buffers` as :meth:`load_buffers` does; return the (slot, array) pairs to set.
+
+        Nothing is changed: the caller sets them once everything else it
+        changes is checked too.
+        """
+        current = self.buffers
+        staged = _stage(current, buffers, where, "buffers")
+        by_layer: dict[int, dict[str, Any]] = {}
+        for key, value in staged.items():
+            layer, attr = self._buffers[key]
+            by_layer.setdefault(id(layer), {})[attr] = to_numpy(value)
+        for layer, _ in self._buffers.values():
+            check = getattr(layer, "check_state", None)
+            if callable(check) and id(layer) in by_layer:
+                check(by_layer.pop(id(layer)), where)
+        return [(self._buffers[key], value) for key, value in staged.items()]
 
     # ------------------------------------------------------------------ computation
 
@@ -450,39 +512,74 @@ class Sequential:
         self._load(params, f"{type(self).__name__}.load_params")
 
     def _load(self, params: Mapping[str, Any], where: str) -> None:
-        if not isinstance(params, Mapping):
-            fail(where, "params", "a mapping of parameter names to NumPy arrays", describe(params))
-        missing = [k for k in self._params if k not in params]
-        unknown = [k for k in params if k not in self._params]
-        if missing or unknown:
-            fail(
-                where,
-                "params",
-                f"exactly the names {list(self._params)}",
-                f"missing {missing}, unknown {unknown}",
-            )
-        staged = {}
-        for key, current in self._params.items():
-            value = params[key]
-            if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray):
-                value = to_numpy(value)
-            host = np.array(value, copy=True)
-            dtype = dtype_name(current.dtype)
-            if host.shape != tuple(current.shape) or host.dtype != np.dtype(dtype):
-                fail(
-                    where,
-                    f"params[{key!r}]",
-                    f"shape {tuple(current.shape)} and dtype {dtype}",
-                    f"shape {host.shape} and dtype {host.dtype}",
-                )
-            staged[key] = _like(host, current)
-        for key, value in staged.items():
+        for key, value in _stage(self._params, params, where, "params").items():
             self._params[key] = value
 
     def __repr__(self) -> str:
         lines = [f"  ({name}): {layer!r}" for name, layer in self._layers.items()]
         lines.append(f"  (last_layer): {self.last_layer!r}")
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _buffer_slots(
+    layers: Mapping[str, Any], taken: set[str], where: str
+) -> dict[str, tuple[Any, str]]:
+    """The buffers of `layers` by key: the attributes named in each layer's ``state``.
+
+    Numbered per attribute, like the parameters: the ``k``-th layer with a
+    ``running_mean`` holds ``running_mean{k}``.
+    """
+    slots: dict[str, tuple[Any, str]] = {}
+    counts: dict[str, int] = {}
+    for name, layer in layers.items():
+        attrs = tuple(getattr(layer, "state", ()) or ())
+        if not attrs:
+            continue
+        k = max(counts.get(attr, 0) for attr in attrs) + 1
+        for attr in attrs:
+            counts[attr] = k
+            key = f"{attr}{k}"
+            if key in slots or key in taken:
+                fail(where, f"layers[{name!r}]", "buffer names unique in the network", key)
+            slots[key] = (layer, attr)
+    return slots
+
+
+def _stage(
+    current: Mapping[str, Any], values: Mapping[str, Any], where: str, arg: str
+) -> dict[str, Any]:
+    """Copies of `values` on the backend of `current`, checked to match it key by key.
+
+    Raises before anything is copied when a name is missing or unknown, or a
+    shape or dtype differs.
+    """
+    if not isinstance(values, Mapping):
+        fail(where, arg, f"a mapping of {arg} names to NumPy arrays", describe(values))
+    missing = [k for k in current if k not in values]
+    unknown = [k for k in values if k not in current]
+    if missing or unknown:
+        fail(
+            where,
+            arg,
+            f"exactly the names {list(current)}",
+            f"missing {missing}, unknown {unknown}"[:300],
+        )
+    staged = {}
+    for key, now in current.items():
+        value = values[key]
+        if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray):
+            value = to_numpy(value)
+        host = np.array(value, copy=True)
+        dtype = dtype_name(now.dtype)
+        if host.shape != tuple(now.shape) or host.dtype != np.dtype(dtype):
+            fail(
+                where,
+                f"{arg}[{key!r}]",
+                f"shape {tuple(now.shape)} and dtype {dtype}",
+                f"shape {host.shape} and dtype {host.dtype}",
+            )
+        staged[key] = _like(host, now)
+    return staged
 
 
 _CONFIG_NAMES = ", ".join(list(CONFIG_LAYERS)[:-1]) + f" or {list(CONFIG_LAYERS)[-1]}"
