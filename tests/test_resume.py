@@ -333,5 +333,5 @@ def test_resume_with_dropout_is_bit_identical(digits: Any, tmp_path: Path) -> No
     assert _host(fresh) == _host(whole)
     assert _curve(resumed) == _curve(expected)
     without = MultiLayerNetExtend(64, [20, 20], 10, use_dropout=False, seed=3)
-    with pytest.raises(LayerInputError, match="generators of this network's layers"):
+    with pytest.raises(LayerInputError, match="use_dropout True in the checkpoint, False here"):
         train(without, SGD(lr=0.1), train_set, test_set, resume=ckpt, **kwargs)

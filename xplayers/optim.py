@@ -83,6 +83,8 @@ class Optimizer:
     _hyper: ClassVar[tuple[str, ...]] = ("lr",)
     #: Integer counters that belong to the state (Adam's step count).
     _counters: ClassVar[tuple[str, ...]] = ()
+    #: State stores whose values are never negative (sums and means of squares).
+    _nonnegative: ClassVar[tuple[str, ...]] = ()
 
     lr: float
 
@@ -200,9 +202,10 @@ class Optimizer:
         Raises
         ------
         LayerInputError
-            Another optimizer class or other hyper-parameters, or state
-            arrays that do not fit `params` (names, shapes, dtypes); nothing
-            is changed then.
+            Another optimizer class or other hyper-parameters, counters that
+            are not integers >= 0, or state arrays that do not fit `params`
+            (names, shapes, dtypes) or hold values the optimizer never makes
+            (a negative sum of squares); nothing is changed then.
         """
         where = f"{type(self).__name__}.set_state"
         mine = self.state()[0]
@@ -217,6 +220,9 @@ class Optimizer:
         counters = info.get("counters")
         if not isinstance(counters, Mapping) or set(counters) != set(self._counters):
             fail(where, "info", f"the counters {list(self._counters)}", repr(counters)[:200])
+        for name, value in counters.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                fail(where, f"info['counters'][{name!r}]", "an integer >= 0", repr(value)[:100])
         stores = {attr for attr, store in vars(self).items() if isinstance(store, dict)}
         staged: dict[str, dict[str, Any]] = {attr: {} for attr in stores}
         for name, value in arrays.items():
@@ -233,6 +239,13 @@ class Optimizer:
                     f"arrays[{name!r}]",
                     f"the shape and dtype of {describe(p)}",
                     f"{host.dtype} {host.shape}",
+                )
+            if attr in self._nonnegative and host.size and not bool(np.all(host >= 0)):
+                fail(
+                    where,
+                    f"arrays[{name!r}]",
+                    "values >= 0 (a running sum or mean of squared gradients)",
+                    f"{int(np.count_nonzero(~(host >= 0)))} negative or NaN value(s)",
                 )
             staged[attr][key] = asarray(np.array(host, copy=True))
         for attr, store in staged.items():
@@ -427,6 +440,8 @@ class AdaGrad(Optimizer):
     array([0.5, 1.5])
     """
 
+    _nonnegative = ("h",)
+
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = number_in("AdaGrad", "lr", lr, low=0.0, low_open=True)
         self.h: dict[str, Any] = {}
@@ -466,6 +481,7 @@ class RMSprop(Optimizer):
     """
 
     _hyper = ("lr", "decay_rate")
+    _nonnegative = ("h",)
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
         self.lr = number_in("RMSprop", "lr", lr, low=0.0, low_open=True)
@@ -516,6 +532,7 @@ class Adam(Optimizer):
 
     _hyper = ("lr", "beta1", "beta2")
     _counters = ("iter",)
+    _nonnegative = ("v",)
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         self.lr = number_in("Adam", "lr", lr, low=0.0, low_open=True)

@@ -11,11 +11,15 @@ is bounded by the batch and chunk sizes, not by the data set.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
+import json
 import math
 import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,12 +32,19 @@ from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_n
 from xplayers._validation import dtype_name, fail, positive_int, writable_file
 from xplayers.backend import reading_waits
 from xplayers.datasets import BatchLoader, streaming
-from xplayers.errors import MissingDependencyError, TrainingError
+from xplayers.errors import (
+    LayerInputError,
+    MissingDependencyError,
+    ModelFileError,
+    ModelFileWarning,
+    TrainingError,
+)
 
 __all__ = [
     "History",
     "MissingDependencyError",
     "TrainingError",
+    "data_fingerprint",
     "evaluate",
     "train",
 ]
@@ -470,12 +481,18 @@ def train(
         entry is last), for example to print a line per epoch.
     resume : path, optional
         Continue the run saved in this checkpoint (written by
-        ``checkpoint=``): its weights, optimizer state, batch order,
-        iteration and history replace those of `network` and `optimizer`,
-        and training goes on to the same `epochs` or `iterations` as the
-        interrupted run, bit for bit as if it had never stopped. The
-        network must have the checkpoint's architecture, the optimizer its
-        class and hyper-parameters, and the data its size and batch size.
+        ``checkpoint=``): its weights, running averages, optimizer state,
+        batch order, iteration and history replace those of `network` and
+        `optimizer`, and training goes on to the same `epochs` or
+        `iterations` as the interrupted run, bit for bit as if it had never
+        stopped. The network must have the checkpoint's config (all of it
+        but the initial weights' ``seed`` and ``weight_init_std``), the
+        optimizer its class and hyper-parameters, the training data the
+        same samples in the same order (compared by a digest, see
+        :func:`data_fingerprint`) and batch size, and `epochs` or
+        `iterations` must reach at least the checkpoint's iteration. Every
+        value of the checkpoint's training state is checked before anything
+        changes.
 
     Returns
     -------
@@ -533,9 +550,7 @@ def train(
     if plot_path is not None:
         _matplotlib_figure()  # fail now, not after training
     bar = _ProgressBar(total, per_epoch, sys.stderr, enabled=_show_progress(progress))
-    history, it, skip = (
-        (History(), 0, 0) if resume is None else _resume(resume, network, optimizer, rng, loader)
-    )
+    history, it, skip, data = _start(resume, network, optimizer, rng, loader, total, checkpoint)
     window = _LossWindow(per_epoch)
     start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
 
@@ -553,7 +568,7 @@ def train(
                 checkpoint_path,
                 history,
                 optimizer,
-                _position(iteration, epoch, rng, loader),
+                {**_position(iteration, epoch, rng, loader), "data": data},
             )
         if callback is not None:
             callback(history)
@@ -726,7 +741,9 @@ def _layer_generators(network: Any) -> dict[str, Any]:
     }
 
 
-def _restore_generators(network: Any, saved: object, name: str) -> list[tuple[Any, Any]]:
+def _restore_generators(
+    network: Any, saved: object, path: str | os.PathLike[str]
+) -> list[tuple[Any, Any]]:
     """Check the saved layer generators against `network`'s; return (generator, state) pairs."""
     if saved is None:  # written before layer generators were saved: they go on as they are
         return []
@@ -736,17 +753,31 @@ def _restore_generators(network: Any, saved: object, name: str) -> list[tuple[An
             "train",
             "resume",
             f"a checkpoint with the generators of this network's layers {sorted(mine)}",
-            f"{name}, with {sorted(saved) if isinstance(saved, dict) else saved!r}",
+            f"{str(path)!r}, with {sorted(saved) if isinstance(saved, dict) else saved!r}"[:300],
         )
-    pairs = []
-    for key, state in saved.items():
-        probe = np.random.default_rng()
-        try:
-            probe.bit_generator.state = state
-        except (TypeError, ValueError, KeyError) as exc:
-            fail("train", "resume", f"a readable generator state for layer {key!r}", repr(exc))
-        pairs.append((network.layers[key].rng, state))
-    return pairs
+    return [
+        (network.layers[key].rng, _generator_state(state, f"layers.{key}", path))
+        for key, state in saved.items()
+    ]
+
+
+def _generator_state(state: object, what: str, path: str | os.PathLike[str]) -> Any:
+    """`state` if a PCG64 generator takes it exactly as it is (tried on a new one)."""
+    probe = np.random.default_rng()
+    ok = isinstance(state, dict) and state.get("has_uint32") in (0, 1)
+    try:
+        probe.bit_generator.state = state  # type: ignore[assignment]
+        ok = ok and probe.bit_generator.state == state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        ok = False
+    if not ok:
+        raise _bad_state(path, f"{what} is not a generator's state: {state!r}"[:300])
+    return state
+
+
+def _bad_state(path: str | os.PathLike[str], problem: str) -> ModelFileError:
+    """The error for a checkpoint whose training state cannot be trusted."""
+    return ModelFileError(f"checkpoint {str(path)!r}: {problem}")
 
 
 def _skip(loader: Iterable[Any], n: int) -> Iterator[Any]:
@@ -774,31 +805,139 @@ def _batch_setup(loader: Any) -> dict[str, int]:
     return {"batch_size": loader.batch_size, "rows": int(loader.x.shape[0]), "batches": len(loader)}
 
 
-def _resume(
-    path: str | os.PathLike[str],
+def data_fingerprint(loader: Any) -> str:
+    """A digest of a loader's training data in their order, which :func:`train` checkpoints.
+
+    A resumed run must visit the same samples in the same order, so
+    ``resume=`` compares it: another split of the same data (another seed),
+    shuffled or edited samples are refused. NumPy arrays are hashed whole
+    (SHA-256 over their shape, dtype and bytes); streamed data (Dask, zarr,
+    folders of ``.npy`` files), which would have to be read in full, by
+    their shapes, dtypes, block boundaries and first and last rows.
+
+    Parameters
+    ----------
+    loader : BatchLoader or StreamLoader
+        Its ``x`` and ``t``.
+
+    Returns
+    -------
+    str
+        ``"sha256:"`` and the digest's first 32 hexadecimal digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.datasets import BatchLoader
+    >>> from xplayers.training import data_fingerprint
+    >>> x, t = np.zeros((4, 2)), np.arange(4)
+    >>> a = data_fingerprint(BatchLoader(x, t, 2))
+    >>> a == data_fingerprint(BatchLoader(x, t[::-1].copy(), 2)), a[:7]
+    (False, 'sha256:')
+    """
+    digest = hashlib.sha256()
+    for a in (loader.x, loader.t):
+        digest.update(repr((tuple(a.shape), str(a.dtype))).encode())
+        if isinstance(a, np.ndarray):
+            digest.update(_bytes(a))
+            continue
+        digest.update(repr(tuple(a.cuts)).encode())
+        n = int(a.shape[0])
+        for i in sorted({0, n - 1}) if n else ():
+            digest.update(_bytes(to_numpy(a.read(i, i + 1))))
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def _start(
+    resume: str | os.PathLike[str] | None,
     network: Trainable,
     optimizer: Any,
     rng: np.random.Generator,
     loader: Any,
+    total: int,
+    checkpoint: object,
+) -> tuple[History, int, int, str]:
+    """The history, iteration and batches to skip a run starts from, and its data digest."""
+    data = "" if checkpoint is None and resume is None else data_fingerprint(loader)
+    if resume is None:
+        return History(), 0, 0, data
+    return (*_resume(resume, network, optimizer, _Run(rng, loader, total, data)), data)
+
+
+def _bytes(a: npt.NDArray[Any]) -> Any:
+    """The bytes of `a` in C order, without a copy when it is C-contiguous already."""
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The run a checkpoint must fit: its generator, loader, length and data digest."""
+
+    rng: np.random.Generator
+    loader: Any
+    total: int
+    data: str
+
+
+def _resume(
+    path: str | os.PathLike[str], network: Trainable, optimizer: Any, run: _Run
 ) -> tuple[History, int, int]:
     """Restore a run from a checkpoint; return its history, iteration and batches to skip.
 
-    Everything is checked before anything of `network` or `optimizer` changes.
+    Everything is checked before anything of `network` or `optimizer`
+    changes: the checkpoint against this run (network config, optimizer,
+    data, batches, length), then every value of its training state.
     """
     from xplayers.io import read_checkpoint
 
     saved = read_checkpoint(path)
-    run = saved.state.get("train")
+    state = saved.state.get("train")
     name = repr(str(path))
-    if not isinstance(run, dict) or not callable(getattr(optimizer, "set_state", None)):
+    if not isinstance(state, dict) or not callable(getattr(optimizer, "set_state", None)):
         fail(
             "train",
             "resume",
             "a checkpoint written by train(..., checkpoint=...) and an xplayers optimizer",
             f"{name}, which holds no training state"
-            if not isinstance(run, dict)
+            if not isinstance(state, dict)
             else f"an optimizer without set_state ({type(optimizer).__name__})",
         )
+    _check_network(network, saved, name)
+    _check_data_and_batches(state, run, path)
+    iteration, skip = _check_position(state, run, path)
+    history = _check_history(saved.header["metadata"].get("history"), iteration, path)
+    batch_order = _generator_state(state.get("rng"), "rng", path)
+    generators = _restore_generators(network, state.get("layers"), path)
+    buffers = _stage_buffers(network, saved, path)
+    arrays = {k.removeprefix("optimizer."): v for k, v in saved.arrays.items()}
+    if not isinstance(state.get("optimizer"), dict):
+        got = repr(state.get("optimizer"))[:200]
+        raise _bad_state(path, f"optimizer state is not a JSON object: {got}")
+    try:  # checks everything, then sets
+        optimizer.set_state(state["optimizer"], arrays, network.params)
+    except LayerInputError as exc:
+        fail("train", "resume", "a checkpoint whose optimizer state fits", f"{name}: {exc}")
+    network.load_params(saved.params)
+    for (layer, attr), value in buffers:
+        setattr(layer, attr, value)
+    run.rng.bit_generator.state = batch_order
+    for generator, generator_state in generators:
+        generator.bit_generator.state = generator_state
+    return history, iteration, skip
+
+
+#: Config keys that only choose the initial weights, which a resumed run replaces.
+INITIAL_WEIGHT_KEYS = ("seed", "weight_init_std")
+
+
+def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as JSON data, without the keys that only choose the initial weights."""
+    plain = json.loads(json.dumps(dict(config)))
+    return {k: v for k, v in plain.items() if k not in INITIAL_WEIGHT_KEYS}
+
+
+def _check_network(network: Trainable, saved: Any, name: str) -> None:
+    """The checkpoint's network must be this one: parameters, then the whole config."""
     mine = {k: (tuple(v.shape), dtype_name(v.dtype)) for k, v in network.params.items()}
     theirs = {k: (tuple(v.shape), v.dtype.name) for k, v in saved.params.items()}
     kind = saved.header["config"].get("class")
@@ -809,26 +948,146 @@ def _resume(
             f"a checkpoint of this network ({type(network).__name__} with {mine})"[:300],
             f"{name}, a {kind} with {theirs}"[:300],
         )
-    wanted = _batch_setup(loader)
-    if run.get("batches") != wanted:
+    here, there = _architecture(network.config()), _architecture(saved.header["config"])
+    if here != there:
+        keys = sorted(k for k in {*here, *there} if here.get(k) != there.get(k))
+        differences = ", ".join(
+            f"{k} {there.get(k, 'absent')!r} in the checkpoint, {here.get(k, 'absent')!r} here"
+            for k in keys
+        )
+        fail(
+            "train",
+            "resume",
+            f"a checkpoint of a network with this config ({type(network).__name__})",
+            f"{name}, whose network differs: {differences}"[:400],
+            "Resume with the network the checkpoint was written with",
+        )
+
+
+def _check_data_and_batches(state: Mapping[str, Any], run: _Run, path: Any) -> None:
+    """The checkpoint's run must have these batches and these data in this order."""
+    name = repr(str(path))
+    wanted = _batch_setup(run.loader)
+    if state.get("batches") != wanted:
         fail(
             "train",
             "resume",
             f"a checkpoint of a run over the same data and batches ({wanted})",
-            f"{name}, written with {run.get('batches')}",
+            f"{name}, written with {state.get('batches')!r}"[:300],
         )
-    arrays = {k.removeprefix("optimizer."): v for k, v in saved.arrays.items()}
+    data = state.get("data")
+    if data is None:  # written before the data were fingerprinted
+        warnings.warn(
+            f"checkpoint {name}: written by an older xplayers without a fingerprint of its "
+            "training data, so that it was written over these data in this order is not "
+            "checked",
+            ModelFileWarning,
+            stacklevel=4,
+        )
+    elif data != run.data:
+        fail(
+            "train",
+            "resume",
+            "a checkpoint of a run over the same training samples in the same order",
+            f"{name}, written over other data (another split or seed, other or reordered "
+            "samples; their fingerprints differ)",
+            "Resume with the data, split and seed of the run that wrote it",
+        )
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_position(state: Mapping[str, Any], run: _Run, path: Any) -> tuple[int, int]:
+    """The checkpoint's iteration and batches to skip, checked against each other and the run."""
+    iteration, skip = state.get("iteration"), state.get("skip")
+    per_epoch = len(run.loader)
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 1:
+        raise _bad_state(path, f"iteration is {iteration!r}, not an integer >= 1"[:300])
+    if not _whole(skip) or skip != iteration % per_epoch:
+        raise _bad_state(
+            path,
+            f"skip (batches done in the epoch) is {repr(skip)[:50]}; after {iteration} "
+            f"updates in epochs of {per_epoch} batches it is {iteration % per_epoch}",
+        )
+    if iteration > run.total:
+        fail(
+            "train",
+            "resume",
+            f"a run at least as long as the checkpoint's: {run.total} updates asked "
+            "(epochs and iterations count from the start of the run)",
+            f"{str(path)!r}, saved after {iteration} updates",
+            f"Give iterations >= {iteration} to continue it",
+        )
+    return iteration, iteration % per_epoch
+
+
+def _check_history(data: object, iteration: int, path: Any) -> History:
+    """The saved learning curve, every value checked: the history the resumed run extends."""
+    if not isinstance(data, dict):
+        raise _bad_state(path, f"history is not a JSON object: {data!r}"[:300])
+    lists: dict[str, list[Any]] = {}
+    for f in fields(History):
+        values = data.get(f.name)
+        if not isinstance(values, list) or not values:
+            raise _bad_state(path, f"history {f.name!r} is not a non-empty list: {values!r}"[:300])
+        bad = next((v for v in values if not _history_value(f.name, str(f.type), v)), values)
+        if bad is not values:
+            why = _HISTORY_RANGE.get(f.name, "")
+            raise _bad_state(path, f"history {f.name!r} holds {bad!r}{why}"[:300])
+        lists[f.name] = list(values)
+    lengths = {len(v) for v in lists.values()}
+    steps = lists["iteration"]
+    if len(lengths) != 1:
+        raise _bad_state(path, "history lists differ in length")
+    if any(a >= b for a, b in itertools.pairwise(steps)) or steps[-1] != iteration:
+        raise _bad_state(
+            path,
+            f"history iterations {steps[-4:]} do not increase to the checkpoint's {iteration}"[
+                :300
+            ],
+        )
+    return History(**lists)
+
+
+#: What each history value must be, for the error message.
+_HISTORY_RANGE = {
+    "epoch": " (epochs are numbers >= 0)",
+    "iteration": " (iterations are integers >= 1)",
+    "train_loss": " (losses are numbers >= 0)",
+    "train_acc": " (accuracies are numbers from 0 to 1)",
+    "test_acc": " (accuracies are numbers from 0 to 1, or null)",
+    "seconds": " (seconds are numbers >= 0)",
+}
+
+
+def _history_value(name: str, kind: str, value: object) -> bool:
+    """Whether `value` can be an entry of the history list `name` (annotated `kind`)."""
+    if value is None:
+        return "None" in kind
+    if "int]" in kind:
+        return _whole(value) and value >= 1  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return 0 <= value <= 1 if name.endswith("_acc") else value >= 0
+
+
+def _stage_buffers(network: Any, saved: Any, path: Any) -> list[tuple[tuple[Any, str], Any]]:
+    """The checkpoint's buffers (running averages), checked against `network`'s; none if lacking."""
+    if saved.lacking:
+        warnings.warn(
+            f"checkpoint {str(path)!r}: written before running averages were stored; it lacks "
+            f"{', '.join(map(repr, saved.lacking))}, so the network's own go on and the "
+            "resumed run is not bit for bit the one that was interrupted",
+            ModelFileWarning,
+            stacklevel=4,
+        )
+    stage = getattr(network, "stage_buffers", None)
+    if not saved.buffers or not callable(stage):
+        return []
     try:
-        history = History.from_dict(saved.header["metadata"]["history"])
-        probe = np.random.default_rng()
-        probe.bit_generator.state = run["rng"]
-        iteration, skip = int(run["iteration"]), int(run["skip"])
-    except (KeyError, TypeError, ValueError) as exc:
-        fail("train", "resume", "a checkpoint with a readable training state", f"{name}: {exc!r}")
-    generators = _restore_generators(network, run.get("layers"), name)
-    optimizer.set_state(run["optimizer"], arrays, network.params)
-    network.load_params(saved.params)
-    rng.bit_generator.state = run["rng"]
-    for generator, state in generators:
-        generator.bit_generator.state = state
-    return history, iteration, skip
+        staged: list[tuple[tuple[Any, str], Any]] = stage(saved.buffers, "train")
+    except LayerInputError as exc:
+        raise _bad_state(path, f"buffers cannot be used: {exc}") from None
+    return staged
