@@ -982,7 +982,7 @@ def _check_data_and_batches(state: Mapping[str, Any], run: _Run, path: Any) -> N
             "training data, so that it was written over these data in this order is not "
             "checked",
             ModelFileWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of train
         )
     elif data != run.data:
         fail(
@@ -1081,7 +1081,7 @@ def _stage_buffers(network: Any, saved: Any, path: Any) -> list[tuple[tuple[Any,
             f"{', '.join(map(repr, saved.lacking))}, so the network's own go on and the "
             "resumed run is not bit for bit the one that was interrupted",
             ModelFileWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of train
         )
     stage = getattr(network, "stage_buffers", None)
     if not saved.buffers or not callable(stage):
