@@ -10,7 +10,7 @@ import pytest
 
 import xplayers as xpl
 from xplayers.network import TwoLayerNet
-from xplayers.optim import Adam, Momentum
+from xplayers.optim import Adam, Momentum, get_optimizer
 from xplayers.training import train
 
 pytestmark = pytest.mark.backends("dask")
@@ -78,3 +78,84 @@ def test_dask_training_equals_numpy_and_is_quiet_on_a_cluster(
         results["dask"][1].train_loss, results["numpy"][1].train_loss, rtol=1e-5
     )
     assert not [m for m in distributed_warnings if "run_spec" in m]
+
+
+STEPS = 15  # without persisting lazy updates, the graph grows by about 60 layers a step
+
+
+def _layers(arrays: Any) -> int:
+    """The most layers in the task graph of any of `arrays`."""
+    return max(len(a.dask.layers) for a in arrays)
+
+
+def test_book_loop_keeps_the_graph_bounded() -> None:
+    """``params[key] -= lr * grad[key]``, the book's update, rebinds lazy arrays: each is persisted."""
+    x, t = _data()
+    layers, results = [], {}
+    for name in ("dask", "numpy"):
+        with xpl.use_backend(name):
+            net = TwoLayerNet(12, 8, 3, weight_init_std=0.3, seed=0)
+            xb, tb = xpl.asarray(x), xpl.asarray(t)
+            for _ in range(STEPS):
+                grad = net.gradient(xb, tb)
+                for key in ("W1", "b1", "W2", "b2"):
+                    net.params[key] -= 0.1 * grad[key]
+                if name == "dask":
+                    layers.append(_layers(net.params.values()))
+            results[name] = {k: xpl.to_numpy(v) for k, v in net.params.items()}
+    assert max(layers) <= 2, layers
+    for key, value in results["numpy"].items():
+        np.testing.assert_allclose(results["dask"][key], value, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optimizer_update_keeps_the_graph_bounded(name: str) -> None:
+    """``opt.update(net.params, net.gradient(x, t))``: parameters and state persisted each step."""
+    x, t = _data()
+    layers = []
+    with xpl.use_backend("dask"):
+        net = TwoLayerNet(12, 8, 3, weight_init_std=0.3, seed=0)
+        opt = get_optimizer(name, lr=0.01)
+        xb, tb = xpl.asarray(x), xpl.asarray(t)
+        for _ in range(STEPS):
+            opt.update(net.params, net.gradient(xb, tb))
+            state = [
+                a for store in vars(opt).values() if isinstance(store, dict) for a in store.values()
+            ]
+            layers.append(_layers([*net.params.values(), *state]))
+    assert max(layers) <= 2, layers
+
+
+def test_optimizer_update_of_a_plain_dict_keeps_the_graph_bounded() -> None:
+    """The book's plain ``params`` dict of arrays, updated by an optimizer, is persisted too."""
+    rng = np.random.default_rng(0)
+    with xpl.use_backend("dask"):
+        params = {"w": xpl.asarray(rng.normal(size=(4, 3)))}
+        opt = Momentum(lr=0.1)
+        for _ in range(STEPS):
+            opt.update(params, {"w": params["w"] * 2.0})
+    assert _layers([params["w"], *opt.v.values()]) <= 2
+
+
+def test_parameters_persist_an_assigned_array_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An array persisted already is taken as it is: no second scheduler run."""
+    calls: list[int] = []
+    persist = dask.array.Array.persist
+
+    def counting(self: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return persist(self, **kwargs)
+
+    monkeypatch.setattr(dask.array.Array, "persist", counting)
+    with xpl.use_backend("dask"):
+        net = TwoLayerNet(4, 3, 2, seed=0)
+        new = net.params["b2"] + 1.0
+        net.params["b2"] = new
+        assert calls == [1]
+        assert net.params["b2"] is not new
+        assert _layers([net.params["b2"]]) == 1
+        done = net.params["b2"]
+        net.params["b2"] = done
+        assert calls == [1]
+        assert net.layers["Affine2"].b is done
+        np.testing.assert_array_equal(xpl.to_numpy(done), xpl.to_numpy(new))

@@ -131,26 +131,37 @@ class Optimizer:
             work.append((key, p, g))
         self._begin()
         fused = type(self)._step is SGD._step  # p -= lr * g, fused where the backend can
+        lazy = bool(work) and is_lazy(work[0][1])
+        staged: dict[str, Any] = {}  # lazy: the new values, persisted together below
         for key, p, g in work:
             if not (fused and subtract_scaled_(p, g, self.lr)):
-                _subtract(params, key, p, self._step(key, p, g))
-        if work and is_lazy(work[0][1]):
-            self._materialize(params)
+                _subtract(staged if lazy else params, key, p, self._step(key, p, g))
+        if lazy:
+            self._materialize(params, staged)
 
-    def _materialize(self, params: MutableMapping[str, Any]) -> None:
+    def _materialize(self, params: MutableMapping[str, Any], staged: Mapping[str, Any]) -> None:
         """Compute lazy (Dask) parameters and state now, so each step's graph stays short.
 
         One ``persist`` for all of them: the forward and backward passes they
         share run once per step (a ``persist`` per array ran them once per
         array, and made a ``dask.distributed`` scheduler warn about keys
-        submitted again with another task).
+        submitted again with another task). `staged` holds the new values of
+        the parameters, which are written to `params` only once computed (a
+        network's :class:`~xplayers.network.Parameters` would otherwise
+        persist each one on its own).
         """
-        slots: list[tuple[MutableMapping[str, Any], str]] = [(params, key) for key in params]
-        for store in vars(self).values():
-            if isinstance(store, dict):
-                slots.extend((store, key) for key in store)
-        done = materialize_all([store[key] for store, key in slots])
-        for (store, key), value in zip(slots, done, strict=True):
+        keys = list(params)
+        values = [staged.get(key, params[key]) for key in keys]
+        slots = [
+            (store, key)
+            for store in vars(self).values()
+            if isinstance(store, dict)
+            for key in store
+        ]
+        done = materialize_all(values + [store[key] for store, key in slots])
+        for key, value in zip(keys, done[: len(keys)], strict=True):
+            params[key] = value
+        for (store, key), value in zip(slots, done[len(keys) :], strict=True):
             store[key] = value
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:

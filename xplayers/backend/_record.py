@@ -276,7 +276,11 @@ class Record:
         return self.compiles or (self.gpu and self.host_key(x) != "cpu")
 
     def materialize(self, x: Any) -> Any:
-        """Compute a lazy `x` and keep the result (cutting its task graph); else `x`."""
+        """Compute a lazy `x` and keep the result (cutting its task graph); else `x`.
+
+        An array with nothing to cut (computed already) comes back as it is,
+        so materializing twice costs no second computation.
+        """
         return x
 
     def materialize_many(self, arrays: list[Any]) -> list[Any]:

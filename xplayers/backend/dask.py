@@ -40,20 +40,36 @@ class DaskRecord(Record):
         return np.asarray(cast(Any, x).compute())
 
     def materialize(self, x: Any) -> Any:
-        return cast(Any, x).persist()  # Dask's own methods are untyped
+        return x if _persisted(x) else cast(Any, x).persist()  # Dask's own methods are untyped
 
     def materialize_many(self, arrays: list[Any]) -> list[Any]:
         import dask
 
-        # Unoptimised: a later graph holding the same keys (the step's loss,
-        # computed at evaluation) then sends them with the same tasks; fused
-        # graphs give one key two different tasks, which a cluster warns about.
-        return list(cast(Any, dask).persist(*arrays, optimize_graph=False))
+        out = list(arrays)
+        todo = [i for i, x in enumerate(out) if not _persisted(x)]
+        if todo:
+            # Unoptimised: a later graph holding the same keys (the step's loss,
+            # computed at evaluation) then sends them with the same tasks; fused
+            # graphs give one key two different tasks, which a cluster warns about.
+            done = cast(Any, dask).persist(*[out[i] for i in todo], optimize_graph=False)
+            for i, x in zip(todo, done, strict=True):
+                out[i] = x
+        return out
 
     def sync(self, x: Any) -> None:
         import dask
 
         cast(Any, dask).compute(x)  # Dask's own functions are untyped
+
+
+def _persisted(x: Any) -> bool:
+    """Whether `x`'s task graph holds nothing but its own chunks (a persisted array).
+
+    Persisting such an array again would only repeat its chunks' tasks (or,
+    on a ``dask.distributed`` cluster, send keys it holds already).
+    """
+    array = cast(Any, x)  # Dask's own methods are untyped
+    return bool(len(array.__dask_graph__()) == array.npartitions)
 
 
 RECORD = DaskRecord()

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
+from xplayers._backend import is_lazy, materialize
 from xplayers._validation import describe, fail, float_array, same_backend
 from xplayers.errors import LayerInputError
 
@@ -43,8 +44,12 @@ class Parameters(MutableMapping[str, Any]):
     computes with, so ``params["W1"] -= lr * grads["W1"]`` (the book's update)
     changes the layer in place. Assigning ``params["W1"] = new`` rebinds the
     layer's attribute, which is how parameters are updated on libraries whose
-    arrays cannot be written in place (JAX). The keys are fixed by the layers:
-    they cannot be added or deleted.
+    arrays cannot be written in place (JAX). On a lazy backend (Dask), where
+    ``params["W1"] -= ...`` rebinds too, an assigned array is computed and kept
+    (persisted) before the layer takes it: otherwise each update would hold
+    the task graph of every step before it, and a training loop would slow
+    down step by step. The keys are fixed by the layers: they cannot be added
+    or deleted.
 
     Parameters
     ----------
@@ -96,6 +101,8 @@ class Parameters(MutableMapping[str, Any]):
             fail(
                 where, key, f"an array like the current one ({describe(current)})", describe(value)
             )
+        if is_lazy(value):
+            value = materialize(value)
         setattr(layer, attr, value)
 
     def __delitem__(self, key: str) -> None:
