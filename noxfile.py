@@ -20,6 +20,7 @@ otherwise it is skipped with that hint. With ``XPLAYERS_NOX_REQUIRE_ALL=1``
 
 from __future__ import annotations
 
+import html.parser
 import importlib
 import importlib.util
 import os
@@ -27,6 +28,7 @@ import shlex
 import shutil
 import sys
 import types
+import urllib.parse
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -202,15 +204,56 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
 
 
+class _Assets(html.parser.HTMLParser):
+    """The scripts and style sheets an HTML page loads: (tag, address) pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "script" and a.get("src"):
+            self.found.append((tag, a["src"] or ""))
+        elif tag == "link" and "stylesheet" in (a.get("rel") or "").split() and a.get("href"):
+            self.found.append((tag, a["href"] or ""))
+
+
+def _check_self_contained(session: nox.Session, out: Path) -> None:
+    """Fail if a built page loads a script or style sheet from another host, or lacks MathJax."""
+    remote, mathjax = [], 0
+    for page in sorted(out.rglob("*.html")):
+        parser = _Assets()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for tag, address in parser.found:
+            if urllib.parse.urlsplit(address).netloc:  # http://, https:// and //host alike
+                remote.append(f"{page.relative_to(out)}: <{tag}> {address}")
+            elif address.split("?")[0].endswith("mathjax/tex-chtml.js"):
+                mathjax += (page.parent / address.split("?")[0]).is_file()
+    if remote:
+        session.error("pages load from other hosts:\n  " + "\n  ".join(remote))
+    if not mathjax:
+        session.error(f"no page of {out} loads a local copy of MathJax")
+    session.log(f"every page's scripts and style sheets are local; {mathjax} load MathJax")
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the HTML documentation with Sphinx into docs/_build/html, warnings as errors."""
+    """Build the HTML documentation with Sphinx into docs/_build/html, warnings as errors.
+
+    First checks that the command-line reference (docs/cli.md) is what the
+    parser writes; after the build, that the pages load no script or style
+    sheet from another host, so they read the same offline.
+    """
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
     session.install("-e", ".")
+    session.run("python", "-m", "xplayers.cli._reference", "--check")
     # A fresh build: an incremental one would not repeat the warnings of unchanged pages.
-    shutil.rmtree(ROOT / "docs" / "_build" / "html", ignore_errors=True)
-    command = ["sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
+    out = ROOT / "docs" / "_build" / "html"
+    shutil.rmtree(out, ignore_errors=True)
+    command = ["sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(out)]
     session.run(*command, *session.posargs, env={"XPLAYERS_BACKEND": ""})
+    _check_self_contained(session, out)
 
 
 # Run in a fresh virtual environment holding only the wheel and its requirements.

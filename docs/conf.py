@@ -3,6 +3,9 @@
 Build with ``nox -s docs`` (or ``sphinx-build -W --keep-going -b html docs docs/_build/html``).
 The build needs no network: intersphinx links to the Python and NumPy
 documentation are only fetched when ``XPLAYERS_DOCS_INTERSPHINX=1`` is set.
+Nor do the built pages: MathJax is copied into them (``sphinx-mathjax-offline``),
+and ``nox -s docs`` fails if any page loads a script or style sheet from
+another host.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # a copy of MathJax in _static/mathjax instead of a CDN, so the pages need no network
+    "sphinx-mathjax-offline",
     "sphinx.ext.intersphinx",
     "sphinx_copybutton",
 ]
