@@ -40,7 +40,7 @@ class DaskRecord(Record):
         return np.asarray(cast(Any, x).compute())
 
     def materialize(self, x: Any) -> Any:
-        return x if _persisted(x) else cast(Any, x).persist()  # Dask's own methods are untyped
+        return self.materialize_many([x])[0]
 
     def materialize_many(self, arrays: list[Any]) -> list[Any]:
         import dask
