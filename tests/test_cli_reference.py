@@ -49,7 +49,7 @@ def test_every_option_is_shown_as_help_shows_it(program: str) -> None:
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
-        invocation = reference._invocation(action)
+        invocation = reference._invocation(action, program)
         text = reference._help(action, program)
         assert "".join(invocation.split()) in shown
         assert "".join(text.replace("`", "").split()) in shown  # the page quotes $VARIABLES

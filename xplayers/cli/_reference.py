@@ -44,19 +44,9 @@ def _commands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.A
                 yield from _commands(child)
 
 
-def _invocation(action: argparse.Action) -> str:
+def _invocation(action: argparse.Action, prog: str) -> str:
     """What ``--help`` shows for `action` before its help: ``--lr LR``, ``MODEL``."""
-    if action.metavar is not None:
-        metavar = str(action.metavar)
-    elif action.choices is not None:
-        metavar = "{" + ",".join(str(c) for c in action.choices) + "}"
-    else:
-        metavar = action.dest.upper()
-    if not action.option_strings:
-        return metavar
-    if action.nargs == 0:
-        return ", ".join(action.option_strings)
-    return ", ".join(f"{flag} {metavar}" for flag in action.option_strings)
+    return argparse.HelpFormatter(prog)._format_action_invocation(action)
 
 
 def _help(action: argparse.Action, prog: str) -> str:
@@ -106,7 +96,9 @@ def render(program: str, parser: argparse.ArgumentParser | None = None) -> str:
         if isinstance(action, argparse._SubParsersAction):
             parts.append(_subcommands(action, program))
             continue
-        parts.append(f"```{{option}} {_invocation(action)}\n{_help(action, program)}\n```\n")
+        parts.append(
+            f"```{{option}} {_invocation(action, program)}\n{_help(action, program)}\n```\n"
+        )
     return "\n".join(parts)
 
 
