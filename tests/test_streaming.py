@@ -340,3 +340,120 @@ def test_resume_from_a_checkpoint_while_streaming(tmp_path: Path) -> None:
     for k, v in whole.params.items():
         np.testing.assert_array_equal(resumed_net.params[k], v)
     assert resumed.train_loss == expected.train_loss
+
+
+# --------------------------------------------------------------------------- checked before the first update
+
+
+def _labelled_blocks(path: Path, blocks: int, rows: int, bad: int | None) -> np.ndarray:
+    """Write `blocks` files of inputs to `path`/x and their labels (0..9) to `path`/t.
+
+    The labels of the last block get the value `bad` in one row, when given.
+    """
+    rng = np.random.default_rng(0)
+    (path / "x").mkdir()
+    (path / "t").mkdir()
+    labels = []
+    for i in range(blocks):
+        t = rng.integers(0, 10, rows)
+        if bad is not None and i == blocks - 1:
+            t[rows // 2] = bad
+        np.save(path / "x" / f"part-{i:04d}.npy", rng.normal(size=(rows, 4)).astype(np.float32))
+        np.save(path / "t" / f"part-{i:04d}.npy", t)
+        labels.append(t)
+    return np.concatenate(labels)
+
+
+@pytest.mark.backends("numpy", "torch", "jax", "dask", "array_api_strict")
+@pytest.mark.parametrize("bad", [10, -1])
+@pytest.mark.parametrize("stored", ["folder", "memory"])
+def test_a_bad_label_in_the_last_block_is_refused_before_any_update(
+    backend: Any, tmp_path: Path, bad: int, stored: str
+) -> None:
+    t = _labelled_blocks(tmp_path, 40, 20, bad)
+    labels: Any = tmp_path / "t" if stored == "folder" else t
+    net = TwoLayerNet(4, 8, 10, seed=0, dtype="float32")
+    before = {k: backend.to_numpy(v).copy() for k, v in net.params.items()}
+    opt = SGD(lr=0.1)
+    with pytest.raises(LayerInputError) as caught:
+        train(net, opt, (tmp_path / "x", labels), epochs=2, batch_size=16)
+    message = str(caught.value)
+    assert f"labels from {min(bad, 0)} to {max(bad, 9)}" in message
+    assert f"the first out of range is {bad}, at row 790" in message
+    if stored == "folder":
+        assert "rows 780 to 799 (block 40 of 40, file" in message
+        assert "part-0039.npy" in message
+    for k, v in before.items():  # not one update
+        np.testing.assert_array_equal(backend.to_numpy(net.params[k]), v)
+
+
+def test_float_labels_of_streamed_data_are_refused(tmp_path: Path) -> None:
+    t = _labelled_blocks(tmp_path, 3, 10, None)
+    net = TwoLayerNet(4, 8, 10, seed=0, dtype="float32")
+    with pytest.raises(LayerInputError, match=r"integer labels.*dtype float64"):
+        train(net, SGD(lr=0.1), (tmp_path / "x", t.astype(np.float64)), epochs=1)
+    test_set = (tmp_path / "x", t + 5)  # a streamed test set is checked as well
+    with pytest.raises(LayerInputError, match=r"'test_data'.*labels from 5 to 14"):
+        train(net, SGD(lr=0.1), (tmp_path / "x", t), test_set, epochs=1)
+
+
+def test_a_block_rewritten_with_more_rows_is_named(tmp_path: Path) -> None:
+    _, t = _folder(tmp_path / "x", [6, 6, 6])
+    files = sorted((tmp_path / "x").glob("*.npy"))
+
+    def grow(history: Any) -> None:  # every file gets more rows once training has started
+        for f in files:
+            np.save(f, np.zeros((9, 3)))
+
+    net = TwoLayerNet(3, 4, 4, seed=0)
+    with pytest.raises(xpl.DatasetError, match=r"part-000\d\.npy' changed after the folder"):
+        train(net, SGD(lr=0.1), (tmp_path / "x", t), epochs=3, batch_size=6, callback=grow)
+    rows = NpyFolder(tmp_path / "x")
+    np.save(files[1], np.zeros((2, 3)))  # fewer rows: the partial read (a mapping) too
+    with pytest.raises(xpl.DatasetError, match=r"part-0001\.npy' changed.*shape \(2, 3\)"):
+        rows.read(10, 12)
+
+
+def test_a_read_of_another_shape_is_named() -> None:
+    class Short(_Counting):
+        def read(self, start: int, stop: int) -> Any:
+            return super().read(start, stop)[:-1]  # one row short
+
+    x = Short(np.zeros((20, 2)), 10)
+    with pytest.raises(xpl.DatasetError, match=r"rows 0 to 9 \(block 1 of 2\): read \(9, 2\)"):
+        list(StreamLoader(x, np.zeros(20, dtype=int), batch_size=5, shuffle=False))
+
+
+def _prefetching() -> list[threading.Thread]:
+    return [th for th in threading.enumerate() if th.name == "xplayers-prefetch"]
+
+
+def test_kept_errors_hold_no_thread_and_no_block() -> None:
+    """Errors kept by the caller (their tracebacks keep the frames) release the epoch's reads."""
+    import gc
+
+    class Blocks(_Counting):  # counts whole blocks: not the row train() predicts to learn C
+        def read(self, start: int, stop: int) -> Any:
+            return np.array(self.a[start:stop]) if stop - start == 1 else super().read(start, stop)
+
+    class Broken(Blocks):
+        def read(self, start: int, stop: int) -> Any:
+            if start >= 40:
+                raise OSError("disk gone")
+            return super().read(start, stop)
+
+    data = np.full((80, 2), np.nan)  # the first loss is NaN: TrainingError, the epoch under way
+    kept: list[BaseException] = []
+    sources = []
+    for source in (Blocks(data, 10), Broken(np.ones((80, 2)), 10)):
+        labels = Blocks(np.arange(80) % 3, 10)
+        sources += [source, labels]
+        for _ in range(3):
+            net = TwoLayerNet(2, 4, 3, seed=0)
+            with pytest.raises((xpl.TrainingError, OSError)) as caught:
+                train(net, SGD(lr=0.1), (source, labels), epochs=2, batch_size=5, seed=None)
+            kept.append(caught.value)
+    gc.collect()
+    assert len(kept) == 6
+    assert not _prefetching()
+    assert [s.alive for s in sources] == [0, 0, 0, 0]

@@ -220,10 +220,27 @@ def _chunks(
 
 def _accuracy(network: Trainable, chunks: Iterable[tuple[Any, Any]]) -> float:
     correct, n = 0.0, 0
-    for xc, tc in chunks:
-        correct += float(network.accuracy(asarray(xc), asarray(tc))) * int(xc.shape[0])
-        n += int(xc.shape[0])
+    with _closing(chunks):
+        for xc, tc in chunks:
+            correct += float(network.accuracy(asarray(xc), asarray(tc))) * int(xc.shape[0])
+            n += int(xc.shape[0])
     return correct / max(n, 1)
+
+
+@contextlib.contextmanager
+def _closing(batches: Iterable[Any]) -> Iterator[None]:
+    """Close a generator of batches (not a list) when the block is left, by an error too.
+
+    A streamed epoch's generator holds a reading thread and the blocks it
+    read ahead; an error kept by the caller keeps this frame, and so the
+    generator, alive unless it is closed here.
+    """
+    try:
+        yield
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _eval_chunks(
@@ -369,14 +386,16 @@ def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any)
     """Check the data fit the network before any update: widths, label kind and range.
 
     One training sample goes through ``network.predict`` (inference mode, no
-    state changes) to learn the number of classes ``C``; host labels must
+    state changes) to learn the number of classes ``C``; the labels must
     then be integers in ``0..C-1`` or one-hot rows of width ``C``, and the
-    test inputs must have the training inputs' width.
+    test inputs must have the training inputs' width. Streamed labels are
+    read block by block, all of them, and a bad block is named.
     """
     x, t = train_pair
     predict = getattr(network, "predict", None)
-    if not (isinstance(x, np.ndarray) and isinstance(t, np.ndarray)) or not callable(predict):
-        return  # streamed data: checked block by block as they are read
+    known = (np.ndarray, streaming.Rows)  # host arrays, or streamed rows
+    if not (isinstance(x, known) and isinstance(t, known)) or not callable(predict):
+        return
     pairs = [("train_data", x, t)]
     if test_pair is not None:
         xt, tt = test_pair
@@ -387,10 +406,13 @@ def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any)
                 f"inputs of shape (N, {', '.join(map(str, x.shape[1:]))}) like train_data",
                 f"shape {xt.shape}",
             )
-        if isinstance(xt, np.ndarray) and isinstance(tt, np.ndarray):
+        if isinstance(xt, known) and isinstance(tt, known):
             pairs.append(("test_data", xt, tt))
     classes = int(predict(asarray(x[:1])).shape[-1])
     for arg, _, labels in pairs:
+        if isinstance(labels, streaming.Rows):  # streamed: every block, naming the bad one
+            streaming.check_labels("train", arg, labels, classes)
+            continue
         if labels.ndim == 2 and labels.shape[1] == classes:
             continue
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
@@ -536,11 +558,7 @@ def train(
         (None, None) if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)
     )
     rng = np.random.default_rng(seed)  # the batch order: saved in checkpoints
-    loader: streaming.StreamLoader | BatchLoader
-    if isinstance(x_train, streaming.Rows):
-        loader = streaming.StreamLoader(x_train, t_train, batch_size, shuffle=True, seed=rng)
-    else:
-        loader = BatchLoader(x_train, t_train, batch_size, shuffle=True, seed=rng)
+    loader = _loader(x_train, t_train, batch_size, rng)
     _check_data(network, (x_train, t_train), test_pair)
     per_epoch = len(loader)
     total = _total(epochs, iterations, per_epoch)
@@ -578,19 +596,29 @@ def train(
             while it < total:
                 # the epoch's first iteration and generator state, then its batches
                 epoch, batches, skip = (it - skip, rng.bit_generator.state), _skip(loader, skip), 0
-                for xb, tb in batches:
-                    loss = network.train_step(xb, tb, optimizer)
-                    it += 1
-                    bar.update(it, window.add(loss, int(xb.shape[0]), it))
-                    if it % every == 0 or it == total:
-                        record(it)
-                    if it == total:
-                        break
+                with _closing(batches):
+                    for xb, tb in batches:
+                        loss = network.train_step(xb, tb, optimizer)
+                        it += 1
+                        bar.update(it, window.add(loss, int(xb.shape[0]), it))
+                        if it % every == 0 or it == total:
+                            record(it)
+                        if it == total:
+                            break
         finally:
             bar.clear()
     if plot_path is not None:
         history.plot(plot_path)
     return history
+
+
+def _loader(
+    x: Any, t: Any, batch_size: int, rng: np.random.Generator
+) -> streaming.StreamLoader | BatchLoader:
+    """The training batches: streamed block by block from chunked data, else from host arrays."""
+    if isinstance(x, streaming.Rows):
+        return streaming.StreamLoader(x, t, batch_size, shuffle=True, seed=rng)
+    return BatchLoader(x, t, batch_size, shuffle=True, seed=rng)
 
 
 #: Multiply-adds of the largest matrix product of a step below which BLAS runs one thread.

@@ -38,7 +38,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -46,12 +46,14 @@ import numpy.typing as npt
 from xplayers._backend import asarray, to_numpy
 from xplayers._validation import describe, fail, positive_int
 from xplayers.backend import record_of
-from xplayers.errors import DatasetError
+from xplayers.errors import ClusterError, DatasetError
+from xplayers.functional import labels_in_range
 
 __all__ = [
     "NpyFolder",
     "Rows",
     "StreamLoader",
+    "check_labels",
     "is_chunked",
     "open_dataset",
     "open_rows",
@@ -117,6 +119,8 @@ class Rows:
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     cuts: tuple[int, ...]
+    #: What the rows are read from, for messages (``"a zarr array"``, a file's path).
+    source: str = ""
 
     @property
     def ndim(self) -> int:
@@ -129,6 +133,21 @@ class Rows:
     def read(self, start: int, stop: int) -> Any:
         """Return rows ``start:stop`` (within one block) as a host or device array."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def block_of(self, row: int) -> int:
+        """The index of the block holding `row`."""
+        return int(np.searchsorted(self.cuts, row, side="right")) - 1
+
+    def block_source(self, block: int) -> str:
+        """What block `block` is read from, for messages (a file of a folder, or :attr:`source`)."""
+        return self.source
+
+    def name_rows(self, start: int, stop: int) -> str:
+        """Rows ``start:stop`` named for a message: their range, block and source."""
+        i = self.block_of(start)
+        where = f"rows {start} to {stop - 1} (block {i + 1} of {len(self.cuts) - 1}"
+        source = self.block_source(i)
+        return f"{where}, {source})" if source else f"{where})"
 
     def __getitem__(self, index: Any) -> Any:
         """Rows by a slice (or a tuple starting with one), for ``dask.array.from_array``."""
@@ -150,6 +169,8 @@ class Rows:
 class _LazyRows(Rows):
     """Rows of a Dask array: each read computes one row range (its own tasks only)."""
 
+    source = "a Dask array"
+
     def __init__(self, a: Any) -> None:
         self.array = a
         self.shape = tuple(int(s) for s in a.shape)
@@ -157,11 +178,26 @@ class _LazyRows(Rows):
         self.cuts = tuple(int(c) for c in np.cumsum((0, *a.chunks[0])))
 
     def read(self, start: int, stop: int) -> Any:
-        return self.array[start:stop].compute()
+        try:
+            return self.array[start:stop].compute()
+        except Exception as exc:
+            if not is_cluster_error(exc):
+                raise
+            raise ClusterError(
+                f"reading {self.name_rows(start, stop)}: the Dask cluster failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def is_cluster_error(exc: BaseException) -> bool:
+    """Whether `exc` is dask.distributed's own (a lost scheduler, worker or future)."""
+    return type(exc).__module__.split(".")[0] == "distributed"
 
 
 class _ZarrRows(Rows):
     """Rows of a zarr array, read by slicing (zarr reads only the chunks it needs)."""
+
+    source = "a zarr array"
 
     def __init__(self, a: Any) -> None:
         self.array = a
@@ -231,17 +267,47 @@ class NpyFolder(Rows):
         self.dtype = np.dtype(dtype)
         self.cuts = tuple(int(c) for c in np.cumsum((0, *lengths)))
 
+    def block_source(self, block: int) -> str:
+        """The file block `block` is read from."""
+        return f"file {str(self.files[block])!r}"
+
     def read(self, start: int, stop: int) -> Any:
-        """Rows ``start:stop`` of the one file holding them, copied from its mapping."""
-        i = int(np.searchsorted(self.cuts, start, side="right")) - 1
+        """Rows ``start:stop`` of the one file holding them, copied from its mapping.
+
+        Raises
+        ------
+        xplayers.errors.DatasetError
+            The file cannot be read, or no longer holds the rows it held when
+            the folder was opened (rewritten since); the message names it.
+        """
+        i = self.block_of(start)
         lo = self.cuts[i]
         if (start, stop) == (lo, self.cuts[i + 1]):  # the whole file: one read, no mapping
-            return np.load(self.files[i], allow_pickle=False)
-        m = np.load(self.files[i], mmap_mode="r", allow_pickle=False)
+            return self._unchanged(i, self._load(i, None))
+        m = self._unchanged(i, self._load(i, "r"))
         try:
             return np.array(m[start - lo : stop - lo])
         finally:
             del m
+
+    def _load(self, i: int, mmap_mode: Literal["r"] | None) -> _Array:
+        try:
+            return np.load(self.files[i], mmap_mode=mmap_mode, allow_pickle=False)  # type: ignore[no-any-return]
+        except (OSError, ValueError) as exc:
+            raise DatasetError(
+                f"NpyFolder: {str(self.files[i])!r} is not a readable .npy file: {exc}"
+            ) from exc
+
+    def _unchanged(self, i: int, a: _Array) -> _Array:
+        """`a`, read from file `i`, if it still has the rows, shape and dtype it was opened with."""
+        want = (self.cuts[i + 1] - self.cuts[i], *self.shape[1:])
+        if a.shape != want or a.dtype != self.dtype:
+            raise DatasetError(
+                f"NpyFolder: {str(self.files[i])!r} changed after the folder was opened: it "
+                f"held shape {want} and dtype {self.dtype}, now shape {a.shape} and dtype "
+                f"{a.dtype}; open the folder again (a new train() call) to use the new rows"
+            )
+        return a
 
 
 def open_rows(a: Any, *, where: str = "open_rows", arg: str = "a") -> Rows:
@@ -320,11 +386,12 @@ def open_pair(where: str, arg: str, data: object) -> tuple[Rows, Rows] | None:
 class _HostRows(Rows):
     """An in-memory NumPy array as one block (labels held in memory beside streamed inputs)."""
 
-    def __init__(self, a: _Array) -> None:
+    def __init__(self, a: _Array, source: str = "an array in memory") -> None:
         self.array = a
         self.shape = tuple(a.shape)
         self.dtype = a.dtype
         self.cuts = (0, int(a.shape[0]))
+        self.source = source
 
     def read(self, start: int, stop: int) -> Any:
         return self.array[start:stop]
@@ -341,6 +408,73 @@ def _rows_or_host(where: str, arg: str, a: object) -> Rows:
 
 def _host(a: Any) -> _Array:
     return a if isinstance(a, np.ndarray) else to_numpy(a)
+
+
+def read_rows(rows: Rows, start: int, stop: int) -> Any:
+    """``rows.read(start, stop)``, checked to hold ``stop - start`` rows of the opened shape.
+
+    Raises
+    ------
+    xplayers.errors.DatasetError
+        The read came back with another shape (the data changed after they
+        were opened); the message names the rows and what they are read from.
+    """
+    out = rows.read(start, stop)
+    want = (stop - start, *rows.shape[1:])
+    if tuple(out.shape) != want:
+        raise DatasetError(
+            f"{rows.name_rows(start, stop)}: read {tuple(out.shape)} instead of {want}; the "
+            "data changed after they were opened"
+        )
+    return out
+
+
+def check_labels(where: str, arg: str, t: Rows, classes: int) -> None:
+    """Check the labels `t` of a network with `classes` outputs, every block, before training.
+
+    Integer labels ``(N,)`` must lie in ``0..classes-1``; rows ``(N, classes)``
+    (one-hot or probabilities) pass as they are. Every block of `t` is read
+    once (labels are small beside the inputs), so a bad label in the last
+    block is refused before the first update, naming its rows and file.
+
+    Raises
+    ------
+    xplayers.errors.LayerInputError
+        Labels of another kind, or out of range; the message names `where`,
+        `arg`, the first bad block's rows and what they are read from.
+    """
+    if t.ndim == 2 and t.shape[1] == classes:
+        return
+    if t.ndim != 1 or t.dtype.kind not in "iu":
+        fail(
+            where,
+            arg,
+            f"integer labels (N,) or one-hot rows (N, {classes}) for the network's "
+            f"{classes} classes",
+            f"labels of shape {t.shape} and dtype {t.dtype}",
+        )
+    for start, stop in itertools.pairwise(t.cuts):
+        if stop > start:
+            labels = read_rows(t, start, stop)
+            check_label_block(where, arg, labels, classes, t.name_rows(start, stop), start)
+
+
+def check_label_block(where: str, arg: str, tb: Any, classes: int, rows: str, start: int) -> None:
+    """Check integer labels `tb` (one block, of any backend) lie in ``0..classes-1``.
+
+    `rows` names the block in the message (:meth:`Rows.name_rows`), which
+    also gives the first bad label's row (the block starts at row `start`).
+    """
+    if tb.shape[0] and not bool(labels_in_range(tb, classes)):
+        host = to_numpy(tb)
+        first = start + int(np.flatnonzero((host < 0) | (host >= classes))[0])
+        fail(
+            where,
+            arg,
+            f"labels from 0 to {classes - 1} for the network's {classes} classes",
+            f"labels from {int(host.min())} to {int(host.max())} in {rows}; the first out of "
+            f"range is {int(host[first - start])}, at row {first}",
+        )
 
 
 class _Prefetcher:
@@ -363,9 +497,14 @@ class _Prefetcher:
                         return
                 if self._stop.is_set():
                     return
-                self._ready.put((x.read(start, stop), t.read(start, stop)))
+                block = (read_rows(x, start, stop), read_rows(t, start, stop))
+                if self._stop.is_set():  # closed while reading: hold nothing
+                    return
+                self._ready.put(block)
+                del block
         except BaseException as exc:  # handed to the consumer, raised there
-            self._ready.put(exc)
+            if not self._stop.is_set():
+                self._ready.put(exc)
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         return self
@@ -380,8 +519,11 @@ class _Prefetcher:
         self._free.release()
 
     def close(self) -> None:
+        """Stop the thread, wait for it, and drop the blocks read ahead."""
         self._stop.set()
         self._thread.join(timeout=10)
+        while not self._ready.empty():  # the thread has ended: nothing is added now
+            self._ready.get_nowait()
 
 
 def read_blocks(
@@ -389,7 +531,10 @@ def read_blocks(
 ) -> Iterator[tuple[Any, Any]]:
     """Yield ``(x[a:b], t[a:b])`` for each span in order, the next ones read in the background.
 
-    At most ``prefetch + 1`` blocks are held: the one yielded and those read ahead.
+    At most ``prefetch + 1`` blocks are held: the one yielded and those read
+    ahead. Each block is checked to have the rows and shape it was opened
+    with (:func:`read_rows`). Closing the generator, or an error, stops the
+    thread and drops the blocks read ahead.
     """
     fetch = _Prefetcher(x, t, spans, prefetch + 1)
     try:
@@ -480,39 +625,56 @@ class StreamLoader:
     def _batches(self, spans: list[tuple[int, int]]) -> Iterator[tuple[Any, Any]]:
         size = self.batch_size
         carry: tuple[_Array, _Array] | None = None
-        for xb, tb in read_blocks(self.x, self.t, spans, self.prefetch):
-            hx, ht = _host(xb), _host(tb)
-            n = hx.shape[0]
-            perm = self._rng.permutation(n) if self.shuffle else np.arange(n)
-            start = 0
-            if carry is not None:  # the previous block's leftover rows open this block
-                take = perm[: size - carry[0].shape[0]]
-                start = take.size
-                cx, ct = np.concatenate([carry[0], hx[take]]), np.concatenate([carry[1], ht[take]])
-                carry = None
-                if cx.shape[0] < size:
-                    carry = cx, ct
-                    del xb, tb, hx, ht
-                    continue
-                yield asarray(cx), asarray(ct)
-            while n - start >= size:
-                idx = perm[start : start + size]
-                start += size
-                yield asarray(hx[idx]), asarray(ht[idx])
-            if start < n:
-                idx = perm[start:]
-                carry = hx[idx], ht[idx]
-            del xb, tb, hx, ht  # let the reader reuse this block's slot
+        xb: Any = None
+        tb: Any = None
+        hx: Any = None
+        ht: Any = None
+        try:
+            for xb, tb in read_blocks(self.x, self.t, spans, self.prefetch):
+                hx, ht = _host(xb), _host(tb)
+                n = hx.shape[0]
+                perm = self._rng.permutation(n) if self.shuffle else np.arange(n)
+                start = 0
+                if carry is not None:  # the previous block's leftover rows open this block
+                    take = perm[: size - carry[0].shape[0]]
+                    start = take.size
+                    cx = np.concatenate([carry[0], hx[take]])
+                    ct = np.concatenate([carry[1], ht[take]])
+                    carry = None
+                    if cx.shape[0] < size:
+                        carry = cx, ct
+                        del xb, tb, hx, ht
+                        continue
+                    yield asarray(cx), asarray(ct)
+                while n - start >= size:
+                    idx = perm[start : start + size]
+                    start += size
+                    yield asarray(hx[idx]), asarray(ht[idx])
+                if start < n:
+                    idx = perm[start:]
+                    carry = hx[idx], ht[idx]
+                del xb, tb, hx, ht  # let the reader reuse this block's slot
+        except BaseException:  # a kept error's traceback keeps this frame: drop the block
+            xb = tb = hx = ht = carry = None  # noqa: F841
+            raise
         if carry is not None and not self.drop_last:
             yield asarray(carry[0]), asarray(carry[1])
 
     def chunks(self, size: int) -> Iterator[tuple[_Array, _Array]]:
         """Yield host ``(x, t)`` chunks of at most `size` rows in stored order (for evaluation)."""
-        for xb, tb in read_blocks(self.x, self.t, self.spans, self.prefetch):
-            hx, ht = _host(xb), _host(tb)
-            for i in range(0, hx.shape[0], size):
-                yield hx[i : i + size], ht[i : i + size]
-            del xb, tb, hx, ht
+        xb: Any = None
+        tb: Any = None
+        hx: Any = None
+        ht: Any = None
+        try:
+            for xb, tb in read_blocks(self.x, self.t, self.spans, self.prefetch):
+                hx, ht = _host(xb), _host(tb)
+                for i in range(0, hx.shape[0], size):
+                    yield hx[i : i + size], ht[i : i + size]
+                del xb, tb, hx, ht
+        except BaseException:  # a kept error's traceback keeps this frame: drop the block
+            xb = tb = hx = ht = None  # noqa: F841
+            raise
 
     def __repr__(self) -> str:
         return (
@@ -547,7 +709,8 @@ def open_dataset(path: str | os.PathLike[str]) -> tuple[Rows, Rows]:
         if source is not None:
             found.append(open_rows(source, where="open_dataset", arg=f"{name} in {str(root)!r}"))
         elif name == "t" and (root / "t.npy").is_file():
-            found.append(_HostRows(np.load(root / "t.npy", allow_pickle=False)))
+            labels = root / "t.npy"
+            found.append(_HostRows(np.load(labels, allow_pickle=False), f"file {str(labels)!r}"))
         else:
             raise DatasetError(
                 f"open_dataset: {str(root)!r} has no {name!r}: expected {name}.zarr, a folder "
