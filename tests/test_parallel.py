@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
+from tests.limits import reaped
 from xplayers.datasets.streaming import NpyFolder
 from xplayers.errors import ClusterError
 from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet
@@ -325,3 +328,186 @@ def test_cli_full_batch_refuses_per_step_options(
     argv = [a for a in _FULL if a not in ("--epochs", "3")]
     assert main([*argv, "--full-batch", option, value]) == 2
     assert f"{option} does not apply to --full-batch" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- checked before anything changes
+
+
+def _unchanged(net: Any, opt: Any, before: dict[str, np.ndarray]) -> None:
+    for k, v in before.items():
+        np.testing.assert_array_equal(xpl.to_numpy(net.params[k]), v)
+    assert opt.iter == 0
+    assert not opt.m
+
+
+def _start(net: Any) -> tuple[Adam, dict[str, np.ndarray]]:
+    return Adam(), {k: np.array(xpl.to_numpy(v)) for k, v in net.params.items()}
+
+
+@pytest.mark.parametrize("bad", [-1, 4])
+def test_labels_out_of_range_are_refused_naming_the_chunk(bad: int, tmp_path: Path) -> None:
+    da = pytest.importorskip("dask.array")
+    from xplayers.parallel import chunked_gradient, full_batch_step
+
+    x, t = _data(300)
+    t[250] = bad
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    opt, before = _start(net)
+    with pytest.raises(xpl.LayerInputError, match=r"rows 200 to 299 \(block 3 of 3, a Dask") as e:
+        full_batch_step(net, opt, da.from_array(x, chunks=100), da.from_array(t, chunks=100))
+    assert f"the first out of range is {bad}, at row 250" in str(e.value)
+    _unchanged(net, opt, before)
+    for name, a in (("x", x), ("t", t)):  # in files: the labels' file is named
+        (tmp_path / name).mkdir()
+        for i in range(0, 300, 100):
+            np.save(tmp_path / name / f"{i:04d}.npy", a[i : i + 100])
+    with pytest.raises(xpl.LayerInputError, match=r"block 3 of 3, file '.*t.0200\.npy'"):
+        chunked_gradient(net, tmp_path / "x", tmp_path / "t")
+    with pytest.raises(xpl.LayerInputError, match=r"rows 200 to 299"):  # Dask inputs, files
+        chunked_gradient(net, da.from_array(x, chunks=100), tmp_path / "t")
+
+
+def test_labels_of_another_kind_and_bad_inputs_are_refused() -> None:
+    da = pytest.importorskip("dask.array")
+    from xplayers.parallel import full_batch_step
+
+    x, t = _data(60)
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    opt, before = _start(net)
+    cases = [
+        (x, t.astype(np.float64), r"'t': expected integer labels .* dtype float64"),
+        (x, np.zeros((60, 3)), r"'t': expected integer labels .* shape \(60, 3\)"),
+        (x[:, :19], t, r"'x': expected 20 values per sample.*shape \(60, 19\)"),
+        (x.astype(np.int64), t, r"'x': expected inputs of a real floating dtype.*int64"),
+    ]
+    for xs, ts, match in cases:
+        with pytest.raises(xpl.LayerInputError, match=match):
+            full_batch_step(net, opt, da.from_array(xs, chunks=20), da.from_array(ts, chunks=20))
+    _unchanged(net, opt, before)
+    onehot = np.eye(4, dtype=np.float32)[t]  # one-hot rows are labels too
+    full_batch_step(net, opt, da.from_array(x, chunks=20), da.from_array(onehot, chunks=20))
+    assert opt.iter == 1
+
+
+def test_a_nan_input_row_updates_nothing() -> None:
+    da = pytest.importorskip("dask.array")
+    from xplayers.parallel import full_batch_step
+
+    x, t = _data(60)
+    x[7] = np.nan
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    opt, before = _start(net)
+    with pytest.raises(xpl.TrainingError, match=r"loss over all rows is nan.*nothing was updated"):
+        full_batch_step(net, opt, da.from_array(x, chunks=20), da.from_array(t, chunks=20))
+    _unchanged(net, opt, before)
+
+
+@pytest.mark.parametrize("retries", [-1, 1.5, "2", True, None])
+def test_retries_must_be_a_count(retries: Any, cluster: Any) -> None:
+    da = pytest.importorskip("dask.array")
+    from xplayers.parallel import chunked_gradient
+
+    x, t = _data(60)
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    with pytest.raises(xpl.LayerInputError, match=r"'retries': expected an integer >= 0"):
+        chunked_gradient(net, da.from_array(x, chunks=20), t, client=cluster, retries=retries)
+
+
+def test_a_closed_cluster_or_no_client_is_refused() -> None:
+    distributed = pytest.importorskip("distributed")
+    da = pytest.importorskip("dask.array")
+    from xplayers.parallel import full_batch_step
+
+    x, t = _data(60)
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    opt, before = _start(net)
+    xs = da.from_array(x, chunks=20)
+    with pytest.raises(xpl.LayerInputError, match=r"'client': expected a dask.distributed.Client"):
+        full_batch_step(net, opt, xs, t, client="tcp://127.0.0.1:8786")
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as client,
+    ):
+        c.close()  # the cluster goes, the client object stays
+        with pytest.raises(ClusterError, match="the client is closed"):
+            full_batch_step(net, opt, xs, t, client=client)
+    _unchanged(net, opt, before)
+
+
+def test_a_block_rewritten_during_training_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("dask.array")
+    from xplayers.parallel import chunked_gradient
+
+    x, t = _data(300)
+    (tmp_path / "x").mkdir()
+    for i in range(0, 300, 100):
+        np.save(tmp_path / "x" / f"{i:04d}.npy", x[i : i + 100])
+    source = NpyFolder(tmp_path / "x")
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    chunked_gradient(net, source, t)
+    np.save(tmp_path / "x" / "0100.npy", x[:150])  # 150 rows where 100 were
+    with pytest.raises(xpl.DatasetError, match=r"0100\.npy' changed after the folder was opened"):
+        chunked_gradient(net, source, t)
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://", "foo://host:1", "tcp://[::1"])
+def test_cli_refuses_a_garbage_scheduler_address(
+    address: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from xplayers.cli import main
+
+    assert main([*_FULL, "--full-batch", "--scheduler", address]) == 1
+    err = capfd.readouterr().err
+    assert err.startswith(f"xplayers: error: --scheduler {address!r}: not a scheduler address")
+    assert err.count("\n") == 1
+
+
+SCHEDULER = """
+import time, distributed
+with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                              protocol="tcp", dashboard_address=":0") as cluster:
+    print(cluster.scheduler.address, flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("mode", ["--full-batch", "--backend=dask"])
+def test_cli_scheduler_killed_mid_run_is_one_line(
+    mode: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The scheduler process is killed while training uses it: one clean line, exit 1."""
+    pytest.importorskip("distributed")
+    from xplayers import parallel
+    from xplayers.cli import main
+    from xplayers.datasets import streaming
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SCHEDULER], stdout=subprocess.PIPE, text=True, env=env
+    )
+    with reaped(child):
+        assert child.stdout is not None
+        address = child.stdout.readline().strip()
+        calls: list[int] = []
+        step, read = parallel.full_batch_step, streaming._LazyRows.read
+
+        def kill_at_the_second_call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                child.kill()
+                child.wait()
+            return (step if mode == "--full-batch" else read)(*args, **kwargs)
+
+        if mode == "--full-batch":
+            monkeypatch.setattr(parallel, "full_batch_step", kill_at_the_second_call)
+        else:
+            monkeypatch.setattr(streaming._LazyRows, "read", kill_at_the_second_call)
+        assert main([*_FULL, mode, "--scheduler", address]) == 1
+    assert len(calls) >= 2  # the scheduler did go away mid-run
+    err = capfd.readouterr().err
+    assert err.startswith("xplayers: error: "), err
+    assert "cluster" in err  # it says what failed
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err

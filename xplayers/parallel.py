@@ -32,6 +32,8 @@ in memory on the client.
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -41,8 +43,17 @@ import numpy.typing as npt
 
 from xplayers._backend import RECORDS, is_lazy, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_int
-from xplayers.datasets.streaming import Rows, is_chunked, open_pair, open_rows, pair_cuts
-from xplayers.errors import ClusterError
+from xplayers.datasets.streaming import (
+    Rows,
+    check_label_block,
+    is_chunked,
+    is_cluster_error,
+    open_pair,
+    open_rows,
+    pair_cuts,
+    read_rows,
+)
+from xplayers.errors import ClusterError, TrainingError
 from xplayers.stateless import Stateless, stateless
 
 __all__ = ["chunked_gradient", "full_batch_step", "to_chunked"]
@@ -88,9 +99,20 @@ def _flat(loss: Any, grads: Mapping[str, Any], keys: tuple[str, ...]) -> npt.NDA
 
 
 def _chunk_grad(
-    xb: Any, tb: Any, params: Mapping[str, Any], f: Stateless, n_total: int
+    xb: Any,
+    tb: Any,
+    params: Mapping[str, Any],
+    f: Stateless,
+    n_total: int,
+    classes: int,
+    rows: tuple[str, int],
 ) -> npt.NDArray[np.float64]:
-    """One chunk's weighted loss and gradient, flattened: shape ``(1, 1 + P)``, float64."""
+    """One chunk's weighted loss and gradient, flattened: shape ``(1, 1 + P)``, float64.
+
+    Integer labels are checked to lie in ``0..classes-1`` first, as
+    ``SoftmaxWithLoss`` checks them; `rows` names the chunk in the message
+    and gives its first row.
+    """
     n = int(xb.shape[0])
     if n == 0:
         return np.zeros((1, 1 + sum(int(np.size(params[k])) for k in f.keys)))
@@ -99,6 +121,8 @@ def _chunk_grad(
     local = {k: v if namespace(v) is xp else xp.asarray(v, device=dev) for k, v in params.items()}
     if not isinstance(tb, type(xb)) and namespace(tb) is not xp:
         tb = xp.asarray(tb, device=dev)
+    if tb.ndim == 1:
+        check_label_block("chunked_gradient", "t", tb, classes, *rows)
     loss, grads = f.grad(local, xb, tb, weight=n / n_total)
     return _flat(loss, grads, f.keys)
 
@@ -157,95 +181,216 @@ def chunked_gradient(
     where = "chunked_gradient"
     f = stateless(network)
     split = positive_int(where, "split_every", split_every)
+    tries = _non_negative_int(where, "retries", retries)
+    _check_client(where, client)
     host = {k: to_numpy(v) for k, v in (params if params is not None else network.params).items()}
     size = _size(host)
-    lazy = is_lazy(x)
-    pair = None if lazy else _rows_pair(where, x, t)
+    pair = None if is_lazy(x) else _rows_pair(where, x, t)
+    xs, ts = _dask_pair(where, x, t) if pair is None else pair
+    classes = _check_shapes(where, f, host, (xs.shape, xs.dtype), (ts.shape, ts.dtype))
     if client is None:
         parts = (
-            _dask_parts(x, t, host, f, size)
+            _dask_parts(xs, ts, host, f, size, classes)
             if pair is None
-            else _rows_parts(pair, host, f, pair, size)
+            else _rows_parts(pair, host, f, pair, size, classes)
         )
-        flat = parts.sum(axis=0, split_every=split).compute()
+        flat = _local(parts.sum(axis=0, split_every=split))
     else:
-        flat = _on_cluster(client, host, pair, x, t, f, size, split, retries)
+        flat = _on_cluster(client, host, pair, (xs, ts), f, (size, classes), split, tries)
     return _unflat(np.asarray(flat), f, host)
+
+
+def _non_negative_int(where: str, arg: str, value: object) -> int:
+    """Check `value` is an integer >= 0 (not a bool); return it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        fail(where, arg, "an integer >= 0", describe(value))
+    return int(value)
+
+
+def _check_client(where: str, client: Any) -> None:
+    """Refuse what is not a dask.distributed client, and a client whose scheduler is gone."""
+    if client is None:
+        return
+    if not all(callable(getattr(client, name, None)) for name in ("scatter", "compute")):
+        fail(where, "client", "a dask.distributed.Client or None", describe(client))
+    status = getattr(client, "status", "running")
+    if status in ("closing", "closed"):
+        raise ClusterError(
+            f"{where}: the client is {status} (its scheduler is gone or was shut down), so "
+            "nothing was computed or updated; connect a new Client"
+        )
+
+
+def _check_shapes(
+    where: str,
+    f: Stateless,
+    host: Mapping[str, npt.NDArray[Any]],
+    x: tuple[tuple[int, ...], Any],
+    t: tuple[tuple[int, ...], Any],
+) -> int:
+    """Check inputs and labels fit the network, as its layers would; return its classes ``C``.
+
+    The inputs must be real floating with the first weight's ``D`` values
+    per row; the labels integers ``(N,)`` or rows ``(N, C)``. Label values
+    are checked chunk by chunk, in the tasks that read them.
+    """
+    (x_shape, x_dtype), (t_shape, t_dtype) = x, t
+    affine = [step for step in f.steps if step[0] == "affine"]
+    w_in, w_out = host[affine[0][1]], host[affine[-1][1]]
+    d, classes = int(w_in.shape[0]), int(w_out.shape[1])
+    if np.dtype(x_dtype).kind != "f" or len(x_shape) < 2:
+        fail(
+            where,
+            "x",
+            "inputs of a real floating dtype (float32 or float64) of shape (N, ...)",
+            f"dtype {x_dtype} and shape {tuple(x_shape)}",
+            "Convert them, e.g. x.astype(np.float32)",
+        )
+    if math.prod(x_shape[1:]) != d:
+        fail(
+            where,
+            "x",
+            f"{d} values per sample, shape (N, {d}), to match W of shape {tuple(w_in.shape)}",
+            f"shape {tuple(x_shape)}",
+        )
+    rows = len(t_shape) == 2 and t_shape[1] == classes and np.dtype(t_dtype).kind in "fbiu"
+    if not rows and (len(t_shape) != 1 or np.dtype(t_dtype).kind not in "iu"):
+        fail(
+            where,
+            "t",
+            f"integer labels (N,) or one-hot rows (N, {classes}) for the network's "
+            f"{classes} classes",
+            f"labels of shape {tuple(t_shape)} and dtype {t_dtype}",
+        )
+    return classes
+
+
+def _local(total: Any) -> Any:
+    """Compute `total` on the current scheduler; a failed cluster becomes a ClusterError."""
+    try:
+        return total.compute()
+    except Exception as exc:
+        if not is_cluster_error(exc):
+            raise
+        raise ClusterError(
+            f"chunked_gradient: the cluster did not finish the gradient, so nothing was "
+            f"updated: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _on_cluster(
     client: Any,
     host: Mapping[str, Any],
     pair: tuple[Rows, Rows] | None,
-    x: Any,
-    t: Any,
+    data: tuple[Any, Any],
     f: Stateless,
-    size: int,
+    sizes: tuple[int, int],
     split: int,
     retries: int,
 ) -> Any:
-    """Scatter the parameters (and the sources) once to every worker, compute, clean up."""
-    for attempt in range(retries + 1):
+    """Scatter the parameters (and the sources) once to every worker, compute, clean up.
+
+    A failure of the cluster (dask.distributed's own errors, or any error
+    once the client has lost its scheduler) is tried again `retries` times,
+    then raised as a ClusterError; other errors (bad data) are raised at once.
+    """
+    size, classes = sizes
+    attempt = 0
+    while True:
         shared: list[Any] = []
         try:
             shared = client.scatter([host, pair], broadcast=True, hash=False)
             params, source = shared
             if pair is None:
-                parts = _dask_parts(x, t, params, f, size)
+                parts = _dask_parts(*data, params, f, size, classes)
             else:
-                parts = _rows_parts(source, params, f, pair, size)
+                parts = _rows_parts(source, params, f, pair, size, classes)
             return client.compute(parts.sum(axis=0, split_every=split)).result()
         except Exception as exc:  # the cluster's own error types, whatever they are
-            if not type(exc).__module__.startswith("distributed") or attempt == retries:
-                if type(exc).__module__.startswith("distributed"):
-                    raise ClusterError(
-                        f"chunked_gradient: the cluster did not finish the gradient after "
-                        f"{attempt + 1} attempt(s), so nothing was updated: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
+            gone = _client_gone(client)
+            if not (gone or is_cluster_error(exc)):
                 raise
+            if gone or attempt == retries:
+                why = "the client lost its scheduler; " if gone else ""
+                raise ClusterError(
+                    f"chunked_gradient: the cluster did not finish the gradient after "
+                    f"{attempt + 1} attempt(s), so nothing was updated: {why}"
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
         finally:
-            if shared:
+            if shared and not _client_gone(client):
                 client.cancel(shared)
-    raise AssertionError("unreachable")  # pragma: no cover
+        attempt += 1
+
+
+def _client_gone(client: Any) -> bool:
+    """Whether `client` has lost its scheduler: closed, closing, or trying to reconnect."""
+    return getattr(client, "status", "running") != "running"
 
 
 def _size(host: Mapping[str, Any]) -> int:
     return 1 + sum(int(np.size(v)) for v in host.values())
 
 
-def _dask_parts(x: Any, t: Any, params: Any, f: Stateless, size: int) -> Any:
-    """Per-chunk gradients of a Dask array: a task on each of its row chunks."""
-    da = _chunked_xp()
+def _dask_pair(where: str, x: Any, t: Any) -> tuple[Any, Any]:
+    """`x` and `t` as Dask arrays chunked alike by rows (`t` re-chunked to `x`'s rows)."""
     xs = to_chunked(x)
-    if xs.shape[0] == 0:
-        fail("chunked_gradient", "x", "at least one row", describe(x))
-    rows = xs.chunks[0]
-    if int(np.shape(t)[0]) != xs.shape[0]:
-        fail("chunked_gradient", "t", f"{xs.shape[0]} rows like x", describe(t))
-    ts = to_chunked(t, rows)
-    n_total = int(xs.shape[0])
-    parts = da.blockwise(
-        _chunk_grad,
+    if xs.ndim == 0 or xs.shape[0] == 0:
+        fail(where, "x", "at least one row", describe(x))
+    if not (is_lazy(t) or is_chunked(t)) and np.ndim(t) == 0:
+        fail(where, "t", f"{xs.shape[0]} rows like x", describe(t))
+    ts = to_chunked(t)
+    if ts.shape[0] != xs.shape[0]:
+        fail(where, "t", f"{xs.shape[0]} rows like x", f"{ts.shape[0]} rows")
+    return xs, ts.rechunk({0: xs.chunks[0]})
+
+
+def _dask_parts(xs: Any, ts: Any, params: Any, f: Stateless, size: int, classes: int) -> Any:
+    """Per-chunk gradients of Dask arrays: a task on each of their row chunks."""
+    da = _chunked_xp()
+    cuts = tuple(int(c) for c in np.cumsum((0, *xs.chunks[0])))
+    blocks = da.arange(len(cuts) - 1, chunks=1)
+    return da.blockwise(
+        _dask_chunk_grad,
         "iz",
         xs,
         "i" + "abcdefgh"[: xs.ndim - 1],
         ts,
         "i" + "pqrs"[: ts.ndim - 1],
+        blocks,
+        "i",
         params,
         None,
         f,
         None,
-        n_total,
+        (int(xs.shape[0]), classes),
+        None,
+        cuts,
         None,
         new_axes={"z": size},
         adjust_chunks={"i": 1},
+        align_arrays=False,  # `blocks` has one row per chunk of xs and ts
         concatenate=True,
         dtype=np.float64,
         meta=np.empty((0, 0)),
         token="xplayers-chunk-grad",
     )
-    return parts
+
+
+def _dask_chunk_grad(
+    xb: Any,
+    tb: Any,
+    block: Any,
+    params: Mapping[str, Any],
+    f: Stateless,
+    totals: tuple[int, int],
+    cuts: tuple[int, ...],
+) -> npt.NDArray[np.float64]:
+    """:func:`_chunk_grad` of Dask chunk `block` (a one-element array), named by its rows."""
+    i = int(np.asarray(block).reshape(-1)[0])
+    start, stop = cuts[i], cuts[i + 1]
+    rows = f"rows {start} to {stop - 1} (block {i + 1} of {len(cuts) - 1}, a Dask array)"
+    return _chunk_grad(xb, tb, params, f, totals[0], totals[1], (rows, start))
 
 
 def _rows_pair(where: str, x: Any, t: Any) -> tuple[Rows, Rows]:
@@ -259,18 +404,26 @@ def _span_grad(
     params: Mapping[str, Any],
     source: tuple[Rows, Rows],
     f: Stateless,
-    n_total: int,
+    totals: tuple[int, int],
     block_id: tuple[int, int] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Read one block of `source` and return its weighted gradient (one task per block)."""
+    """Read one block of `source` and return its weighted gradient (one task per block).
+
+    Each read is checked to hold the rows it held when opened (a file
+    rewritten since is named), and the labels to lie in range.
+    """
     x, t = source
     cuts = pair_cuts(x, t)
     i = 0 if block_id is None else block_id[0]
     start, stop = cuts[i], cuts[i + 1]
-    return _chunk_grad(x.read(start, stop), t.read(start, stop), params, f, n_total)
+    xb, tb = read_rows(x, start, stop), read_rows(t, start, stop)
+    rows = (t.name_rows(start, stop), start)
+    return _chunk_grad(xb, tb, params, f, totals[0], totals[1], rows)
 
 
-def _rows_parts(source: Any, params: Any, f: Stateless, pair: tuple[Rows, Rows], size: int) -> Any:
+def _rows_parts(
+    source: Any, params: Any, f: Stateless, pair: tuple[Rows, Rows], size: int, classes: int
+) -> Any:
     """Per-block gradients of chunked rows: one task per block, which reads it."""
     da = _chunked_xp()
     blocks = len(pair_cuts(*pair)) - 1
@@ -279,7 +432,7 @@ def _rows_parts(source: Any, params: Any, f: Stateless, pair: tuple[Rows, Rows],
         params,
         source,
         f,
-        int(pair[0].shape[0]),
+        (int(pair[0].shape[0]), classes),
         chunks=((1,) * blocks, (size,)),
         dtype=np.float64,
         meta=np.empty((0, 0)),
@@ -312,17 +465,36 @@ def full_batch_step(
     """One optimizer step on the gradient of all rows (:func:`chunked_gradient`).
 
     The gradient is complete before the update starts, so a step that fails
-    (a worker lost more often than the scheduler retries, a read error)
-    raises and leaves the network and optimizer as they were.
+    (bad labels or inputs, a worker lost more often than the scheduler
+    retries, a read error) raises and leaves the network and optimizer as
+    they were. So does a loss or gradient that is not finite (NaN or
+    infinite inputs, or a learning rate too high): it is refused before the
+    update, not written into the weights.
 
     Returns
     -------
     float
         The loss before the update.
+
+    Raises
+    ------
+    xplayers.errors.TrainingError
+        The loss or the gradient is NaN or infinite; nothing was updated.
+    xplayers.errors.ClusterError
+        As :func:`chunked_gradient`.
+    xplayers.errors.LayerInputError
+        As :func:`chunked_gradient`.
     """
     loss, grads = chunked_gradient(
         network, x, t, client=client, split_every=split_every, retries=retries
     )
+    finite = all(bool(np.isfinite(g).all()) for g in grads.values())
+    if not (finite and math.isfinite(loss)):
+        raise TrainingError(
+            f"full_batch_step: the loss over all rows is {loss}"
+            f"{'' if finite else ' and the gradient is not finite'}, so nothing was updated; "
+            "check the inputs for NaN or infinite values, or lower the learning rate"
+        )
     params: MutableMapping[str, Any] = network.params
     optimizer.update(params, {k: _like(g, params[k]) for k, g in grads.items()})
     return loss

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -102,8 +103,17 @@ def cluster(address: str | None) -> Iterator[Any]:
         client = cast(Any, Client)(address, timeout=10)  # untyped
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"--scheduler {address}: cannot connect ({exc})") from exc
-    with client:
-        yield client
+    except ValueError as exc:  # dask.distributed's word for an address it cannot parse
+        raise ClusterError(f"--scheduler {address!r}: not a scheduler address ({exc})") from exc
+    # the client logs a lost scheduler with tracebacks; the error says it once, on one line
+    quiet = logging.getLogger("distributed.client")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        with client:
+            yield client
+    finally:
+        quiet.setLevel(level)
 
 
 def full_batch(
