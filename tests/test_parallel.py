@@ -511,3 +511,21 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
     assert "cluster" in err  # it says what failed
     assert "Traceback" not in err
     assert err.count("\n") == 1, err
+
+
+def test_params_and_chunk_sizes_are_checked() -> None:
+    da = pytest.importorskip("dask.array")
+    from xplayers.parallel import chunked_gradient, to_chunked
+
+    x, t = _data(60)
+    xs = da.from_array(x, chunks=20)
+    net = TwoLayerNet(20, 16, 4, seed=0, dtype="float32")
+    other = TwoLayerNet(20, 8, 4, seed=0, dtype="float32").params
+    for params in ({"W1": net.params["W1"]}, other):
+        with pytest.raises(xpl.LayerInputError, match=r"'params': expected the network's param"):
+            chunked_gradient(net, xs, t, params=params)
+    for rows in (0, -3, 1.5, (20, 0, 40)):
+        with pytest.raises(xpl.LayerInputError, match=r"to_chunked: argument 'rows'"):
+            to_chunked(x, rows)  # type: ignore[arg-type]
+    with pytest.raises(xpl.LayerInputError, match=r"'x': expected 20 values per sample"):
+        chunked_gradient(net, da.from_array(x[:, 0], chunks=20), t)

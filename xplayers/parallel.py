@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import RECORDS, is_lazy, namespace, to_numpy
-from xplayers._validation import describe, fail, positive_int
+from xplayers._validation import describe, fail, positive_int, positive_ints
 from xplayers.datasets.streaming import (
     Rows,
     check_label_block,
@@ -75,6 +75,11 @@ def to_chunked(a: Any, rows: int | tuple[int, ...] | None = None) -> Any:
         Rows per chunk (or each chunk's rows); default: the dataset's own blocks.
     """
     da = _chunked_xp()
+    if rows is not None:
+        if isinstance(rows, tuple):
+            rows = tuple(positive_ints("to_chunked", "rows", rows))
+        else:
+            rows = positive_int("to_chunked", "rows", rows)
     x: Any
     if is_lazy(a):
         x = a
@@ -183,7 +188,7 @@ def chunked_gradient(
     split = positive_int(where, "split_every", split_every)
     tries = _non_negative_int(where, "retries", retries)
     _check_client(where, client)
-    host = {k: to_numpy(v) for k, v in (params if params is not None else network.params).items()}
+    host = _host_params(where, network, params, f)
     size = _size(host)
     pair = None if is_lazy(x) else _rows_pair(where, x, t)
     xs, ts = _dask_pair(where, x, t) if pair is None else pair
@@ -198,6 +203,26 @@ def chunked_gradient(
     else:
         flat = _on_cluster(client, host, pair, (xs, ts), f, (size, classes), split, tries)
     return _unflat(np.asarray(flat), f, host)
+
+
+def _host_params(
+    where: str, network: Any, params: Mapping[str, Any] | None, f: Stateless
+) -> dict[str, npt.NDArray[Any]]:
+    """The parameters on the host: the network's, or `params` if they fit its shapes."""
+    own = {k: to_numpy(v) for k, v in network.params.items()}
+    if params is None:
+        return own
+    if not isinstance(params, Mapping):
+        fail(where, "params", "a mapping of parameter names to arrays", describe(params))
+    host = {k: to_numpy(v) for k, v in params.items()}
+    if any(k not in host or host[k].shape != own[k].shape for k in f.keys):
+        fail(
+            where,
+            "params",
+            "the network's parameters " + ", ".join(f"{k} {own[k].shape}" for k in f.keys),
+            ", ".join(f"{k} {v.shape}" for k, v in host.items()),
+        )
+    return host
 
 
 def _non_negative_int(where: str, arg: str, value: object) -> int:
@@ -238,15 +263,15 @@ def _check_shapes(
     affine = [step for step in f.steps if step[0] == "affine"]
     w_in, w_out = host[affine[0][1]], host[affine[-1][1]]
     d, classes = int(w_in.shape[0]), int(w_out.shape[1])
-    if np.dtype(x_dtype).kind != "f" or len(x_shape) < 2:
+    if np.dtype(x_dtype).kind != "f":
         fail(
             where,
             "x",
-            "inputs of a real floating dtype (float32 or float64) of shape (N, ...)",
-            f"dtype {x_dtype} and shape {tuple(x_shape)}",
+            "inputs of a real floating dtype (float32 or float64)",
+            f"dtype {x_dtype}",
             "Convert them, e.g. x.astype(np.float32)",
         )
-    if math.prod(x_shape[1:]) != d:
+    if len(x_shape) < 2 or math.prod(x_shape[1:]) != d:
         fail(
             where,
             "x",
