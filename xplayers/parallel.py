@@ -168,9 +168,19 @@ def chunked_gradient(
 
     Raises
     ------
+    xplayers.errors.LayerInputError
+        An argument does not fit: inputs not of a real floating dtype or
+        not of the first layer's width, labels neither integers ``(N,)``
+        nor rows ``(N, C)`` (checked before the graph is built), integer
+        labels outside ``0..C-1`` (checked in each chunk's task, naming the
+        chunk's rows, block and file), `retries` not an integer >= 0,
+        `client` not a client, `params` not of the network's shapes.
     xplayers.errors.ClusterError
-        The cluster could not finish (workers lost beyond the retries); the
-        message says why. Nothing is changed.
+        The cluster could not finish (workers lost beyond the retries, or
+        the client's scheduler lost or closed); the message says why.
+        Nothing is changed.
+    xplayers.errors.DatasetError
+        A block no longer holds the rows it held when the data were opened.
 
     Returns
     -------
@@ -315,9 +325,10 @@ def _on_cluster(
 ) -> Any:
     """Scatter the parameters (and the sources) once to every worker, compute, clean up.
 
-    A failure of the cluster (dask.distributed's own errors, or any error
-    once the client has lost its scheduler) is tried again `retries` times,
-    then raised as a ClusterError; other errors (bad data) are raised at once.
+    A failure of the cluster (dask.distributed's own errors) is tried again
+    `retries` times, then raised as a ClusterError; so is any error once the
+    client has lost its scheduler, at once (no scheduler to try again on).
+    Other errors (bad data) are raised as they are.
     """
     size, classes = sizes
     attempt = 0
