@@ -55,10 +55,10 @@ class BookNesterov:
         if self.v is None:
             self.v = {key: np.zeros_like(val) for key, val in params.items()}
         for key in params:
-            self.v[key] *= self.momentum
-            self.v[key] -= self.lr * grads[key]
             params[key] += self.momentum * self.momentum * self.v[key]
             params[key] -= (1 + self.momentum) * self.lr * grads[key]
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
 
 
 class BookAdaGrad:
@@ -153,20 +153,22 @@ def test_optimizer_descends_a_quadratic(backend, name, dtype):
         assert in_place
 
 
-def test_nesterov_uses_the_new_velocity_as_the_book_does(backend):
-    """The book's ``common/optimizer.py`` scales and decrements ``v`` first, then adds
-    ``m*m*v`` (the new ``v``) to the parameter: one step from p=1, g=0.5, lr=0.01,
-    m=0.9 gives 1 + 0.81 * (-0.005) - 1.9 * 0.005 = 0.98645. Using the old
-    velocity instead would give 0.9905, which is not the book's code."""
+def test_nesterov_uses_the_old_velocity_as_the_book_does(backend):
+    """The book's ``common/optimizer.py`` (oreilly-japan/deep-learning-from-scratch,
+    commit 07b1161) moves the parameter with the *old* velocity first, then updates
+    ``v``: one step from p=1, g=0.5, lr=0.01, m=0.9 (v=0) gives
+    1 - 1.9 * 0.005 = 0.9905; the older order (new velocity first) gave 0.98645."""
     params = {"w": backend.asarray(np.array([1.0]))}
     opt = Nesterov(lr=0.01, momentum=0.9)
     opt.update(params, {"w": backend.asarray(np.array([0.5]))})
-    np.testing.assert_allclose(backend.to_numpy(params["w"]), [0.98645], rtol=1e-14)
+    np.testing.assert_allclose(backend.to_numpy(params["w"]), [0.9905], rtol=1e-14)
+    v = -0.005  # 0.9 * 0 - 0.01 * 0.5
+    np.testing.assert_allclose(backend.to_numpy(opt.v["w"]), [v], rtol=1e-14)
     opt.update(params, {"w": backend.asarray(np.array([0.5]))})
-    v = 0.9 * -0.005 - 0.005  # -0.0095
     np.testing.assert_allclose(
-        backend.to_numpy(params["w"]), [0.98645 + 0.81 * v - 1.9 * 0.005], rtol=1e-14
+        backend.to_numpy(params["w"]), [0.9905 + 0.81 * v - 1.9 * 0.005], rtol=1e-14
     )
+    np.testing.assert_allclose(backend.to_numpy(opt.v["w"]), [0.9 * v - 0.005], rtol=1e-14)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

@@ -14,13 +14,15 @@ Parameters keep their dtype and device: the hyper-parameters are Python
 floats (a 0-d float64 array would promote float32 parameters) and the state
 arrays (velocities, squared-gradient sums, moments) are created with
 ``zeros_like`` of the parameter. The formulas and defaults are the book's,
-with its :math:`\epsilon = 10^{-7}`:
+with its :math:`\epsilon = 10^{-7}`, and follow its ``common/optimizer.py`` as of
+commit 07b1161 of oreilly-japan/deep-learning-from-scratch (checked for every
+optimizer below):
 
 =========  =================================================================
 SGD        :math:`W \leftarrow W - \eta g`
 Momentum   :math:`v \leftarrow \alpha v - \eta g,\; W \leftarrow W + v`
-Nesterov   :math:`v \leftarrow \alpha v - \eta g,\;
-           W \leftarrow W + \alpha^2 v - (1 + \alpha)\eta g`
+Nesterov   :math:`W \leftarrow W + \alpha^2 v - (1 + \alpha)\eta g,\;
+           v \leftarrow \alpha v - \eta g` (the old :math:`v` moves :math:`W`)
 AdaGrad    :math:`h \leftarrow h + g^2,\; W \leftarrow W - \eta g / (\sqrt{h} + \epsilon)`
 RMSprop    :math:`h \leftarrow \rho h + (1 - \rho) g^2,\;
            W \leftarrow W - \eta g / (\sqrt{h} + \epsilon)`
@@ -385,13 +387,16 @@ class Nesterov(Optimizer):
     r"""Nesterov's accelerated gradient, in the book's form.
 
     .. math::
-        v \leftarrow \alpha v - \eta g, \qquad
-        W \leftarrow W + \alpha^2 v - (1 + \alpha)\,\eta\,g
+        W \leftarrow W + \alpha^2 v - (1 + \alpha)\,\eta\,g, \qquad
+        v \leftarrow \alpha v - \eta g
 
-    The order is the book's code: the velocity is updated first, and the
-    parameter step uses the *new* velocity (one step from :math:`W = 1`,
-    :math:`g = 0.5`, :math:`\eta = 0.01`, :math:`\alpha = 0.9` gives
-    0.98645).
+    The order is that of the book's ``common/optimizer.py`` as it stands
+    today (oreilly-japan/deep-learning-from-scratch, commit 07b1161, after
+    its "Fix Nesterov update function"): the parameter moves with the *old*
+    velocity, then the velocity is updated. One step from :math:`W = 1`,
+    :math:`g = 0.5`, :math:`\eta = 0.01`, :math:`\alpha = 0.9` (and
+    :math:`v = 0`) gives 0.9905; the book's earlier revision, which updated
+    the velocity first, gave 0.98645.
 
     Parameters
     ----------
@@ -407,10 +412,11 @@ class Nesterov(Optimizer):
     --------
     >>> import numpy as np
     >>> from xplayers.optim import Nesterov
-    >>> params = {"w": np.array([1.0])}
-    >>> Nesterov(lr=0.1, momentum=0.5).update(params, {"w": np.array([1.0])})
-    >>> params["w"]  # 1 + 0.25 * (-0.1) - 1.5 * 0.1
-    array([0.825])
+    >>> params, opt = {"w": np.array([1.0])}, Nesterov(lr=0.1, momentum=0.5)
+    >>> for _ in range(2):
+    ...     opt.update(params, {"w": np.array([1.0])})
+    >>> params["w"]  # 1 - 1.5 * 0.1, then + 0.25 * (-0.1) - 1.5 * 0.1
+    array([0.675])
     """
 
     _hyper = ("lr", "momentum")
@@ -424,8 +430,8 @@ class Nesterov(Optimizer):
 
     def _step(self, key: str, p: Any, g: Any) -> Any:
         m = self.momentum
-        v = m * self._state(self.v, key, p) - self.lr * g
-        self.v[key] = v
+        v = self._state(self.v, key, p)
+        self.v[key] = m * v - self.lr * g
         return (1.0 + m) * self.lr * g - (m * m) * v
 
 
