@@ -39,6 +39,7 @@ __all__ = [
     "positive_number",
     "same_backend",
     "seed_or_none",
+    "traced",
     "writable_file",
 ]
 
@@ -55,9 +56,9 @@ def describe(x: Any) -> str:
     """Describe a value for an error message: library, dtype, shape, device."""
     if not array_api_compat.is_array_api_obj(x):
         return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float)) else type(x).__name__
-    return (
-        f"a {backend_name(x)} {dtype_name(x.dtype)} array of shape {tuple(x.shape)}"
-        f" on {array_api_compat.device(x)}"
+    dev = array_api_compat.device(x)
+    return f"a {backend_name(x)} {dtype_name(x.dtype)} array of shape {tuple(x.shape)}" + (
+        " (traced)" if dev is None else f" on {dev}"
     )
 
 
@@ -240,7 +241,9 @@ def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:
         )
     if not array_api_compat.is_numpy_array(ref):
         dx, dref = array_api_compat.device(x), array_api_compat.device(ref)
-        if dx != dref:
+        # A traced array (inside jax.jit, jax.grad, jax.vmap) has no device (None):
+        # where it runs is the tracer's to decide, so there is nothing to compare.
+        if dx is not None and dref is not None and dx != dref:
             fail(
                 where,
                 arg,
@@ -248,6 +251,18 @@ def same_backend(where: str, arg: str, x: Any, owner: str, ref: Any) -> None:
                 describe(x),
                 "Move one of them with xplayers.to_backend(...)",
             )
+
+
+def traced(x: Any) -> bool:
+    """Whether `x` is an abstract value of a compiling library's transformation.
+
+    That is a JAX tracer, met inside the user's ``jax.jit``, ``jax.grad`` or
+    ``jax.vmap``: it has a shape and a dtype but no values to read and no
+    device, and what a layer keeps of it must not outlive the transformation.
+    Dask arrays are lazy but not traced (their values can be computed).
+    """
+    found = record_of(x)
+    return found is not None and found.compiles and found.is_lazy(x)
 
 
 def writable_file(where: str, arg: str, path: str | os.PathLike[str]) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 from array_api_compat import device
 
 from xplayers._backend import namespace, to_numpy
-from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
+from xplayers._validation import describe, dtype_name, fail, float_array, same_backend, traced
 from xplayers.functional import BATCH_NORM_EPS, batch_norm, batch_norm_backward
 from xplayers.layers._base import Layer
 from xplayers.layers._window import check_dout, unit_interval
@@ -39,7 +39,10 @@ class BatchNormalization(Layer):
     they exist from the start, so that a network saved before training
     holds them like one saved after). They are the layer's :attr:`state`:
     a network's ``buffers``, stored in model files and checkpoints beside
-    the parameters.
+    the parameters. A training forward on traced arrays (inside the user's
+    ``jax.jit``, ``jax.grad`` or ``jax.vmap``) leaves them as they are: a
+    compiled function cannot change the layer's state, and a traced average
+    kept in the layer would break every later call.
 
     ``backward`` follows the training graph (see
     :func:`~xplayers.functional.batch_norm_backward`); after a test-time
@@ -198,9 +201,10 @@ class BatchNormalization(Layer):
         if train_flg:
             r = batch_norm(x, gamma, self.beta)
             self.batch_size, self.xc, self.xn, self.std = n, r["xc"], r["xn"], r["std"]
-            m = self.momentum
-            self.running_mean = m * self.running_mean + (1 - m) * r["mu"]
-            self.running_var = m * self.running_var + (1 - m) * r["var"]
+            if not traced(r["mu"]):  # a traced mean would outlive the user's jax.jit
+                m = self.momentum
+                self.running_mean = m * self.running_mean + (1 - m) * r["mu"]
+                self.running_var = m * self.running_var + (1 - m) * r["var"]
             out = r["out"]
         else:
             self.std = xp.sqrt(self.running_var + BATCH_NORM_EPS)
