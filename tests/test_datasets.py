@@ -235,7 +235,9 @@ def test_split_rejects_scalars_and_bad_label_shape() -> None:
         r"got a 0-d array",
     ):
         train_test_split(np.float32(1), t)
-    with pytest.raises(LayerInputError, match=r"argument 't': expected shape \(N,\) or one-hot"):
+    with pytest.raises(
+        LayerInputError, match=r"argument 't': expected labels \(N,\) or \(N, 1\), or one-hot"
+    ):
         train_test_split(x, t.reshape(100, 1, 1), stratify=True)
 
 

@@ -126,7 +126,7 @@ def test_non_integer_labels(backend):
     layer = xpl.SoftmaxWithLoss()
     with pytest.raises(
         LayerInputError,
-        match=r"argument 't': expected integer class labels of shape \(2,\) or one-hot.*\(2, 3\); got .*float64.*\(2,\).*Labels must have an integer dtype",
+        match=r"argument 't': expected integer class labels of shape \(2,\) \(or a column \(2, 1\) of them\) or one-hot.*\(2, 3\); got .*float64.*\(2,\).*Labels must have an integer dtype",
     ):
         layer.forward(backend.asarray(np.zeros((2, 3))), backend.asarray(np.array([0.0, 1.0])))
 

@@ -305,7 +305,7 @@ def test_accuracy_rejects_bad_targets(backend, rng):
     x, t = data(rng)
     with pytest.raises(
         LayerInputError,
-        match=r"TwoLayerNet\.accuracy: argument 't': expected integer labels of shape \(6,\)",
+        match=r"TwoLayerNet\.accuracy: argument 't': expected integer class labels of shape \(6,\)",
     ):
         net.accuracy(backend.asarray(x), backend.asarray(t[:4]))
     with pytest.raises(LayerInputError, match="argument 't'"):

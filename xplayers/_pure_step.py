@@ -52,7 +52,7 @@ from xplayers._backend import namespace
 from xplayers.backend import Record, record_of
 from xplayers.errors import LayerInputError
 from xplayers.layers.affine import check_input
-from xplayers.layers.softmax_with_loss import check_logits_and_targets, column_labels
+from xplayers.layers.softmax_with_loss import targets
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop
 from xplayers.stateless import Stateless, stateless
 
@@ -167,8 +167,7 @@ class PureStep:
         check_input(x, params[f.steps[0][1]])
         logits, kept = f.forward(params, x)
         t_in = t
-        t = column_labels(logits, t)
-        check_logits_and_targets("SoftmaxWithLoss.forward", logits, t)
+        t = targets("SoftmaxWithLoss.forward", logits, t)
         layer_loss, y = functional.softmax_cross_entropy(logits, t)
         grads = f.backward(params, kept, y, t)
         loss, total = layer_loss, grads

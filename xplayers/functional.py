@@ -472,14 +472,18 @@ def _iinfo_max(dtype: Any, xp: ModuleType) -> float:
     return v
 
 
-def _is_labels(t: Any, xp: ModuleType) -> bool:
-    return t.ndim == 1 and bool(xp.isdtype(t.dtype, "integral"))
-
-
 def _target(t: Any, x: Any, xp: ModuleType) -> tuple[Any, Any]:
-    """Return (mask or None, target probabilities or None) for labels or (N, C) targets."""
-    if _is_labels(t, xp):
-        return _label_mask(t, x.shape[-1], xp), None
+    """Return (mask or None, target probabilities or None) for labels or (N, C) targets.
+
+    Integer labels are ``(N,)``, or a column ``(N, 1)`` when ``C > 1`` (the
+    book's scripts pass those); an integer ``(N, C)`` array is one-hot rows.
+    """
+    c = x.shape[-1]
+    if t.ndim <= 2 and xp.isdtype(t.dtype, "integral"):
+        if t.ndim == 2 and t.shape[-1] == 1 and c > 1:
+            t = xp.reshape(t, (t.shape[0],))
+        if t.ndim == 1:
+            return _label_mask(t, c, xp), None
     return None, t if t.dtype == x.dtype else xp.astype(t, x.dtype)
 
 
@@ -505,7 +509,8 @@ def cross_entropy(x: Any, t: Any, /) -> Any:
     x : array, shape (N, C), real floating dtype
         Logits (scores before softmax).
     t : array, shape (N,) of integer labels in ``[0, C)``, or shape (N, C)
-        One-hot rows or probabilities.
+        One-hot rows or probabilities. Integer labels as a column ``(N, 1)``
+        are read as ``(N,)`` when ``C > 1``.
 
     Returns
     -------

@@ -386,10 +386,11 @@ def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any)
     """Check the data fit the network before any update: widths, label kind and range.
 
     One training sample goes through ``network.predict`` (inference mode, no
-    state changes) to learn the number of classes ``C``; the labels must
-    then be integers in ``0..C-1`` or one-hot rows of width ``C``, and the
-    test inputs must have the training inputs' width. Streamed labels are
-    read block by block, all of them, and a bad block is named.
+    state changes) to learn the number of classes ``C``; host labels must
+    then be integers in ``0..C-1`` (``(N,)`` or a column ``(N, 1)``) or
+    one-hot rows of width ``C``, and the test inputs must have the training
+    inputs' width. Streamed labels are read block by block, all of them, and a
+    bad block is named.
     """
     x, t = train_pair
     predict = getattr(network, "predict", None)
@@ -409,18 +410,21 @@ def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any)
         if isinstance(xt, known) and isinstance(tt, known):
             pairs.append(("test_data", xt, tt))
     classes = int(predict(asarray(x[:1])).shape[-1])
-    for arg, _, labels in pairs:
-        if isinstance(labels, streaming.Rows):  # streamed: every block, naming the bad one
-            streaming.check_labels("train", arg, labels, classes)
+    for arg, _, given in pairs:
+        if isinstance(given, streaming.Rows):  # streamed: every block, naming the bad one
+            streaming.check_labels("train", arg, given, classes)
             continue
-        if labels.ndim == 2 and labels.shape[1] == classes:
+        if given.ndim == 2 and given.shape[1] == classes:
             continue
+        labels = given
+        if given.ndim == 2 and given.shape[1] == 1 and given.dtype.kind in "iu":
+            labels = given[:, 0]  # a column of labels, as the network's loss reads it
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
             fail(
                 "train",
                 arg,
-                f"integer labels (N,) or one-hot rows (N, {classes}) for the network's "
-                f"{classes} classes",
+                f"integer labels (N,) (or a column (N, 1) of them) or one-hot rows "
+                f"(N, {classes}) for the network's {classes} classes",
                 f"labels of shape {labels.shape} and dtype {labels.dtype}",
             )
         lo, hi = int(labels.min()), int(labels.max())

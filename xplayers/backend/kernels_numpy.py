@@ -208,7 +208,7 @@ def softmax_cross_entropy(x: Array, t: Array, /) -> Any:
     loss of ``inf``) is recomputed by the generic code, which defines it.
     """
     n = x.shape[0]
-    if x.ndim != 2 or x.size == 0 or n > _fmax(x.dtype):
+    if x.ndim != 2 or x.size == 0 or n > _fmax(x.dtype) or not _plain_targets(t, x):
         return NotImplemented
     z, y, s = _shift(x)
     if t.ndim == 1:
@@ -225,6 +225,11 @@ def softmax_cross_entropy(x: Array, t: Array, /) -> Any:
     return loss, y
 
 
+def _plain_targets(t: Array, y: Array) -> bool:
+    """Whether `t` is labels ``(N,)`` or rows ``(N, C)`` of `y` (a column goes to the generic)."""
+    return t.ndim == 1 or t.shape == y.shape
+
+
 def cross_entropy(x: Array, t: Array, /) -> Any:
     """The loss of :func:`softmax_cross_entropy`."""
     out = softmax_cross_entropy(x, t)
@@ -233,7 +238,7 @@ def cross_entropy(x: Array, t: Array, /) -> Any:
 
 def cross_entropy_backward(y: Array, t: Array, dout: Any = 1.0, /) -> Any:
     """``(y - onehot(t)) * dout / N``: the label entries are indexed, no mask is built."""
-    if y.ndim != 2:
+    if y.ndim != 2 or not _plain_targets(t, y):
         return NotImplemented
     n = y.shape[0]
     scale = dout / max(n, 1)

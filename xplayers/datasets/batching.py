@@ -68,7 +68,8 @@ def train_test_split(
         Seed for :func:`numpy.random.default_rng`; the same seed gives the same split.
     stratify : bool, default False
         Keep each class's share equal in both parts. Classes come from ``t``:
-        class indices of shape ``(N,)``, or one-hot rows of shape ``(N, C)``.
+        class indices of shape ``(N,)`` or ``(N, 1)``, or one-hot rows of shape
+        ``(N, C)``.
 
     Returns
     -------
@@ -98,8 +99,15 @@ def train_test_split(
     rng = np.random.default_rng(seed)
     if stratify:
         if ta.ndim > 2:
-            fail(where, "t", "shape (N,) or one-hot (N, C) when stratify=True", str(ta.shape))
-        labels = ta.argmax(axis=1) if ta.ndim == 2 else ta
+            fail(
+                where,
+                "t",
+                "labels (N,) or (N, 1), or one-hot (N, C) when stratify=True",
+                str(ta.shape),
+            )
+        labels = ta
+        if ta.ndim == 2:  # a column (N, 1) holds the labels; wider rows are one-hot
+            labels = ta[:, 0] if ta.shape[1] == 1 else ta.argmax(axis=1)
         classes, inverse = np.unique(labels, return_inverse=True)
         parts = [np.arange(0)]
         for c in range(classes.size):

@@ -13,7 +13,7 @@ from xplayers.backend import record_of
 from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
 from xplayers.layers._base import Layer
 
-__all__ = ["SoftmaxWithLoss"]
+__all__ = ["SoftmaxWithLoss", "check_logits_and_targets", "column_labels", "targets"]
 
 
 class SoftmaxWithLoss(Layer):
@@ -106,8 +106,7 @@ class SoftmaxWithLoss(Layer):
             Wrong shapes or dtypes, arrays of two backends or devices, or
             labels outside ``[0, C)`` (checked as `check_labels` says).
         """
-        t = column_labels(x, t)
-        check_logits_and_targets("SoftmaxWithLoss.forward", x, t, self.check_labels)
+        t = targets("SoftmaxWithLoss.forward", x, t, self.check_labels)
         self.t = t
         self.loss, self.y = softmax_cross_entropy(x, t)
         return self.loss
@@ -152,6 +151,20 @@ def column_labels(x: Any, t: Any) -> Any:
         and namespace(t).isdtype(t.dtype, "integral")
     ):
         return namespace(t).reshape(t, (x.shape[0],))
+    return t
+
+
+def targets(where: str, x: Any, t: Any, check_labels: bool | None = None) -> Any:
+    """Check targets `t` against logits `x` ``(N, C)``; return them, a label column as ``(N,)``.
+
+    The one rule of every function that takes targets: integer labels of
+    shape ``(N,)`` in ``[0, C)``, the same as a column ``(N, 1)`` when
+    ``C > 1`` (the book's scripts pass those), or one-hot / probability rows
+    ``(N, C)``. Label values are read as `check_labels` says (see
+    :class:`SoftmaxWithLoss`).
+    """
+    t = column_labels(x, t)
+    check_logits_and_targets(where, x, t, check_labels)
     return t
 
 
@@ -206,7 +219,11 @@ def _reads_labels(t: Any, check_labels: bool | None) -> bool:
 
 
 def _expected(n: int, c: int) -> str:
-    return f"integer class labels of shape ({n},) or one-hot/probability rows of shape ({n}, {c})"
+    column = f" (or a column ({n}, 1) of them)" if c > 1 else ""
+    return (
+        f"integer class labels of shape ({n},){column} or one-hot/probability rows "
+        f"of shape ({n}, {c})"
+    )
 
 
 #: "integral", "other" (real floating or bool: a target row) or "" (refused), by (type, dtype).

@@ -25,10 +25,12 @@ import numpy as np
 from xplayers import _pure_step as pure_step
 from xplayers._backend import asarray, namespace, to_numpy
 from xplayers._numerical import host64, host_layer, host_target, numerical_gradient, scalar
-from xplayers._validation import describe, dtype_name, fail, positive_ints, same_backend
+from xplayers._validation import describe, dtype_name, fail, positive_ints, traced
 from xplayers.errors import LayerStateError
+from xplayers.functional import labels_in_range
 from xplayers.init import canonical_dtype
 from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
+from xplayers.layers.softmax_with_loss import targets
 from xplayers.network.parameters import Parameters, is_layer, layer_params
 
 __all__ = ["CONFIG_LAYERS", "Sequential", "build_sequential", "sequential_shapes"]
@@ -308,27 +310,49 @@ class Sequential:
         x : array, shape (N, ...)
             A non-empty batch.
         t : array
-            Integer labels ``(N,)`` or one-hot rows ``(N, C)`` (their argmax is taken).
+            The targets :meth:`loss` takes: integer labels ``(N,)`` in
+            ``[0, C)`` (or a column ``(N, 1)`` of them when ``C > 1``), or
+            one-hot / probability rows ``(N, C)`` (their argmax is taken).
 
         Returns
         -------
         float
+
+        Raises
+        ------
+        LayerInputError
+            Targets of another shape or dtype, labels outside ``[0, C)``
+            (always checked: the answer is read anyway), an empty batch, or
+            traced arrays (inside ``jax.jit``, ``jax.grad``, ``jax.vmap``; a
+            Python float cannot be traced: compare ``argmax`` of
+            :meth:`predict` with the labels there instead).
         """
         where = f"{type(self).__name__}.accuracy"
         y = self.predict(x)
         t = self.to_own(t)
-        xp = namespace(y)
         n, c = y.shape[0], y.shape[-1]
-        expected = f"integer labels of shape ({n},) or one-hot rows of shape ({n}, {c})"
-        if not array_api_compat.is_array_api_obj(t):
-            fail(where, "t", expected, describe(t))
-        same_backend(where, "t", t, "the scores", y)
         if n == 0:
             fail(where, "x", "a non-empty batch", describe(x))
-        if tuple(t.shape) == (n, c) and t.ndim == 2:
+        if traced(y) or traced(t):
+            fail(
+                where,
+                "x, t",
+                "concrete arrays (accuracy returns a Python float)",
+                "traced arrays",
+                "Compute it outside jax.jit / jax.grad / jax.vmap, or compare "
+                "xp.argmax(net.predict(x), axis=1) with the labels there",
+            )
+        t = targets(where, y, t, check_labels=False)  # the range is checked below
+        xp = namespace(y)
+        if t.ndim == 2:
             t = xp.argmax(t, axis=1)
-        elif not (t.ndim == 1 and t.shape[0] == n and xp.isdtype(t.dtype, "integral")):
-            fail(where, "t", expected, describe(t))
+        elif not bool(labels_in_range(t, c)):  # read even where the loss would not (a GPU, Dask)
+            fail(
+                where,
+                "t",
+                f"labels in [0, {c})",
+                f"labels from {int(xp.min(t))} to {int(xp.max(t))}",
+            )
         predicted = xp.argmax(y, axis=1)
         if t.dtype != predicted.dtype:
             t = xp.astype(t, predicted.dtype)
