@@ -194,22 +194,24 @@ class BatchNormalization(Layer):
             x = xp.reshape(x, (n, d))
         if x.dtype != gamma.dtype:
             x = xp.astype(x, gamma.dtype)
-        if self.running_mean is None:
-            self.running_mean = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
-            self.running_var = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
+        mean, var = self.running_mean, self.running_var
+        if mean is None:
+            mean = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
+            var = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
         self._train = bool(train_flg)
         if train_flg:
             r = batch_norm(x, gamma, self.beta)
             self.batch_size, self.xc, self.xn, self.std = n, r["xc"], r["xn"], r["std"]
-            if not traced(r["mu"]):  # a traced mean would outlive the user's jax.jit
-                m = self.momentum
-                self.running_mean = m * self.running_mean + (1 - m) * r["mu"]
-                self.running_var = m * self.running_var + (1 - m) * r["var"]
+            m = self.momentum
+            mean = m * mean + (1 - m) * r["mu"]
+            var = m * var + (1 - m) * r["var"]
             out = r["out"]
         else:
-            self.std = xp.sqrt(self.running_var + BATCH_NORM_EPS)
-            self.xn = (x - self.running_mean) / self.std
+            self.std = xp.sqrt(var + BATCH_NORM_EPS)
+            self.xn = (x - mean) / self.std
             out = gamma * self.xn + self.beta
+        if not traced(mean):  # a traced average would outlive the user's jax.jit
+            self.running_mean, self.running_var = mean, var
         return out if len(self.input_shape) == 2 else xp.reshape(out, self.input_shape)
 
     def backward(self, dout: Any) -> Any:
