@@ -33,7 +33,12 @@ public function picks the implementation by the type of its first argument,
 once per type. A kernel that does not cover an input (non-finite logits, an
 odd dtype) returns ``NotImplemented`` and the generic version runs instead.
 The generic version stays reachable as ``f.generic``; the tests run every
-kernel against it on one table of inputs. To add a kernel, decorate the
+kernel against it on one table of inputs (``tests/test_kernels.py``), each
+in C order, transposed (Fortran) order, with negative strides, read-only,
+and in float16 as well as float32 and float64, with 0-d, 1-d and empty
+inputs where the function takes them. A kernel returns an array of its
+input's kind for every shape, 0-d included (NumPy's ufuncs alone would
+give a NumPy scalar there). To add a kernel, decorate the
 generic function with ``@kernel`` and define the same name in the kernel
 module.
 """

@@ -32,6 +32,7 @@ dtypes), and the generic version runs instead.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Hashable
@@ -109,16 +110,37 @@ def subtract_scaled_(p: Array, g: Array, lr: float, /) -> bool:
     return True
 
 
+def _arrays(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an elementwise `kernel` on 0-d arrays as on 1-element ones, and return a 0-d array.
+
+    NumPy's ufuncs return a NumPy scalar for 0-d inputs (not an array, and
+    ``out=`` refuses it), where a layer must return an array of its input's
+    kind.
+    """
+
+    @functools.wraps(kernel)
+    def run(*arrays: Array) -> Any:
+        if arrays[0].ndim != 0:
+            return kernel(*arrays)
+        out = kernel(*(a.reshape(1) for a in arrays))
+        return out if out is NotImplemented else out.reshape(())
+
+    return run
+
+
+@_arrays
 def relu(x: Array, /) -> Array:
     """``max(x, 0)``."""
     return np.maximum(x, 0.0)
 
 
+@_arrays
 def relu_backward(dout: Array, out: Array, /) -> Array:
     """``dout * (out > 0)``: a multiplication, not NumPy's per-element branching ``where``."""
     return np.multiply(dout, out > 0)
 
 
+@_arrays
 def sigmoid(x: Array, /) -> Array:
     """``exp(min(x, 0)) / (1 + exp(-|x|))`` in two arrays."""
     e = np.abs(x)
@@ -131,6 +153,7 @@ def sigmoid(x: Array, /) -> Array:
     return out
 
 
+@_arrays
 def sigmoid_backward(dout: Array, out: Array, /) -> Any:
     """``dout * (1 - out) * out`` in one array."""
     if dout.dtype != out.dtype:
