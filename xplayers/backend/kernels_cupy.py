@@ -21,6 +21,7 @@ import functools
 from typing import Any
 
 import cupy
+import cupyx
 
 
 @functools.cache
@@ -57,3 +58,16 @@ def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:
     dx = cupy.empty_like(y)
     _ce_backward()(y, cupy.ascontiguousarray(t), c, scale, dx)
     return dx
+
+
+def scatter_add(values: Any, indices: Any, num_rows: int, /) -> Any:
+    """``cupyx.scatter_add`` (atomic adds on the GPU) of the rows of `values` into new zeros.
+
+    The book's ``cupy.scatter_add`` moved to ``cupyx`` in CuPy 8. Indices
+    must lie in ``[0, num_rows)`` (the layers check them).
+    """
+    if values.ndim != 2 or indices.ndim != 1 or indices.dtype.kind not in "iu":
+        return NotImplemented
+    out = cupy.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+    cupyx.scatter_add(out, indices, values)
+    return out

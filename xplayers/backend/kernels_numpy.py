@@ -393,3 +393,26 @@ def max_pooling_backward(
     for p, v in enumerate(_tiled_views(dx, ph, pw, oh, ow)):
         np.multiply(d, arg_max == p, out=v)
     return dx.transpose(0, 3, 1, 2)
+
+
+def scatter_add(values: Array, indices: Array, num_rows: int, /) -> Any:
+    """``np.add.at`` on a new zero array, done by sorting: one ``add.reduceat`` over sorted rows.
+
+    The indices are sorted (stably), the rows of `values` gathered in that
+    order, each run of equal indices summed by ``np.add.reduceat``, and the
+    sums written to their (now distinct) rows. Indices outside
+    ``[0, num_rows)`` go to the generic form (which skips them).
+    """
+    if values.ndim != 2 or indices.ndim != 1 or indices.dtype.kind not in "iu":
+        return NotImplemented
+    m = indices.shape[0]
+    out = np.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+    if m == 0:
+        return out
+    if int(indices.min()) < 0 or int(indices.max()) >= num_rows:
+        return NotImplemented
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out

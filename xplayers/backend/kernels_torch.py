@@ -263,3 +263,22 @@ def subtract_scaled_(p: Tensor, g: Tensor, lr: float, /) -> bool:
         return False
     p.add_(g, alpha=-lr)
     return True
+
+
+def scatter_add(values: Tensor, indices: Tensor, num_rows: int, /) -> Any:
+    """``index_add`` of the rows of `values` into a new zero tensor (repeated indices add up).
+
+    Torch refuses indices outside ``[0, num_rows)`` (the generic form skips
+    them); on the CPU they go to the generic form, on a GPU nothing is read
+    on the host and the layers' own checks keep them out.
+    """
+    if values.ndim != 2 or indices.ndim != 1 or indices.dtype not in _INTS:
+        return NotImplemented
+    if (
+        _on_cpu(values)
+        and indices.numel()
+        and (int(indices.min()) < 0 or int(indices.max()) >= num_rows)
+    ):
+        return NotImplemented
+    out = torch.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
+    return out.index_add_(0, indices.to(torch.int64), values)

@@ -1,0 +1,78 @@
+"""The layers of *Deep Learning from Scratch 2*, with the book's names and list conventions.
+
+``from xplayers.book2 import *`` stands in for the book's
+``from common.layers import *`` and ``from common.time_layers import *``:
+:class:`MatMul`, :class:`Affine`, :class:`Softmax`, :class:`SoftmaxWithLoss`,
+:class:`Sigmoid`, :class:`SigmoidWithLoss`, :class:`Dropout`,
+:class:`Embedding`, :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
+:class:`TimeLSTM`, :class:`GRU`, :class:`TimeGRU`, :class:`TimeEmbedding`,
+:class:`TimeAffine`, :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`,
+:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`.
+
+Conventions kept from the book: ``layer.params`` and ``layer.grads`` are
+lists in the same order; ``forward``/``backward``; loss layers take
+``forward(xs, ts)`` and ``backward(dout=1)``; recurrent layers have
+``stateful``, ``set_state``, ``reset_state`` and keep ``h`` (``c``) and
+``dh``; :class:`TimeDropout` has ``train_flg``; :class:`TimeSoftmaxWithLoss`
+has ``ignore_label = -1``.
+
+Gradients are written into ``grads[i]`` (``grads[i][...] = dW``, as the
+book does) where the array allows it, and replace ``grads[i]`` where arrays
+are immutable (JAX). Weights built with NumPy while another backend is
+current are moved there once, tied weights staying tied; this takes the
+place of the book's ``config.GPU`` (details: :mod:`xplayers.book2._common`
+and the docs' volume 2 page).
+
+The math is the pure functions of :mod:`xplayers.sequence` and
+:mod:`xplayers.functional`; every backend of xplayers runs it.
+"""
+
+from __future__ import annotations
+
+from xplayers.book2.layers import (
+    Affine,
+    Dropout,
+    Embedding,
+    MatMul,
+    Sigmoid,
+    SigmoidWithLoss,
+    Softmax,
+    SoftmaxWithLoss,
+)
+from xplayers.book2.time_layers import (
+    GRU,
+    LSTM,
+    RNN,
+    TimeAffine,
+    TimeBiLSTM,
+    TimeDropout,
+    TimeEmbedding,
+    TimeGRU,
+    TimeLSTM,
+    TimeRNN,
+    TimeSigmoidWithLoss,
+    TimeSoftmaxWithLoss,
+)
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Affine",
+    "Dropout",
+    "Embedding",
+    "MatMul",
+    "Sigmoid",
+    "SigmoidWithLoss",
+    "Softmax",
+    "SoftmaxWithLoss",
+    "TimeAffine",
+    "TimeBiLSTM",
+    "TimeDropout",
+    "TimeEmbedding",
+    "TimeGRU",
+    "TimeLSTM",
+    "TimeRNN",
+    "TimeSigmoidWithLoss",
+    "TimeSoftmaxWithLoss",
+]

@@ -1,0 +1,590 @@
+r"""Pure math of the sequence layers (*Deep Learning from Scratch 2*), against the Array API.
+
+Like :mod:`xplayers.functional`, every function takes its namespace from its
+arrays, writes into none of its arguments, and reads no array data on the
+host, so it runs on NumPy, CuPy, PyTorch, JAX, Dask and array-api-strict.
+
+Each layer is a pair of pure functions: a forward ``f(params, inputs,
+state) -> (outputs, cache, new state)`` and a backward ``f_backward(cache,
+dout) -> (input gradients, parameter gradients)``. The cache holds what the
+backward needs (the parameters included), so the backward takes nothing else.
+
+Shapes: ``N`` batch, ``T`` time steps, ``D`` input size, ``H`` hidden size,
+``V`` vocabulary (rows of an embedding matrix or classes of a softmax).
+
+Gate layouts follow the book: the LSTM's ``Wx`` ``(D, 4H)``, ``Wh``
+``(H, 4H)`` and ``b`` ``(4H,)`` hold the gates in the order **f, g, i, o**
+(forget, cell candidate, input, output); the GRU's ``(D, 3H)``,
+``(H, 3H)``, ``(3H,)`` hold **z, r, h̃** (update, reset, candidate).
+
+Scatter-add
+-----------
+The gradient of a gather (:func:`embedding`) adds rows of the upstream
+gradient into the rows their indices name, repeated indices adding up. The
+standard has no such operation: :func:`scatter_add` is a kernel, with one
+form per library (``np.add.at`` done faster, ``torch.index_add``, JAX's
+``.at[].add``, CuPy's ``add.at``) and a generic form without any index
+assignment: a one-hot comparison matrix times the values, a chunk of
+indices at a time.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import device
+
+from xplayers._backend import namespace
+from xplayers.functional import (
+    affine,
+    affine_backward,
+    kernel,
+    log_softmax,
+    one_hot,
+    sigmoid,
+    sigmoid_backward,
+)
+
+__all__ = [
+    "SCATTER_CHUNK",
+    "embedding",
+    "embedding_backward",
+    "gru",
+    "gru_backward",
+    "lstm",
+    "lstm_backward",
+    "matmul",
+    "matmul_backward",
+    "rnn",
+    "rnn_backward",
+    "scatter_add",
+    "sigmoid_cross_entropy",
+    "sigmoid_cross_entropy_backward",
+    "softmax_backward",
+    "time_affine",
+    "time_affine_backward",
+    "time_gru",
+    "time_gru_backward",
+    "time_lstm",
+    "time_lstm_backward",
+    "time_rnn",
+    "time_rnn_backward",
+    "time_softmax_cross_entropy",
+    "time_softmax_cross_entropy_backward",
+]
+
+Cache = tuple[Any, ...]
+
+#: Entries of the one-hot block the generic :func:`scatter_add` builds at a time (V x chunk).
+SCATTER_CHUNK = 1 << 22
+
+
+# --------------------------------------------------------------------------- matmul, softmax
+
+
+def matmul(x: Any, W: Any, /) -> tuple[Any, Cache]:
+    """The book's ``MatMul``: ``x @ W``; the cache is ``(x, W)``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import matmul
+    >>> matmul(xp.ones((1, 2)), xp.ones((2, 3)))[0]
+    Array([[2., 2., 2.]], dtype=array_api_strict.float64)
+    """
+    return x @ W, (x, W)
+
+
+def matmul_backward(cache: Cache, dout: Any, /) -> tuple[Any, Any]:
+    r"""Gradients of :func:`matmul`: :math:`dx = dout\,W^\top`, :math:`dW = x^\top dout`."""
+    x, W = cache
+    return dout @ W.T, x.T @ dout
+
+
+def softmax_backward(y: Any, dout: Any, /) -> Any:
+    r"""Gradient of a softmax along the last axis from its output `y`.
+
+    .. math:: dx = y \odot dout - y \textstyle\sum_j y_j\, dout_j
+    """
+    xp = namespace(y)
+    dx = y * dout
+    return dx - y * xp.sum(dx, axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _softplus(x: Any, xp: ModuleType) -> Any:
+    """``log(1 + e^x)`` without overflow: ``max(x, 0) + log1p(e^{-|x|})``."""
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def sigmoid_cross_entropy(x: Any, t: Any, /) -> tuple[Any, Cache]:
+    r"""Mean binary cross-entropy of scores `x` against 0/1 targets `t` (SigmoidWithLoss).
+
+    .. math::
+        L = \frac1N \sum_n \big(t_n \log(1 + e^{-x_n}) + (1 - t_n) \log(1 + e^{x_n})\big)
+
+    the book's :math:`-\frac1N\sum \log y_{t}` with :math:`y = \sigma(x)`,
+    evaluated from the scores, so no ``1e-7`` guard is needed and a score
+    gap of 1000 costs exactly 1000. ``N`` is the number of entries of `x`
+    (any shape; `t` of the same shape, integer or floating).
+
+    Returns
+    -------
+    (loss, cache) : 0-d array in `x`'s dtype, and ``(y, t)`` for the backward
+    """
+    xp = namespace(x)
+    tf = t if t.dtype == x.dtype else xp.astype(t, x.dtype)
+    per = tf * _softplus(-x, xp) + (1.0 - tf) * _softplus(x, xp)
+    n = max(1, _size(x))
+    return xp.sum(per / n), (sigmoid(x), tf)
+
+
+def sigmoid_cross_entropy_backward(cache: Cache, dout: Any = 1.0, /) -> Any:
+    r"""Gradient of :func:`sigmoid_cross_entropy`: :math:`(y - t)\,dout / N`."""
+    y, t = cache
+    return (y - t) * (dout / max(1, _size(y)))
+
+
+def _size(x: Any) -> int:
+    n = 1
+    for s in x.shape:
+        n *= int(s)
+    return n
+
+
+def time_softmax_cross_entropy(xs: Any, ts: Any, /, ignore_label: int = -1) -> tuple[Any, Cache]:
+    r"""Softmax cross-entropy of ``(N, T, V)`` scores, averaged over the labels that count.
+
+    .. math::
+        L = -\frac{1}{\max(1, M)} \sum_{n,t:\ t_{nt} \ne \text{ignore}}
+            \log \mathrm{softmax}(x_{nt})_{t_{nt}}
+
+    where ``M`` is the number of labels not equal to `ignore_label` (the
+    book's ``mask.sum()``; the book divides by 0 when every label is
+    ignored, here the loss is then 0). Computed through
+    :func:`~xplayers.functional.log_softmax`, without the book's ``1e-7``.
+
+    Parameters
+    ----------
+    xs : array, shape (N, T, V)
+    ts : array, shape (N, T) of integer labels, or (N, T, V) one-hot rows
+    ignore_label : int, default -1
+
+    Returns
+    -------
+    (loss, cache) : 0-d array in `xs`' dtype, and what the backward needs
+    """
+    xp = namespace(xs)
+    n, t, v = (int(s) for s in xs.shape)
+    if ts.ndim == 3:
+        ts = xp.argmax(ts, axis=2)
+    x2 = xp.reshape(xs, (n * t, v))
+    t1 = xp.reshape(ts, (n * t,))
+    logp = log_softmax(x2)
+    hot = one_hot(t1, v, dtype=xs.dtype)  # all-zero rows for ignored (negative) labels
+    mask = xp.astype(t1 != ignore_label, xs.dtype)
+    count = xp.maximum(xp.sum(mask), 1.0)
+    picked = xp.sum(xp.where(hot != 0, logp, 0.0), axis=1)
+    loss = -xp.sum(picked * mask) / count
+    return loss, (xp.exp(logp), hot, mask, count, (n, t, v))
+
+
+def time_softmax_cross_entropy_backward(cache: Cache, dout: Any = 1.0, /) -> Any:
+    r"""Gradient of :func:`time_softmax_cross_entropy`: :math:`(y - t)\,dout\,m / M`."""
+    y, hot, mask, count, shape = cache
+    xp = namespace(y)
+    dx = (y - hot) * xp.expand_dims(mask * (dout / count), axis=1)
+    return xp.reshape(dx, shape)
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+def embedding(W: Any, idx: Any, /) -> Any:
+    """Rows of `W` ``(V, D)`` picked by the integer array `idx`; shape ``idx.shape + (D,)``.
+
+    The book's ``W[idx]``, as a ``take`` of the flattened indices.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import embedding
+    >>> embedding(xp.reshape(xp.arange(6.0), (3, 2)), xp.asarray([2, 0, 2]))
+    Array([[4., 5.],
+           [0., 1.],
+           [4., 5.]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(W)
+    flat = xp.reshape(idx, (-1,))
+    rows = xp.take(W, flat, axis=0)
+    return xp.reshape(rows, (*idx.shape, int(W.shape[1])))
+
+
+def embedding_backward(dout: Any, idx: Any, num_rows: int, /) -> Any:
+    """Gradient of :func:`embedding` with respect to ``W``: one :func:`scatter_add`.
+
+    Parameters
+    ----------
+    dout : array, shape ``idx.shape + (D,)``
+    idx : integer array, any shape
+    num_rows : int
+        ``V``, the rows of ``W``.
+
+    Returns
+    -------
+    array, shape (V, D): row ``v`` is the sum of the `dout` rows whose index is ``v``
+    """
+    xp = namespace(dout)
+    d = int(dout.shape[-1])
+    return scatter_add(xp.reshape(dout, (-1, d)), xp.reshape(idx, (-1,)), num_rows)
+
+
+@kernel
+def scatter_add(values: Any, indices: Any, num_rows: int, /) -> Any:
+    r"""Add the rows of `values` into the rows of a zero ``(num_rows, D)`` array named by `indices`.
+
+    ``out[v] = sum(values[m] for m where indices[m] == v)``: NumPy's
+    ``np.add.at(out, indices, values)`` on a new zero array, repeated
+    indices adding up.
+
+    Indices outside ``[0, num_rows)`` (the ignored ``-1`` of a loss, say)
+    add nothing in the generic form; the library kernels require valid
+    indices (the layers check them).
+
+    The generic form multiplies a one-hot comparison matrix, ``(V, chunk)``,
+    by each chunk of `values`; a chunk holds at most :data:`SCATTER_CHUNK`
+    one-hot entries. It needs no index assignment, so it runs on every
+    backend (and traces under JAX ``jit``), at the cost of ``V * M * D``
+    multiply-adds: the library kernels are the fast forms.
+
+    Parameters
+    ----------
+    values : array, shape (M, D)
+    indices : integer array, shape (M,)
+    num_rows : int
+
+    Returns
+    -------
+    array, shape (num_rows, D), `values`' dtype and device
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import scatter_add
+    >>> scatter_add(xp.ones((3, 2)), xp.asarray([1, 1, 0]), 3)
+    Array([[1., 1.],
+           [2., 2.],
+           [0., 0.]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(values)
+    m, d = int(values.shape[0]), int(values.shape[1])
+    dev = device(values)
+    out = xp.zeros((num_rows, d), dtype=values.dtype, device=dev)
+    if m == 0 or num_rows == 0:
+        return out
+    rows = xp.reshape(xp.arange(num_rows, dtype=indices.dtype, device=dev), (num_rows, 1))
+    step = max(1, SCATTER_CHUNK // num_rows)
+    for start in range(0, m, step):
+        chunk = indices[start : start + step]
+        hot = xp.astype(rows == xp.reshape(chunk, (1, -1)), values.dtype)
+        out = out + hot @ values[start : start + step, ...]
+    return out
+
+
+# --------------------------------------------------------------------------- RNN
+
+
+def rnn(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, /) -> tuple[Any, Cache]:
+    r"""One step of the book's RNN: :math:`h' = \tanh(h W_h + x W_x + b)`.
+
+    Returns
+    -------
+    (h_next, cache) : the new hidden state ``(N, H)`` (output and state at once)
+    """
+    xp = namespace(x)
+    h_next = xp.tanh(h_prev @ Wh + x @ Wx + b)
+    return h_next, (Wx, Wh, x, h_prev, h_next)
+
+
+def rnn_backward(cache: Cache, dh_next: Any, /) -> tuple[Any, Any, tuple[Any, Any, Any]]:
+    r"""Gradients of :func:`rnn`.
+
+    .. math::
+        dt = dh' \odot (1 - h'^2), \quad dx = dt\,W_x^\top, \quad dh = dt\,W_h^\top, \quad
+        dW_x = x^\top dt, \quad dW_h = h^\top dt, \quad db = \textstyle\sum_n dt
+
+    Returns
+    -------
+    (dx, dh_prev, (dWx, dWh, db))
+    """
+    Wx, Wh, x, h_prev, h_next = cache
+    xp = namespace(dh_next)
+    dt = dh_next * (1.0 - h_next * h_next)
+    return dt @ Wx.T, dt @ Wh.T, (x.T @ dt, h_prev.T @ dt, xp.sum(dt, axis=0))
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+def lstm(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, c_prev: Any, /) -> tuple[Any, Any, Cache]:
+    r"""One LSTM step, gates in the book's order f, g, i, o.
+
+    .. math::
+        A = x W_x + h W_h + b = [a_f, a_g, a_i, a_o], \quad
+        f, i, o = \sigma(a_f), \sigma(a_i), \sigma(a_o), \quad g = \tanh(a_g), \\
+        c' = f \odot c + g \odot i, \qquad h' = o \odot \tanh(c')
+
+    Returns
+    -------
+    (h_next, c_next, cache)
+    """
+    xp = namespace(x)
+    H = int(Wh.shape[0])
+    A = x @ Wx + h_prev @ Wh + b
+    f = sigmoid(A[:, :H])
+    g = xp.tanh(A[:, H : 2 * H])
+    i = sigmoid(A[:, 2 * H : 3 * H])
+    o = sigmoid(A[:, 3 * H :])
+    c_next = f * c_prev + g * i
+    tc = xp.tanh(c_next)
+    h_next = o * tc
+    return h_next, c_next, (Wx, Wh, x, h_prev, c_prev, f, g, i, o, tc)
+
+
+def lstm_backward(
+    cache: Cache, dh_next: Any, dc_next: Any, /
+) -> tuple[Any, Any, Any, tuple[Any, Any, Any]]:
+    r"""Gradients of :func:`lstm` (derivation in the docs' volume 2 page).
+
+    .. math::
+        ds = dc' + dh' \odot o \odot (1 - \tanh^2 c'), \quad dc = ds \odot f, \\
+        da_f = ds \odot c \odot f(1 - f), \quad da_g = ds \odot i \odot (1 - g^2), \\
+        da_i = ds \odot g \odot i(1 - i), \quad da_o = dh' \odot \tanh c' \odot o(1 - o), \\
+        dA = [da_f, da_g, da_i, da_o], \quad dx = dA\,W_x^\top, \quad dh = dA\,W_h^\top
+
+    Returns
+    -------
+    (dx, dh_prev, dc_prev, (dWx, dWh, db))
+    """
+    Wx, Wh, x, h_prev, c_prev, f, g, i, o, tc = cache
+    xp = namespace(dh_next)
+    ds = dc_next + dh_next * o * (1.0 - tc * tc)
+    dc_prev = ds * f
+    df = sigmoid_backward(ds * c_prev, f)
+    dg = ds * i * (1.0 - g * g)
+    di = sigmoid_backward(ds * g, i)
+    do = sigmoid_backward(dh_next * tc, o)
+    dA = xp.concat((df, dg, di, do), axis=1)
+    grads = (x.T @ dA, h_prev.T @ dA, xp.sum(dA, axis=0))
+    return dA @ Wx.T, dA @ Wh.T, dc_prev, grads
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+def gru(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, /) -> tuple[Any, Cache]:
+    r"""One GRU step in the book's formulation (gates z, r, h̃).
+
+    .. math::
+        z = \sigma(x W_{xz} + h W_{hz} + b_z), \quad
+        r = \sigma(x W_{xr} + h W_{hr} + b_r), \\
+        \tilde h = \tanh\big(x W_{xh} + (r \odot h) W_{hh} + b_h\big), \quad
+        h' = (1 - z) \odot h + z \odot \tilde h
+
+    The reset gate multiplies the state *before* the product with
+    :math:`W_{hh}` (Cho et al., 2014), where ``torch.nn.GRU`` (cuDNN's form)
+    multiplies the product, :math:`r \odot (h W_{hh} + b_{hn})`, and gives
+    :math:`z` the other role; the two are different functions.
+
+    Returns
+    -------
+    (h_next, cache)
+    """
+    xp = namespace(x)
+    H = int(Wh.shape[0])
+    ax = x @ Wx + b
+    ah = h_prev @ Wh[:, : 2 * H]
+    z = sigmoid(ax[:, :H] + ah[:, :H])
+    r = sigmoid(ax[:, H : 2 * H] + ah[:, H:])
+    rh = r * h_prev
+    hh = xp.tanh(ax[:, 2 * H :] + rh @ Wh[:, 2 * H :])
+    h_next = h_prev + z * (hh - h_prev)
+    return h_next, (Wx, Wh, x, h_prev, z, r, rh, hh)
+
+
+def gru_backward(cache: Cache, dh_next: Any, /) -> tuple[Any, Any, tuple[Any, Any, Any]]:
+    r"""Gradients of :func:`gru` (derivation in the docs' volume 2 page).
+
+    .. math::
+        da_h = dh' \odot z \odot (1 - \tilde h^2), \quad
+        d(rh) = da_h W_{hh}^\top, \\
+        da_z = dh' \odot (\tilde h - h) \odot z(1 - z), \quad
+        da_r = d(rh) \odot h \odot r(1 - r), \\
+        dh = dh' \odot (1 - z) + d(rh) \odot r + [da_z, da_r] [W_{hz}, W_{hr}]^\top, \\
+        dW_x = x^\top [da_z, da_r, da_h], \quad
+        dW_h = [h^\top da_z, h^\top da_r, (r h)^\top da_h]
+
+    Returns
+    -------
+    (dx, dh_prev, (dWx, dWh, db))
+    """
+    Wx, Wh, x, h_prev, z, r, rh, hh = cache
+    xp = namespace(dh_next)
+    H = int(Wh.shape[0])
+    dah = dh_next * z * (1.0 - hh * hh)
+    drh = dah @ Wh[:, 2 * H :].T
+    daz = sigmoid_backward(dh_next * (hh - h_prev), z)
+    dar = sigmoid_backward(drh * h_prev, r)
+    dzr = xp.concat((daz, dar), axis=1)
+    dA = xp.concat((dzr, dah), axis=1)
+    dh_prev = dh_next * (1.0 - z) + drh * r + dzr @ Wh[:, : 2 * H].T
+    dWh = xp.concat((h_prev.T @ dzr, rh.T @ dah), axis=1)
+    return dA @ Wx.T, dh_prev, (x.T @ dA, dWh, xp.sum(dA, axis=0))
+
+
+# --------------------------------------------------------------------------- over time
+
+
+def _zeros_state(xs: Any, H: int, like: Any) -> Any:
+    xp = namespace(like)
+    return xp.zeros((int(xs.shape[0]), H), dtype=like.dtype, device=device(like))
+
+
+def time_rnn(Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, /) -> tuple[Any, Cache, Any]:
+    """:func:`rnn` over the ``T`` steps of `xs` ``(N, T, D)`` from state `h` (zeros when None).
+
+    Returns
+    -------
+    (hs, cache, h_last) : hidden states ``(N, T, H)``, the per-step caches, the last state
+    """
+    xp = namespace(xs)
+    if h is None:
+        h = _zeros_state(xs, int(Wh.shape[0]), Wh)
+    hs, caches = [], []
+    for t in range(int(xs.shape[1])):
+        h, c = rnn(Wx, Wh, b, xs[:, t, :], h)
+        hs.append(h)
+        caches.append(c)
+    return xp.stack(hs, axis=1), tuple(caches), h
+
+
+def time_rnn_backward(
+    cache: Cache, dhs: Any, dh: Any = None, /
+) -> tuple[Any, Any, tuple[Any, Any, Any]]:
+    """Gradients of :func:`time_rnn` (backpropagation through time).
+
+    `dh` is the gradient arriving at the last state (None: 0).
+
+    Returns
+    -------
+    (dxs, dh0, (dWx, dWh, db)) : ``dh0`` is the gradient of the initial state (the book's ``dh``)
+    """
+    dxs, dh0, grads = _through_time(rnn_backward, cache, dhs, (dh,))
+    return dxs, dh0, grads
+
+
+def time_lstm(
+    Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, c: Any = None, /
+) -> tuple[Any, Cache, tuple[Any, Any]]:
+    """:func:`lstm` over the ``T`` steps of `xs` ``(N, T, D)``; states zero when None.
+
+    Returns
+    -------
+    (hs, cache, (h_last, c_last))
+    """
+    xp = namespace(xs)
+    H = int(Wh.shape[0])
+    h = _zeros_state(xs, H, Wh) if h is None else h
+    c = _zeros_state(xs, H, Wh) if c is None else c
+    hs, caches = [], []
+    for t in range(int(xs.shape[1])):
+        h, c, k = lstm(Wx, Wh, b, xs[:, t, :], h, c)
+        hs.append(h)
+        caches.append(k)
+    return xp.stack(hs, axis=1), tuple(caches), (h, c)
+
+
+def time_lstm_backward(
+    cache: Cache, dhs: Any, dh: Any = None, dc: Any = None, /
+) -> tuple[Any, tuple[Any, Any], tuple[Any, Any, Any]]:
+    """Gradients of :func:`time_lstm`.
+
+    Returns
+    -------
+    (dxs, (dh0, dc0), (dWx, dWh, db))
+    """
+    dxs, carried, grads = _through_time(lstm_backward, cache, dhs, (dh, dc))
+    return dxs, carried, grads
+
+
+def time_gru(Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, /) -> tuple[Any, Cache, Any]:
+    """:func:`gru` over the ``T`` steps of `xs`; as :func:`time_rnn`."""
+    xp = namespace(xs)
+    if h is None:
+        h = _zeros_state(xs, int(Wh.shape[0]), Wh)
+    hs, caches = [], []
+    for t in range(int(xs.shape[1])):
+        h, c = gru(Wx, Wh, b, xs[:, t, :], h)
+        hs.append(h)
+        caches.append(c)
+    return xp.stack(hs, axis=1), tuple(caches), h
+
+
+def time_gru_backward(
+    cache: Cache, dhs: Any, dh: Any = None, /
+) -> tuple[Any, Any, tuple[Any, Any, Any]]:
+    """Gradients of :func:`time_gru`; as :func:`time_rnn_backward`."""
+    dxs, dh0, grads = _through_time(gru_backward, cache, dhs, (dh,))
+    return dxs, dh0, grads
+
+
+def _through_time(step: Any, caches: Cache, dhs: Any, carried: tuple[Any, ...]) -> Any:
+    """Run a cell's backward from the last step to the first, summing the weight gradients.
+
+    `carried` holds the gradients flowing into the last step's states (None
+    for 0); the hidden-state gradient of each step is ``dhs[:, t] + carried[0]``.
+    Returns ``(dxs, carried gradients of the first states, summed grads)``;
+    one carried gradient is returned bare (RNN, GRU), several as a tuple.
+    """
+    xp = namespace(dhs)
+    zero = xp.zeros_like(dhs[:, 0, :])
+    state = tuple(zero if c is None else c for c in carried)
+    dxs: list[Any] = []
+    total: tuple[Any, ...] | None = None
+    for t in reversed(range(int(dhs.shape[1]))):
+        out = step(caches[t], dhs[:, t, :] + state[0], *state[1:])
+        dx, state, grads = out[0], tuple(out[1:-1]), out[-1]
+        dxs.append(dx)
+        total = grads if total is None else tuple(a + g for a, g in zip(total, grads, strict=True))
+    dxs.reverse()
+    first = state[0] if len(state) == 1 else state
+    return xp.stack(dxs, axis=1), first, total
+
+
+# --------------------------------------------------------------------------- time affine
+
+
+def time_affine(W: Any, b: Any, xs: Any, /) -> tuple[Any, Cache]:
+    """:func:`~xplayers.functional.affine` applied at every step of `xs` ``(N, T, D)``.
+
+    Returns
+    -------
+    (out, cache) : ``(N, T, M)`` and ``(W, xs as (N*T, D), (N, T))``
+    """
+    xp = namespace(xs)
+    n, t, d = (int(s) for s in xs.shape)
+    rx = xp.reshape(xs, (n * t, d))
+    out = affine(rx, W, b)
+    return xp.reshape(out, (n, t, int(W.shape[1]))), (W, rx, (n, t))
+
+
+def time_affine_backward(cache: Cache, dout: Any, /) -> tuple[Any, tuple[Any, Any]]:
+    """Gradients of :func:`time_affine`: ``(dxs, (dW, db))``."""
+    W, rx, (n, t) = cache
+    xp = namespace(dout)
+    d2 = xp.reshape(dout, (n * t, int(dout.shape[2])))
+    dx, dW, db = affine_backward(d2, rx, W)
+    return xp.reshape(dx, (n, t, int(rx.shape[1]))), (dW, db)
