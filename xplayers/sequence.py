@@ -288,9 +288,9 @@ def scatter_add(values: Any, indices: Any, num_rows: int, /) -> Any:
     rows = xp.reshape(xp.arange(num_rows, dtype=indices.dtype, device=dev), (num_rows, 1))
     step = max(1, SCATTER_CHUNK // num_rows)
     for start in range(0, m, step):
-        chunk = indices[start : start + step]
-        hot = xp.astype(rows == xp.reshape(chunk, (1, -1)), values.dtype)
-        out = out + hot @ values[start : start + step, ...]
+        stop = min(start + step, m)  # the standard leaves stops past the end unspecified
+        hot = xp.astype(rows == xp.reshape(indices[start:stop], (1, -1)), values.dtype)
+        out = out + hot @ values[start:stop, ...]
     return out
 
 
