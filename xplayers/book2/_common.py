@@ -113,7 +113,7 @@ def zeros_like_all(params: list[Any]) -> list[Any]:
 def store(grads: list[Any], i: int, g: Any) -> None:
     """``grads[i][...] = g`` where the array allows it, else ``grads[i] = g`` (see module doc)."""
     old = grads[i]
-    if type(old) not in _IMMUTABLE and not is_lazy(old):
+    if type(old) not in _IMMUTABLE:
         try:
             old[...] = g
             return
