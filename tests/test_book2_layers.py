@@ -372,3 +372,10 @@ def test_time_layers_refuse_no_time_steps_and_wrong_sizes():
 def test_backward_before_forward_says_so():
     with pytest.raises(LayerStateError, match=r"GRU.backward: called before GRU.forward"):
         GRU(*_weights(np.random.default_rng(0), 3)).backward(np.zeros((N, H)))
+
+
+def test_labels_may_be_a_python_list_but_not_a_ragged_one():
+    layer = book2.SoftmaxWithLoss()
+    assert float(layer.forward(np.zeros((2, 3)), [0, 2])) == pytest.approx(np.log(3))
+    with pytest.raises(LayerInputError, match=r"SoftmaxWithLoss.forward: argument 't'.*ragged"):
+        layer.forward(np.zeros((2, 3)), [[0], [1, 2]])

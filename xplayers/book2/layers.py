@@ -151,7 +151,7 @@ class SoftmaxWithLoss(Book2Layer):
         if x.ndim != 2:
             fail(where, "x", "shape (N, C)", describe(x))
         t = on_layer_backend(t, x)
-        if t.ndim == 2 and tuple(t.shape) == tuple(x.shape):
+        if getattr(t, "ndim", 0) == 2 and tuple(t.shape) == tuple(x.shape):
             t = namespace(t).argmax(t, axis=1)  # the book: one-hot rows become labels
         t = as_tokens(where, "t", t, x, int(x.shape[1]), ndim=1)
         if t.shape[0] != x.shape[0]:
