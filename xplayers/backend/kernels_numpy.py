@@ -396,12 +396,13 @@ def max_pooling_backward(
 
 
 def scatter_add(values: Array, indices: Array, num_rows: int, /) -> Any:
-    """``np.add.at`` on a new zero array, done by sorting: one ``add.reduceat`` over sorted rows.
+    """``np.add.at`` on a new zero array, done by sorting: one ``add.reduceat`` over repeated rows.
 
-    The indices are sorted (stably), the rows of `values` gathered in that
-    order, each run of equal indices summed by ``np.add.reduceat``, and the
-    sums written to their (now distinct) rows. Indices outside
-    ``[0, num_rows)`` go to the generic form (which skips them).
+    The indices are sorted (stably); rows whose index occurs once are
+    copied to their place, and each run of a repeated index is summed by
+    one ``np.add.reduceat`` over those rows only (word frequencies are
+    Zipf-like: most ids of a batch occur once, a few very often). Indices
+    outside ``[0, num_rows)`` go to the generic form (which skips them).
     """
     if values.ndim != 2 or indices.ndim != 1 or indices.dtype.kind not in "iu":
         return NotImplemented
@@ -414,5 +415,12 @@ def scatter_add(values: Array, indices: Array, num_rows: int, /) -> Any:
     order = np.argsort(indices, kind="stable")
     ordered = indices[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    counts = np.diff(np.append(starts, m))
+    once = counts == 1
+    out[ordered[starts[once]]] = values[order[starts[once]]]
+    if not once.all():
+        repeated = np.repeat(~once, counts)
+        rows, ids = order[repeated], ordered[repeated]
+        runs = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        out[ids[runs]] = np.add.reduceat(values[rows], runs, axis=0)
     return out
