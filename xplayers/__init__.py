@@ -36,6 +36,7 @@ from xplayers import (
     layers,
     network,
     optim,
+    trainer,
     training,
 )
 from xplayers._version import __version__
@@ -82,6 +83,7 @@ from xplayers.network import (
     TwoLayerNet,
 )
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xplayers.trainer import Trainer
 from xplayers.training import evaluate, train
 
 __all__ = [
@@ -110,6 +112,7 @@ __all__ = [
     "Sigmoid",
     "SimpleConvNet",
     "SoftmaxWithLoss",
+    "Trainer",
     "TrainingError",
     "TwoLayerNet",
     "XplayersError",
@@ -138,6 +141,7 @@ __all__ = [
     "to_backend",
     "to_numpy",
     "train",
+    "trainer",
     "training",
     "use_backend",
 ]
