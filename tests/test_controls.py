@@ -428,3 +428,20 @@ def test_history_without_the_new_entries_still_loads() -> None:
     history = History.from_dict(old)
     assert (history.val_loss, history.val_acc, history.lr) == ([None], [None], [None])
     assert history.best_iteration is None
+
+
+@pytest.mark.backends("jax")
+def test_a_schedule_compiles_the_jax_step_once(backend: Any, digits: Any) -> None:
+    """The scheduled rate is a traced value: a new rate every update traces nothing again."""
+    from xplayers._pure_step import compiled_step
+
+    if backend.name != "jax":
+        pytest.skip("the compiled step is JAX's")
+    net = TwoLayerNet(64, 13, 10, weight_init_std=0.1, seed=0)  # a structure of its own
+    opt = Adam(lr=0.01)
+    step = compiled_step(net, opt)
+    assert step is not None
+    before = step.traces
+    history = train(net, opt, digits[0], epochs=3, batch_size=100, schedule=CosineDecay())
+    assert len(set(history.lr)) == 3
+    assert step.traces - before <= 1  # one batch shape: at most one trace
