@@ -42,7 +42,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "to_backend",
         "namespace",
     ),
-    "toolkit": ("train", "evaluate", "save", "load", "gradient_check"),
+    "toolkit": ("train", "evaluate", "Trainer", "save", "load", "gradient_check"),
     "errors": (
         "XplayersError",
         "LayerInputError",
@@ -61,6 +61,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "init",
         "gradcheck",
         "training",
+        "trainer",
         "datasets",
         "io",
         "errors",
