@@ -19,7 +19,7 @@ import xplayers as xpl
 from xplayers import io
 from xplayers.backend import backend_name
 from xplayers.datasets import load_digits, train_test_split
-from xplayers.errors import LayerInputError
+from xplayers.errors import LayerInputError, ModelFileError
 from xplayers.monitoring import EarlyStopping, improved
 from xplayers.network import TwoLayerNet
 from xplayers.optim import SGD, Adam, ClipGradNorm, clip_grad_norm
@@ -390,17 +390,17 @@ def _short_best(controls: dict[str, Any], arrays: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (_set("schedule_state", "wait", -1), "valid learning-rate schedule state"),
-        (_set("schedule_state", "wait", 7), "valid learning-rate schedule state"),
-        (_set("schedule_state", "reductions", 1.5), "valid learning-rate schedule state"),
-        (_set("schedule_state", "best", "low"), "valid learning-rate schedule state"),
-        (_set("early_stopping_state", "wait", True), "valid early-stopping state"),
-        (_set("early_stopping_state", "best", None), "valid early-stopping state"),
-        (_set("early_stopping_state", "stopped", 1), "valid early-stopping state"),
-        (_set("early_stopping_state", "extra", 1), "valid early-stopping state"),
-        (_drop_best, "the best parameters of its best evaluation"),
-        (_bad_best, "best parameter 'W1' of the shape and dtype"),
-        (_short_best, "best parameter 'b1' of the shape"),
+        (_set("schedule_state", "wait", -1), "its learning-rate schedule state"),
+        (_set("schedule_state", "wait", 7), "its learning-rate schedule state"),
+        (_set("schedule_state", "reductions", 1.5), "its learning-rate schedule state"),
+        (_set("schedule_state", "best", "low"), "its learning-rate schedule state"),
+        (_set("early_stopping_state", "wait", True), "its early-stopping state"),
+        (_set("early_stopping_state", "best", None), "its early-stopping state"),
+        (_set("early_stopping_state", "stopped", 1), "its early-stopping state"),
+        (_set("early_stopping_state", "extra", 1), "its early-stopping state"),
+        (_drop_best, "the best parameters do not match the best evaluation"),
+        (_bad_best, "best parameter 'W1' is float32"),
+        (_short_best, r"best parameter 'b1' is float64 \(3,\)"),
     ],
 )
 def test_crafted_control_state_is_refused_naming_the_file(
@@ -411,7 +411,7 @@ def test_crafted_control_state_is_refused_naming_the_file(
     net = _net()
     opt = Adam(lr=0.01)
     before = _host(net)
-    with pytest.raises(LayerInputError, match=message) as info:
+    with pytest.raises(ModelFileError, match=message) as info:
         train(net, opt, digits[0], resume=ckpt, **kwargs)
     message_text = str(info.value)
     assert str(ckpt) in message_text
@@ -445,3 +445,28 @@ def test_a_schedule_compiles_the_jax_step_once(backend: Any, digits: Any) -> Non
     history = train(net, opt, digits[0], epochs=3, batch_size=100, schedule=CosineDecay())
     assert len(set(history.lr)) == 3
     assert step.traces - before <= 1  # one batch shape: at most one trace
+
+
+@pytest.mark.parametrize(
+    ("entry", "value", "message"),
+    [
+        ("best_iteration", 10**9, "history 'best_iteration' is 1000000000"),
+        ("val_acc", [1.5, 0.5], "history 'val_acc' holds 1.5"),
+        ("lr", [-1.0, 0.01], "history 'lr' holds -1.0"),
+    ],
+)
+def test_crafted_history_entries_are_refused(
+    digits: Any, controlled: Any, entry: str, value: Any, message: str
+) -> None:
+    ckpt, kwargs = controlled
+    saved = io.read_checkpoint(ckpt)
+    metadata = dict(saved.header["metadata"])
+    metadata["history"] = {**metadata["history"], entry: value}
+    io.save_checkpoint(
+        io.load(ckpt), ckpt, state=saved.state, arrays=saved.arrays, metadata=metadata
+    )
+    net = _net()
+    before = _host(net)
+    with pytest.raises(ModelFileError, match=message):
+        train(net, Adam(lr=0.01), digits[0], resume=ckpt, **kwargs)
+    assert _host(net) == before

@@ -20,6 +20,7 @@ import numpy as np
 
 from xplayers._backend import to_numpy
 from xplayers._validation import describe, dtype_name, fail, number_in
+from xplayers.errors import ModelFileError
 from xplayers.monitoring import EarlyStopping
 from xplayers.optim import ClipGradNorm
 from xplayers.schedules import Schedule
@@ -167,6 +168,9 @@ class RunControls:
     ) -> RunControls:
         """Check a saved state against this run; return the controls it restores.
 
+        Other settings than this run's raise ``LayerInputError``; values the
+        run could not have written raise ``ModelFileError`` naming the file.
+
         Nothing changes here: the caller applies the result (:meth:`adopt`)
         once every other part of the checkpoint is checked too.
         """
@@ -198,12 +202,10 @@ class RunControls:
         restored.best_params = _best_params(arrays, network, name)
         keep = self.stopping is not None and self.stopping.restore_best
         if keep and (restored.best_iteration is None) != (not restored.best_params):
-            fail(
-                "train",
-                "resume",
-                "a checkpoint with the best parameters of its best evaluation",
-                f"{name}, with best_iteration {restored.best_iteration} and "
-                f"{len(restored.best_params)} best arrays",
+            raise ModelFileError(
+                f"checkpoint {name}: the best parameters do not match the best evaluation "
+                f"(best_iteration {restored.best_iteration}, {len(restored.best_params)} "
+                "best arrays)"
             )
         return restored
 
@@ -223,24 +225,20 @@ def _best_params(
         return {}
     params = network.params
     if set(best) != set(params):
-        fail(
-            "train",
-            "resume",
-            f"best parameters named like the network's {sorted(params)}",
-            f"{name}, with {sorted(best)}",
+        raise ModelFileError(
+            f"checkpoint {name}: best parameters {sorted(best)} are not the network's "
+            f"{sorted(params)}"[:300]
         )
     out = {}
     for key, value in best.items():
         host = np.asarray(value)
         p = params[key]
         if host.shape != tuple(p.shape) or host.dtype.name != dtype_name(p.dtype):
-            fail(
-                "train",
-                "resume",
-                f"best parameter {key!r} of the shape and dtype of {describe(p)}",
-                f"{name}, with {host.dtype} {host.shape}",
+            raise ModelFileError(
+                f"checkpoint {name}: best parameter {key!r} is {host.dtype} {host.shape}, "
+                f"not of the shape and dtype of {describe(p)}"
             )
         if not np.isfinite(host).all():
-            fail("train", "resume", f"finite best parameter {key!r}", f"{name}, with NaN or inf")
+            raise ModelFileError(f"checkpoint {name}: best parameter {key!r} is not finite")
         out[key] = np.array(host, copy=True)
     return out

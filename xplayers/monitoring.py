@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from xplayers._validation import choice, describe, fail, number_in, positive_int
+from xplayers.errors import ModelFileError
 
 __all__ = ["METRICS", "EarlyStopping", "check_monitor", "improved"]
 
@@ -139,11 +140,8 @@ class EarlyStopping:
 
 
 def _bad_state(where: str, state: object, name: str) -> NoReturn:
-    fail(
-        where,
-        "resume",
-        "a checkpoint with a valid early-stopping state",
-        f"{name}, with {state!r}"[:300],
+    raise ModelFileError(
+        f"checkpoint {name}: {where} cannot resume from its early-stopping state: {state!r}"[:300]
     )
 
 

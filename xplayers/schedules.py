@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, NoReturn
 
 from xplayers._validation import choice, fail, number_in, positive_int
+from xplayers.errors import ModelFileError
 from xplayers.monitoring import check_monitor, improved
 
 __all__ = [
@@ -77,12 +78,8 @@ class Schedule:
 
 
 def _bad_state(where: str, state: object, name: str) -> NoReturn:
-    fail(
-        where,
-        "resume",
-        "a checkpoint with a valid learning-rate schedule state",
-        f"{name}, with {state!r}"[:300],
-    )
+    problem = f"{where} cannot resume from its learning-rate schedule state: {state!r}"
+    raise ModelFileError(f"checkpoint {name}: {problem}"[:300])
 
 
 class StepDecay(Schedule):
