@@ -390,6 +390,33 @@ def test_output_is_checked_writable_before_training(
     assert "--output" in err
 
 
+@pytest.mark.parametrize("option", ["--output", "--checkpoint", "--plot"])
+def test_an_output_that_cannot_be_replaced_is_refused_before_training(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+) -> None:
+    path = tmp_path / "taken.npz"
+    path.write_bytes(b"keep me")
+    monkeypatch.setattr(io, "_replace_problem", lambda target: "it is immutable or append-only")
+    code, out, err = _run(capsys, "train", *TINY, option, str(path))
+    assert code == 2
+    assert out == ""  # nothing was trained
+    _assert_one_line_error(err)
+    assert f"argument '{option}': expected a file that can be replaced" in err
+    assert path.read_bytes() == b"keep me"
+
+
+def test_a_file_name_up_to_the_limit_is_saved(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = "m" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 4) + ".npz"
+    code, _, err = _run(capsys, "train", *TINY, "--quiet", "--output", str(tmp_path / name))
+    assert code == 0, err
+    assert io.read_metadata(tmp_path / name)["metadata"]["batch_size"] == 100
+
+
 def test_mnist_files_declaring_no_images(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -863,3 +864,164 @@ def test_memory_error_while_reading_is_a_model_file_error(
     for read in (io.load, io.read_metadata, io.read_checkpoint):
         with pytest.raises(ModelFileError, match="needs more memory than is available"):
             read(path)
+
+
+# --------------------------------------------------------------------------- what a save will need
+
+
+def _name_max(directory: Path) -> int:
+    return os.pathconf(directory, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+
+
+@pytest.mark.parametrize("extra", [0, 1, 17, 0.5])
+def test_any_legal_file_name_saves(tmp_path: Path, extra: float) -> None:
+    """Names whose temporary ``.NAME.<12 hex>.tmp`` would pass the limit save too.
+
+    ``extra`` is how far below the limit the name ends (0.5: a two-byte
+    character straddles the point where the temporary's name is cut).
+    """
+    limit = _name_max(tmp_path)
+    if extra == 0.5:
+        name = "é" * ((limit - 4) // 2) + ".npz"
+    else:
+        name = "m" * (limit - 4 - int(extra)) + ".npz"
+    assert limit - 18 < len(os.fsencode(name)) <= limit
+    target = tmp_path / name
+    assert io.writable_file("save", "path", target) == target
+    io.save(TwoLayerNet(3, 3, 2, seed=0), target)
+    io.save_checkpoint(TwoLayerNet(3, 3, 2, seed=1), target, state={}, arrays={})
+    _same_bits(_host(io.load(target)), _host(TwoLayerNet(3, 3, 2, seed=1)))
+    assert sorted(os.listdir(tmp_path)) == [name]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL and flock")
+def test_the_temporary_of_a_killed_save_of_a_long_name_is_removed(tmp_path: Path) -> None:
+    target = tmp_path / ("m" * (_name_max(tmp_path) - 4) + ".npz")
+    io.save(TwoLayerNet(3, 3, 2, seed=0), target)
+    with reaped(_start_child(target, "slow")) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "half written"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert len(list(tmp_path.iterdir())) == 2
+    io.save(TwoLayerNet(3, 3, 2, seed=1), target)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_name_over_the_limit_is_refused_up_front(tmp_path: Path) -> None:
+    limit = _name_max(tmp_path)
+    with pytest.raises(LayerInputError, match=f"a file name of at most {limit} bytes"):
+        io.writable_file("train", "checkpoint", tmp_path / ("m" * (limit + 1)))
+
+
+def _refused(target: Path, match: str) -> None:
+    before = target.read_bytes()
+    with pytest.raises(LayerInputError, match=match):
+        io.writable_file("train", "checkpoint", target)
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux inode flags")
+def test_an_immutable_target_is_refused_before_the_work(
+    saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = saved
+    flags = io._inode_flags(path, os.lstat(path))
+    monkeypatch.setattr(io, "_inode_flags", lambda target, info: flags | 0x10)
+    _refused(path, "a file that can be replaced.*immutable or append-only")
+    monkeypatch.setattr(io, "_inode_flags", lambda target, info: flags | 0x20)
+    _refused(path, "immutable or append-only")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux inode flags")
+def test_a_really_immutable_target_is_refused(saved: tuple[Path, Any]) -> None:
+    path, _ = saved
+    try:
+        set_flag = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+    except FileNotFoundError:
+        pytest.skip("no chattr here")
+    if set_flag.returncode != 0:
+        pytest.skip(f"chattr +i is not allowed here: {set_flag.stderr.decode().strip()}")
+    try:
+        _refused(path, "immutable or append-only")
+        with pytest.raises(OSError):  # what the check spares a long run at its end
+            io.save(TwoLayerNet(6, 5, 3, seed=9), path)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_bsd_file_flags_are_read_where_stat_has_them(
+    saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = saved
+    real = os.lstat(path)
+
+    class Flagged:
+        st_mode, st_uid, st_flags = real.st_mode, real.st_uid, stat.UF_IMMUTABLE
+
+    monkeypatch.setattr(io, "_inode_flags", lambda target, info: 0)
+    monkeypatch.setattr(io.os, "lstat", lambda target: Flagged())
+    _refused(path, "immutable or append-only.*chflags")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX users")
+def test_another_users_file_in_a_sticky_directory_is_refused(
+    saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = saved
+    folder = path.parent
+    owner = path.stat().st_uid
+    folder.chmod(0o1777)
+    try:
+        monkeypatch.setattr(io.os, "geteuid", lambda: owner + 4242)  # a user owning neither
+        _refused(path, "owned by user .* in a sticky directory")
+        folder.chmod(0o777)  # without the sticky bit anyone may rename over it
+        assert io.writable_file("train", "checkpoint", path) == path
+        folder.chmod(0o1777)
+        monkeypatch.setattr(io.os, "geteuid", lambda: owner)  # the file's owner may
+        assert io.writable_file("train", "checkpoint", path) == path
+    finally:
+        folder.chmod(0o755)
+
+
+def test_training_checks_its_checkpoint_path_before_any_update(
+    saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xplayers.optim import SGD
+    from xplayers.training import train
+
+    path, _ = saved
+    monkeypatch.setattr(io, "_replace_problem", lambda target: "simulated")
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    before = _host(net)
+    x = np.zeros((8, 4))
+    with pytest.raises(LayerInputError, match="checkpoint.*a file that can be replaced"):
+        train(net, SGD(), (x, np.zeros(8, dtype=np.int64)), epochs=1, checkpoint=path)
+    _same_bits(_host(net), before)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saving_over_a_setuid_file_keeps_only_read_and_write_bits(tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"old")
+    path.chmod(0o6755)
+    io.save(TwoLayerNet(3, 3, 2, seed=0), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    path.chmod(0o1640)
+    io.save(TwoLayerNet(3, 3, 2, seed=0), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits and symlinks")
+def test_saving_over_a_symlink_to_a_setuid_file_makes_no_setuid_file(tmp_path: Path) -> None:
+    pointed = tmp_path / "pointed"
+    pointed.write_bytes(b"old")
+    pointed.chmod(0o4777)
+    link = tmp_path / "model.npz"
+    link.symlink_to(pointed)
+    io.save_checkpoint(TwoLayerNet(3, 3, 2, seed=0), link, state={}, arrays={})
+    assert not link.is_symlink()  # the link is replaced, as a rename does
+    assert stat.S_IMODE(link.stat().st_mode) == 0o666
+    assert pointed.read_bytes() == b"old"
+    assert stat.S_IMODE(pointed.stat().st_mode) == 0o4777

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -40,7 +37,6 @@ __all__ = [
     "same_backend",
     "seed_or_none",
     "traced",
-    "writable_file",
 ]
 
 #: Parameter and data dtypes a network can be built in, by name.
@@ -263,29 +259,3 @@ def traced(x: Any) -> bool:
     """
     found = record_of(x)
     return found is not None and found.compiles and found.is_lazy(x)
-
-
-def writable_file(where: str, arg: str, path: str | os.PathLike[str]) -> Path:
-    """Check a file can be written at `path` (before the work that produces it); return it.
-
-    The path must not be a directory, its directory must exist, and a file
-    must be creatable there: a temporary one is created and removed, so a
-    read-only place or file system is refused now, not after training.
-    """
-    target = Path(path)
-    if target.is_dir():
-        fail(where, arg, "a file path, not a directory", repr(str(target)))
-    directory = target.parent
-    if not directory.is_dir():
-        fail(where, arg, "a file path in an existing directory", repr(str(target)))
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        fail(
-            where,
-            arg,
-            "a file path in a directory where files can be written",
-            f"{str(target)!r} ({exc.strerror or exc})",
-        )
-    return target

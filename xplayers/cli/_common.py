@@ -20,10 +20,10 @@ from xplayers._validation import (
     positive_ints,
     positive_number,
     seed_or_none,
-    writable_file,
 )
 from xplayers.backend import BACKENDS, get_backend
 from xplayers.errors import LayerInputError
+from xplayers.io import writable_file
 
 __all__ = [
     "CLASSES",
