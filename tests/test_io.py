@@ -996,7 +996,7 @@ def test_training_checks_its_checkpoint_path_before_any_update(
     net = TwoLayerNet(4, 3, 2, seed=0)
     before = _host(net)
     x = np.zeros((8, 4))
-    with pytest.raises(LayerInputError, match="checkpoint.*a file that can be replaced"):
+    with pytest.raises(LayerInputError, match=r"checkpoint.*a file that can be replaced"):
         train(net, SGD(), (x, np.zeros(8, dtype=np.int64)), epochs=1, checkpoint=path)
     _same_bits(_host(net), before)
 
