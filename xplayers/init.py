@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from xplayers._backend import asarray
 from xplayers._validation import FLOAT_DTYPES, describe, fail, float_dtype, positive_ints
@@ -33,6 +34,7 @@ __all__ = [
     "affine_shapes",
     "canonical_dtype",
     "init_params",
+    "normal_weights",
     "weight_scale",
 ]
 
@@ -131,6 +133,41 @@ def weight_scale(weight_init_std: WeightInit, fan_in: int, where: str = "weight_
     return float(weight_init_std)
 
 
+def normal_weights(
+    rng: np.random.Generator, shape: tuple[int, ...], std: float, dtype: str, where: str
+) -> npt.NDArray[Any]:
+    """Draw ``std * N(0, 1)`` weights of `shape` in float64 and cast them to `dtype`.
+
+    Refuses a `std` whose weights would not be finite in `dtype` (``1e300``
+    overflows float32): a network starting from infinite weights only
+    produces NaN.
+
+    Raises
+    ------
+    LayerInputError
+        Some weight would overflow `dtype`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.init import normal_weights
+    >>> normal_weights(np.random.default_rng(0), (2, 3), 0.1, "float32", "example").dtype
+    dtype('float32')
+    """
+    draws = rng.standard_normal(shape)
+    peak = float(np.max(np.abs(draws))) if draws.size else 0.0
+    largest = float(np.finfo(dtype).max)
+    if std * peak > largest:  # Python floats: an overflow is inf, no warning
+        fail(
+            where,
+            "weight_init_std",
+            f"a scale whose initial weights are finite in {dtype} (below "
+            f"{largest / peak:.3g} for these draws, up to {peak:.2f} standard deviations)",
+            f"{std:g}",
+        )
+    return (std * draws).astype(dtype)
+
+
 def affine_shapes(sizes: Sequence[int]) -> dict[str, tuple[int, ...]]:
     """The shapes of the parameters :func:`init_params` creates for `sizes`, without creating them.
 
@@ -200,7 +237,7 @@ def init_params(
     for k in range(1, len(sizes)):
         n_in, n_out = sizes[k - 1], sizes[k]
         std = weight_scale(weight_init_std, n_in, "init_params")
-        W = (std * rng.standard_normal((n_in, n_out))).astype(dtype)
+        W = normal_weights(rng, (n_in, n_out), std, dtype, "init_params")
         params[f"W{k}"] = asarray(W, dtype)
         params[f"b{k}"] = asarray(np.zeros(n_out, dtype=dtype), dtype)
     return params

@@ -915,9 +915,14 @@ class _LossWindow:
 
     def _take(self, value: float, n: int, iteration: int) -> None:
         if not math.isfinite(value):
+            hint = (
+                "before any update, so not the learning rate: the initial weights are too "
+                "large (weight_init_std) or the inputs hold NaN, infinite or huge values"
+                if iteration == 1
+                else "lower the learning rate, or check the inputs for NaN or infinite values"
+            )
             raise TrainingError(
-                f"train: the loss became {value} at {self._where(iteration)}; lower the "
-                "learning rate, or check the inputs for NaN or infinite values"
+                f"train: the loss became {value} at {self._where(iteration)}; {hint}"
             )
         if self.start is None:
             self.start = value

@@ -14,14 +14,16 @@ One module per part: :mod:`~xplayers.cli.parser` (the parser),
 Errors are reported on one line of standard error, ``xplayers: error: ...``,
 with exit status 2 for bad arguments and 1 for anything else that fails
 (a missing file, an unusable backend, a diverging run, too little memory);
-never a traceback.
+never a traceback. What the encoding of standard output or error cannot
+show (a file name that is not valid UTF-8) is written as backslash escapes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from xplayers.cli._common import PROG
 from xplayers.cli.parser import build_parser
@@ -51,6 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["train", "--epochs", "0"])
     2
     """
+    with _escaping_output():
+        try:
+            return _run(argv)
+        except Exception as exc:  # a library's own error type (zarr, dask...), unforeseen here
+            kind = type(exc)
+            module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+            _error(RuntimeError(f"unexpected {module}{kind.__qualname__}: {exc}"))
+            return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args))
@@ -77,3 +90,29 @@ def _error(exc: BaseException) -> None:
     if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
         text += f": {exc.filename}"
     print(f"{PROG}: error: {text}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _escaping_output() -> Iterator[None]:
+    """Write what stdout's and stderr's encodings cannot as backslash escapes, in the block.
+
+    A file name that is not valid UTF-8 (the byte 0xff) reaches Python as
+    a string with a lone surrogate, which a UTF-8 stream refuses: printing
+    ``model saved to ...`` after the save would fail. The streams' error
+    handlers are restored after the block.
+    """
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None or errors in (None, "backslashreplace"):
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="backslashreplace")
+            changed.append((reconfigure, errors))
+    try:
+        yield
+    finally:
+        for reconfigure, errors in changed:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors=errors)

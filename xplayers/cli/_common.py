@@ -8,12 +8,15 @@ API refuses, with argparse's one-line usage error (exit status 2).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
+import numpy as np
 import numpy.typing as npt
 
+from xplayers._backend import to_numpy
 from xplayers._validation import (
     number_in,
     positive_int,
@@ -22,7 +25,8 @@ from xplayers._validation import (
     seed_or_none,
 )
 from xplayers.backend import BACKENDS, get_backend
-from xplayers.errors import LayerInputError
+from xplayers.errors import DatasetError, LayerInputError
+from xplayers.init import WEIGHT_INIT_NAMES
 from xplayers.io import writable_file
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "describe_network",
     "fraction",
     "hidden_sizes",
+    "label_classes",
     "load_data",
     "non_negative_float",
     "positive_float",
@@ -46,7 +51,7 @@ __all__ = [
 ]
 
 PROG = "xplayers"
-#: Classes of both datasets (the digits 0 to 9).
+#: Classes of both shipped datasets (the digits 0 to 9); --data counts its own.
 CLASSES = 10
 #: The datasets the commands can load, with their help text.
 DATASETS: dict[str, str] = {
@@ -101,11 +106,17 @@ hidden_sizes = _argument_type(
 
 
 def weight_init(text: str) -> float | str:
-    """``--init``: a standard deviation > 0, or a name the network checks."""
+    """``--init``: a standard deviation > 0, or a weight-scale name (he, relu...)."""
     try:
         float(text)
     except ValueError:
-        return text.lower()
+        name = text.lower()
+        if name not in WEIGHT_INIT_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"expected a standard deviation > 0 or one of {', '.join(WEIGHT_INIT_NAMES)}, "
+                f"got {text!r}"
+            ) from None
+        return name
     return positive_float(text)
 
 
@@ -188,6 +199,46 @@ def load_data(
         return load_mnist(mnist_dir, dtype=dtype)
     x, t = load_digits(dtype=dtype)
     return train_test_split(x, t, test_size=test_size, seed=seed, stratify=True)
+
+
+def label_classes(where: str, labels: Iterable[Any]) -> int:
+    """The number of classes streamed labels hold, read block by block.
+
+    Each of `labels` (:class:`~xplayers.datasets.streaming.Rows`) holds
+    one-hot rows, whose width is the count, or integer class indices from
+    0, whose largest value plus one is. The largest over all of them is
+    returned.
+
+    Raises
+    ------
+    xplayers.errors.DatasetError
+        Labels of another kind (floats, 3-d), negative, or of fewer than two
+        classes.
+    """
+    classes = 0
+    for t in labels:
+        if t.ndim == 2:
+            classes = max(classes, int(t.shape[1]))
+            continue
+        if t.ndim != 1 or t.dtype.kind not in "iu":
+            raise DatasetError(
+                f"{where}: expected labels t of integer class indices (N,) or one-hot rows "
+                f"(N, C); got shape {tuple(t.shape)} and dtype {t.dtype}"
+            )
+        for start, stop in itertools.pairwise(t.cuts):
+            block = np.asarray(to_numpy(t.read(start, stop)))
+            if block.size == 0:
+                continue
+            low = int(block.min())
+            if low < 0:
+                raise DatasetError(
+                    f"{where}: expected labels t of class indices >= 0; got {low} in rows "
+                    f"{start}:{stop}"
+                )
+            classes = max(classes, int(block.max()) + 1)
+    if classes < 2:
+        raise DatasetError(f"{where}: expected labels t of at least two classes; got {classes}")
+    return classes
 
 
 def describe_network(network: Any) -> str:

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from xplayers._validation import number_in, seed_or_none
+from xplayers._validation import describe, number_in, seed_or_none
 from xplayers.backend import use_backend
 from xplayers.cli._common import (
     DATASETS,
+    PROG,
     add_backend_options,
     add_data_options,
     backend_args,
     describe_network,
+    label_classes,
     load_data,
     positive_integer,
     seed,
     usage,
 )
-from xplayers.errors import LayerInputError, ModelFileError
+from xplayers.datasets.streaming import open_dataset
+from xplayers.errors import DatasetError, LayerInputError, ModelFileError
+from xplayers.io import load, read_metadata
+from xplayers.training import evaluate
 
 __all__ = ["SPLITS", "add_parser", "run"]
 
@@ -35,17 +41,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "evaluate",
         help="loss and accuracy of a saved model",
         description="Load a model saved by 'xplayers train --output' and report its loss and "
-        "accuracy. The digits split (seed and test size) defaults to the one the model "
-        "was trained with.",
+        "accuracy. The data default to those the model was trained on: the data set and "
+        "the digits split (seed and test size), or the --data and --test-data folders.",
     )
     e.add_argument("model", metavar="MODEL", help="a model file written by xplayers")
     add_backend_options(e)
     add_data_options(e, defaults=False)
     e.add_argument(
+        "--data",
+        metavar="DIR",
+        help="evaluate on every row of the data set in DIR, laid out as for 'xplayers train "
+        "--data' (default: the model's --data or --test-data, if it was trained on them)",
+    )
+    e.add_argument(
         "--split",
         choices=SPLITS,
-        default="test",
-        help="which part of the data to evaluate (default: test)",
+        help="which part of the data to evaluate: for --dataset the split, for a model "
+        "trained with --data its --test-data, --data or both (default: test)",
     )
     e.add_argument(
         "--seed", type=seed, help="digits only: seed of the split (default: as trained, else 0)"
@@ -59,15 +71,33 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return e
 
 
-def _trained_split(args: argparse.Namespace, header: dict[str, Any]) -> tuple[str, float, int]:
-    """The dataset, test size and seed: from the options, else as the model was trained."""
+def _trained(args: argparse.Namespace, header: dict[str, Any]) -> dict[str, Any]:
+    """What the model's metadata say of its data set, as a dict (empty when they say nothing).
+
+    A bare string is taken as the data set's name. Anything else (a list, a
+    dict whose name is not a string) is refused unless ``--dataset`` or
+    ``--data`` says what to evaluate on.
+    """
     trained = header["metadata"].get("dataset")
-    trained = trained if isinstance(trained, dict) else {}
+    if isinstance(trained, str):
+        trained = {"name": trained}
+    named = trained is None or (isinstance(trained, dict) and isinstance(trained.get("name"), str))
+    if not named and args.dataset is None and args.data is None:
+        usage(
+            args,
+            f"the model's metadata name its data set as {describe(trained)[:80]}, not a "
+            f"name; give --dataset ({', '.join(DATASETS)}) or --data DIR",
+        )
+    return trained if named and isinstance(trained, dict) else {}
+
+
+def _trained_split(args: argparse.Namespace, trained: dict[str, Any]) -> tuple[str, float, int]:
+    """The dataset, test size and seed: from the options, else as the model was trained."""
     dataset = args.dataset or trained.get("name") or "digits"
     if dataset not in DATASETS:
         raise ModelFileError(
             f"{args.model}: the model was trained on {str(dataset)[:50]!r}, which xplayers "
-            f"cannot load; give --dataset (one of {', '.join(DATASETS)})"
+            f"cannot load; give --dataset (one of {', '.join(DATASETS)}) or --data DIR"
         )
     test_size = args.test_size or trained.get("test_size") or 0.2
     split_seed = args.seed if args.seed is not None else trained.get("seed", 0)
@@ -79,30 +109,108 @@ def _trained_split(args: argparse.Namespace, header: dict[str, Any]) -> tuple[st
     return dataset, test_size, 0 if split_seed is None else split_seed
 
 
+def _data_folders(args: argparse.Namespace, trained: dict[str, Any], split: str) -> list[str]:
+    """The folders a model trained with ``--data`` is evaluated on, for `split`."""
+    data, test = trained.get("data"), trained.get("test_data")
+    if not isinstance(data, str) or not (test is None or isinstance(test, str)):
+        usage(args, "the model was trained with --data, whose path it does not hold; give --data")
+    if split == "test" and test is None:
+        usage(
+            args,
+            f"the model was trained with --data {data} and no --test-data; give --split train "
+            "or all, or --data DIR",
+        )
+    folders: dict[str, list[str | None]] = {"test": [test], "train": [data], "all": [data, test]}
+    return [f for f in folders[split] if f is not None]
+
+
+def _check_fit(model: str, network: Any, x: Any, classes: int, source: str) -> None:
+    """Refuse data whose width or labels the network cannot take, naming both."""
+    config = network.config()
+    if "input_size" in config:
+        width: int | None = int(config["input_size"])
+    elif "input_dim" in config:
+        width = math.prod(config["input_dim"])
+    else:
+        width = None
+    has = math.prod(x.shape[1:])
+    if width is not None and has != width:
+        raise DatasetError(
+            f"{model}: the network takes {width} values per sample, {source} has {has}; "
+            "evaluate it on data like those it was trained on (--dataset or --data)"
+        )
+    outputs = config.get("output_size")
+    if isinstance(outputs, int) and classes > outputs:
+        raise DatasetError(
+            f"{model}: the network has {outputs} classes, {source} has labels of {classes}; "
+            "evaluate it on data like those it was trained on (--dataset or --data)"
+        )
+
+
+def _combined(results: list[dict[str, float]]) -> dict[str, float]:
+    """The per-sample mean loss and accuracy over several evaluations."""
+    n = sum(r["samples"] for r in results)
+    return {
+        "loss": sum(r["loss"] * r["samples"] for r in results) / n,
+        "accuracy": sum(r["accuracy"] * r["samples"] for r in results) / n,
+        "samples": n,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers evaluate`` with parsed arguments; return the exit status."""
-    from xplayers.io import load, read_metadata
-    from xplayers.training import evaluate
-
+    if args.data is not None:
+        for option in ("dataset", "split", "test_size", "seed", "mnist_dir"):
+            if getattr(args, option) is not None:
+                name = option.replace("_", "-")
+                usage(args, f"--{name} does not apply to --data (every row of DIR is evaluated)")
     header = read_metadata(args.model)
-    dataset, test_size, split_seed = _trained_split(args, header)
+    trained = _trained(args, header)
+    split = args.split or "test"
+    folders: list[str] | None = None
+    if args.data is not None:
+        folders, split = [args.data], "all"
+    elif args.dataset is None and trained.get("name") == "data":
+        folders = _data_folders(args, trained, split)
     dtype = header["params"][0]["dtype"] if header["params"] else "float32"
     with use_backend(*backend_args(args)) as backend:
         network = load(args.model)
-        train_set, test_set = load_data(dataset, args.mnist_dir, test_size, split_seed, dtype)
-        if args.split == "test":
-            x, t = test_set
-        elif args.split == "train":
-            x, t = train_set
-        else:
-            x = np.concatenate([train_set[0], test_set[0]])
-            t = np.concatenate([train_set[1], test_set[1]])
         start = time.perf_counter()
-        result = evaluate(network, x, t, batch_size=args.batch_size)
+        if folders is not None:
+            source, result = " and ".join(folders), _on_folders(args, network, folders)
+        else:
+            source, result = _on_dataset(args, network, trained, split, dtype)
         seconds = time.perf_counter() - start
     print(
-        f"{args.model}: {describe_network(network)} on {dataset} ({args.split}, "
+        f"{args.model}: {describe_network(network)} on {source} ({split}, "
         f"{result['samples']:.0f} samples): loss {result['loss']:.4f}  "
         f"accuracy {result['accuracy']:.4f}  ({seconds:.2f} s on {backend})"
     )
     return 0
+
+
+def _on_folders(args: argparse.Namespace, network: Any, folders: list[str]) -> dict[str, float]:
+    """Evaluate `network` on every row of the data sets in `folders`, streamed."""
+    results = []
+    for folder in folders:
+        x, t = open_dataset(folder)
+        _check_fit(args.model, network, x, label_classes(f"{PROG} evaluate", [t]), folder)
+        results.append(evaluate(network, cast(Any, x), cast(Any, t), batch_size=args.batch_size))
+    return _combined(results)
+
+
+def _on_dataset(
+    args: argparse.Namespace, network: Any, trained: dict[str, Any], split: str, dtype: str
+) -> tuple[str, dict[str, float]]:
+    """Evaluate `network` on `split` of a named data set; return its name and the result."""
+    name, test_size, split_seed = _trained_split(args, trained)
+    train_set, test_set = load_data(name, args.mnist_dir, test_size, split_seed, dtype)
+    if split == "test":
+        x, t = test_set
+    elif split == "train":
+        x, t = train_set
+    else:
+        x = np.concatenate([train_set[0], test_set[0]])
+        t = np.concatenate([train_set[1], test_set[1]])
+    _check_fit(args.model, network, x, int(t.max()) + 1 if t.size else 0, name)
+    return name, evaluate(network, x, t, batch_size=args.batch_size)

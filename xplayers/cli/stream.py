@@ -140,9 +140,14 @@ def full_batch(
     for epoch in range(1, epochs + 1):
         loss = full_batch_step(network, optimizer, *train_set, client=client)
         if not math.isfinite(loss):
+            hint = (
+                "before any update, so not the learning rate: --init is too large, or the "
+                "inputs hold NaN, infinite or huge values"
+                if epoch == 1
+                else "lower the learning rate, or check the inputs for NaN or infinite values"
+            )
             raise TrainingError(
-                f"{PROG} train --full-batch: the loss became {loss} at epoch {epoch}; lower "
-                "the learning rate, or check the inputs for NaN or infinite values"
+                f"{PROG} train --full-batch: the loss became {loss} at epoch {epoch}; {hint}"
             )
         history.epoch.append(float(epoch))
         history.iteration.append(epoch)

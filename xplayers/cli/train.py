@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from xplayers._validation import FLOAT_DTYPES
 from xplayers.backend import use_backend
 from xplayers.cli._common import (
     CLASSES,
+    PROG,
     add_backend_options,
     add_data_options,
     backend_args,
@@ -27,6 +29,7 @@ from xplayers.cli._common import (
     describe_network,
     fraction,
     hidden_sizes,
+    label_classes,
     non_negative_float,
     positive_float,
     positive_integer,
@@ -41,6 +44,7 @@ from xplayers.cli.stream import (
     route_backend,
     training_data,
 )
+from xplayers.errors import LayerInputError
 from xplayers.init import WEIGHT_INIT_NAMES
 from xplayers.layers import ACTIVATIONS
 from xplayers.monitoring import METRICS
@@ -412,6 +416,35 @@ def _epoch_line(history: Any, *, show_lr: bool = False) -> str:
     )
 
 
+def _data_source(args: argparse.Namespace, test_size: float) -> dict[str, Any]:
+    """The data set as the model's metadata record it, for ``xplayers evaluate``.
+
+    ``--data`` and ``--test-data`` are stored as absolute paths, or as None
+    when a path is not valid UTF-8 (JSON cannot hold it; evaluate then asks
+    for ``--data``).
+    """
+    if args.data is None:
+        return {
+            "name": args.dataset,
+            "test_size": test_size if args.dataset == "digits" else None,
+            "seed": args.seed,
+        }
+    return {
+        "name": "data",
+        "data": _json_path(args.data),
+        "test_data": None if args.test_data is None else _json_path(args.test_data),
+    }
+
+
+def _json_path(path: str) -> str | None:
+    absolute = os.path.abspath(path)
+    try:
+        absolute.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return absolute
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers train`` with parsed arguments; return the exit status."""
     from xplayers.io import save
@@ -423,6 +456,7 @@ def run(args: argparse.Namespace) -> int:
     test_size = 0.2 if args.test_size is None else args.test_size
     for option in ("output", "plot", "checkpoint"):
         check_writable(args, option)
+    dataset = _data_source(args, test_size)
     epochs = None if args.iterations is not None else (args.epochs or DEFAULT_EPOCHS)
     lr = default_lr(args.optimizer) if args.lr is None else args.lr
     controls = _controls(args)
@@ -432,7 +466,14 @@ def run(args: argparse.Namespace) -> int:
     ):
         train_set, test_set = training_data(args, test_size)
         input_size = int(np.prod(train_set[0].shape[1:]))
-        network = _network(args, input_size, CLASSES)
+        classes = CLASSES
+        if args.data is not None:
+            labels = [train_set[1]] + ([] if test_set is None else [test_set[1]])
+            classes = label_classes(f"{PROG} train --data", labels)
+        try:
+            network = _network(args, input_size, classes)
+        except LayerInputError as exc:  # an option the network refuses (--init 1e300)
+            usage(args, str(exc).replace("argument 'weight_init_std'", "argument --init"))
         optimizer = get_optimizer(args.optimizer, lr=lr)
         what = (
             f"{describe_network(network)}, {args.optimizer} lr={lr:g}, "
@@ -493,11 +534,7 @@ def run(args: argparse.Namespace) -> int:
                 network,
                 args.output,
                 metadata={
-                    "dataset": {
-                        "name": args.dataset,
-                        "test_size": test_size if args.dataset == "digits" else None,
-                        "seed": args.seed,
-                    },
+                    "dataset": dataset,
                     "optimizer": {"name": args.optimizer, "lr": lr},
                     "batch_size": args.batch_size,
                     "history": history.to_dict(),

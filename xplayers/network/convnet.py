@@ -28,7 +28,7 @@ from xplayers._backend import asarray, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_ints, seed_or_none
 from xplayers.errors import LayerInputError
 from xplayers.functional import conv_output_size
-from xplayers.init import WeightInit, canonical_dtype, weight_scale
+from xplayers.init import WeightInit, canonical_dtype, normal_weights, weight_scale
 from xplayers.layers import (
     Affine,
     BatchNormalization,
@@ -144,8 +144,10 @@ class _ImageInput(BookFiles):
         return super().predict(x, train_flg)
 
 
-def _normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype: str) -> Any:
-    return asarray((scale * rng.standard_normal(shape)).astype(dtype), dtype)
+def _normal(
+    rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype: str, where: str
+) -> Any:
+    return asarray(normal_weights(rng, shape, scale, dtype, where), dtype)
 
 
 def _zeros(n: int, dtype: str) -> Any:
@@ -399,7 +401,7 @@ class SimpleConvNet(_ImageInput):
             w_shape = shapes[f"W{k}"]
             fan_in = int(np.prod(w_shape[1:])) if k == 1 else w_shape[0]
             scale = weight_scale(self.weight_init_std, fan_in, where)
-            p[f"W{k}"] = _normal(rng, w_shape, scale, self.dtype)
+            p[f"W{k}"] = _normal(rng, w_shape, scale, self.dtype, where)
             p[f"b{k}"] = _zeros(shapes[f"b{k}"][0], self.dtype)
         cp = self.conv_param
         layers: OrderedDict[str, Any] = OrderedDict()
@@ -542,7 +544,7 @@ class DeepConvNet(_ImageInput):
         for k in range(1, 9):
             w_shape = shapes[f"W{k}"]
             fan_in = int(np.prod(w_shape[1:])) if k <= 6 else w_shape[0]
-            p[f"W{k}"] = _normal(rng, w_shape, float(np.sqrt(2.0 / fan_in)), self.dtype)
+            p[f"W{k}"] = _normal(rng, w_shape, float(np.sqrt(2.0 / fan_in)), self.dtype, where)
             p[f"b{k}"] = _zeros(shapes[f"b{k}"][0], self.dtype)
         layers: OrderedDict[str, Any] = OrderedDict()
         for k, cp in enumerate(params, start=1):
