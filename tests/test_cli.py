@@ -184,6 +184,12 @@ BAD_ARGUMENTS = [
     ["train", "--network", "two-layer", "--activation", "relu"],
     ["train", "--network", "two-layer", "--init", "he"],
     ["train", "--init", "-0.5"],
+    ["train", "--init", "bogus"],
+    ["train", "--init", "1e300"],  # the float32 weights would be infinite
+    ["train", "--init", "1e300", "--network", "conv", "--filters", "2", "--hidden", "4"],
+    ["train", "--scheduler", "garbage"],
+    ["train", "--scheduler", "inproc://x"],
+    ["train", "--scheduler", "tcp://host:99999"],
     ["train", "--test-size", "1.5"],
     ["train", "--dataset", "mnist", "--test-size", "0.3"],
     ["train", "--dtype", "float16"],
@@ -210,7 +216,6 @@ def test_failures_exit_1_with_one_line(capsys: pytest.CaptureFixture[str], tmp_p
     cases = [
         ["evaluate", str(tmp_path / "missing.npz")],
         ["train", "--dataset", "mnist", "--mnist-dir", str(tmp_path / "nowhere")],
-        ["train", "--init", "bogus"],
     ]
     (tmp_path / "junk.npz").write_bytes(b"junk")
     cases.append(["evaluate", str(tmp_path / "junk.npz")])
@@ -486,3 +491,258 @@ def test_install_hints_work_from_a_checkout() -> None:
         if f"\n{extra} = [" in pyproject:
             assert f'".[{extra}]"' in started, extra
     assert 'pip install ".[plot]"' in training._PLOT_INSTALL
+
+
+# --------------------------------------------------------------------------- --data, and failures from other libraries
+
+
+def _write_data(root: Path, n: int = 120, width: int = 12, classes: int = 3, seed: int = 0) -> Path:
+    """A --data folder: inputs x/ in blocks of 40 rows, labels t.npy; a class shifts one column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) % classes
+    x = rng.normal(size=(n, width)).astype(np.float32)
+    x[np.arange(n), t] += 4
+    (root / "x").mkdir(parents=True)
+    for i in range(0, n, 40):
+        np.save(root / "x" / f"{i:04d}.npy", x[i : i + 40])
+    np.save(root / "t.npy", t)
+    return root
+
+
+def _accuracy(out: str) -> float:
+    return float(out.split("accuracy ")[1].split(maxsplit=1)[0])
+
+
+def test_evaluate_uses_the_data_a_model_was_trained_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    train_dir = _write_data(tmp_path / "train")
+    test_dir = _write_data(tmp_path / "test", n=60, seed=1)
+    model = tmp_path / "model.npz"
+    argv = ["train", "--data", str(train_dir), "--test-data", str(test_dir), "--epochs", "3"]
+    code, out, err = _run(capsys, *argv, "--quiet", "--output", str(model))
+    assert code == 0, err
+    header = io.read_metadata(model)
+    assert header["config"]["output_size"] == 3  # counted from the labels, not 10
+    assert header["metadata"]["dataset"] == {
+        "name": "data",
+        "data": str(train_dir),
+        "test_data": str(test_dir),
+    }
+    trained = float(out.split("test accuracy ")[1].split()[0])
+
+    code, out, err = _run(capsys, "evaluate", str(model))
+    assert code == 0, err
+    assert f"on {test_dir} (test, 60 samples)" in out
+    assert _accuracy(out) == pytest.approx(trained, abs=1e-4)
+    code, out, err = _run(capsys, "evaluate", str(model), "--split", "all")
+    assert code == 0, err
+    assert "(all, 180 samples)" in out
+    code, out, err = _run(capsys, "evaluate", str(model), "--data", str(test_dir))
+    assert code == 0, err
+    assert _accuracy(out) == pytest.approx(trained, abs=1e-4)
+
+    code, out, err = _run(capsys, "evaluate", str(model), "--dataset", "digits")
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "takes 12 values per sample, digits has 64" in err
+
+
+def test_evaluate_without_recorded_test_data_asks_for_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model = tmp_path / "model.npz"
+    data = _write_data(tmp_path / "d", classes=4)
+    code, _, err = _run(capsys, "train", "--data", str(data), *TINY, "--output", str(model))
+    assert code == 0, err
+    assert io.read_metadata(model)["config"]["output_size"] == 4
+    code, out, err = _run(capsys, "evaluate", str(model))
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "no --test-data" in err
+    code, out, err = _run(capsys, "evaluate", str(model), "--split", "train")
+    assert code == 0, err
+    assert "(train, 120 samples)" in out
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.linspace(0, 2, 120), "integer class indices"),
+        (np.zeros(120, dtype=np.int64), "at least two classes"),
+        (np.arange(120) - 1, "class indices >= 0"),
+    ],
+    ids=["float", "one-class", "negative"],
+)
+def test_data_labels_that_name_no_classes_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, labels: np.ndarray, message: str
+) -> None:
+    data = _write_data(tmp_path / "d")
+    np.save(data / "t.npy", labels)
+    code, out, err = _run(capsys, "train", "--data", str(data), *TINY)
+    assert code == 1
+    assert out == ""  # refused before training
+    _assert_one_line_error(err)
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [["digits"], {"name": ["digits"]}, {"name": {"a": 1}}, 7],
+    ids=["list", "dict-of-list", "dict-of-dict", "number"],
+)
+def test_evaluate_of_a_model_whose_dataset_is_no_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Any
+) -> None:
+    model = tmp_path / "model.npz"
+    io.save(xpl.network.MultiLayerNet(64, [8], 10, seed=0), model, metadata={"dataset": dataset})
+    code, out, err = _run(capsys, "evaluate", str(model))
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+    assert "give --dataset" in err
+    code, out, err = _run(capsys, "evaluate", str(model), "--dataset", "digits")
+    assert code == 0, err
+
+
+def test_a_dataset_named_by_a_string_is_its_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model = tmp_path / "model.npz"
+    io.save(xpl.network.MultiLayerNet(64, [8], 10, seed=0), model, metadata={"dataset": "mnist"})
+    code, _, err = _run(capsys, "evaluate", str(model), "--mnist-dir", str(tmp_path / "none"))
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "MNIST" in err or "mnist" in err
+
+
+def _damage_labels(data: Path, how: str) -> None:
+    t = data / "t.npy"
+    if how == "truncated":
+        t.write_bytes(t.read_bytes()[:-5])
+    elif how == "object":
+        np.save(t, np.array([{}] * 120, dtype=object), allow_pickle=True)
+    elif how == "garbage":
+        t.write_bytes(b"garbage, not an array\n")
+    elif how == "strings":
+        np.save(t, np.array(["a"] * 120))
+
+
+@pytest.mark.parametrize("how", ["truncated", "object", "garbage", "strings"])
+def test_damaged_labels_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, how: str
+) -> None:
+    data = _write_data(tmp_path / "d")
+    _damage_labels(data, how)
+    code, out, err = _run(capsys, "train", "--data", str(data), *TINY)
+    assert code == 1
+    assert out == ""
+    _assert_one_line_error(err)
+    assert "t.npy" in err or "dtype <U1" in err
+    assert "allow_pickle" not in err  # never advised to unpickle
+
+
+def _write_zarr(data: Path, how: str) -> None:
+    zarr = pytest.importorskip("zarr")
+    np.save(data / "t.npy", np.arange(20) % 2)
+    store = str(data / "x.zarr")
+    if how == "group":
+        zarr.open_group(store, mode="w")
+        return
+    if how == "strings":
+        zarr.create_array(store, shape=(20, 4), dtype=str, chunks=(10, 4))
+        return
+    z = zarr.create_array(store, shape=(20, 4), dtype="float32", chunks=(10, 4))
+    z[:] = np.ones((20, 4), dtype=np.float32)
+    if how == "not-json":
+        (data / "x.zarr" / "zarr.json").write_text("{not json")
+    elif how == "corrupt-chunk":
+        for chunk in (data / "x.zarr").rglob("*"):
+            if chunk.is_file() and chunk.name != "zarr.json":
+                chunk.write_bytes(b"garbage")
+
+
+@pytest.mark.parametrize("how", ["group", "not-json", "strings", "corrupt-chunk"])
+def test_unreadable_zarr_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, how: str
+) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    _write_zarr(data, how)
+    code, _, err = _run(capsys, "train", "--data", str(data), *TINY, "--quiet")
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "x.zarr" in err or "x in" in err
+    assert "unexpected" not in err  # reported as what it is, not by the last resort
+
+
+def test_an_unforeseen_error_is_still_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xplayers.cli import train
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a library's own failure")
+
+    monkeypatch.setattr(train, "training_data", broken)
+    code, _, err = _run(capsys, *["train", *TINY])
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "unexpected KeyError" in err
+
+
+def test_the_scheduler_failing_during_a_full_batch_run_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distributed = pytest.importorskip("distributed")
+
+    class Client:  # a client whose scheduler goes away at the first step
+        def __init__(self, address: str, timeout: float) -> None:
+            pass
+
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def lost(*args: Any, **kwargs: Any) -> float:
+        raise distributed.client.FutureCancelledError(
+            "finalize-1", reason="scheduler-connection-lost", msg="Client lost the connection"
+        )
+
+    monkeypatch.setattr(distributed, "Client", Client)
+    monkeypatch.setattr("xplayers.parallel.full_batch_step", lost)
+    argv = ["train", *TINY, "--full-batch", "--scheduler", "tcp://127.0.0.1:8786"]
+    code, _, err = _run(capsys, *argv)
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "--scheduler tcp://127.0.0.1:8786: the cluster failed during the run" in err
+    assert "FutureCancelledError" in err
+
+
+def test_file_names_that_are_not_utf8_are_printed_escaped(tmp_path: Path) -> None:
+    if sys.platform == "win32" or os.fsencode("\udcff") != b"\xff":
+        pytest.skip("needs byte file names (POSIX, UTF-8 file system encoding)")
+    name = os.fsdecode(b"model-\xff.npz")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run(
+        [sys.executable, "-m", "xplayers", "train", *TINY, "--output", name],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"model saved to model-\\udcff.npz" in result.stdout
+    assert (tmp_path / name).is_file()
+    result = subprocess.run(
+        [sys.executable, "-m", "xplayers", "evaluate", name + "x"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    assert result.stderr.count(b"\n") == 1

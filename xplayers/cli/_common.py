@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
@@ -45,6 +46,7 @@ __all__ = [
     "non_negative_float",
     "positive_float",
     "positive_integer",
+    "scheduler_address",
     "seed",
     "usage",
     "weight_init",
@@ -58,6 +60,12 @@ DATASETS: dict[str, str] = {
     "digits": "the 1,797 8x8 digits shipped with xplayers",
     "mnist": "the IDX files in --mnist-dir",
 }
+
+#: The protocols of dask.distributed a scheduler can be reached with from another process.
+SCHEDULER_PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")
+_ADDRESS = re.compile(
+    r"(?:(?P<protocol>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):(?P<port>[0-9]{1,5})/?"
+)
 
 T = TypeVar("T")
 Pair = tuple[npt.NDArray[Any], npt.NDArray[Any]]
@@ -118,6 +126,23 @@ def weight_init(text: str) -> float | str:
             ) from None
         return name
     return positive_float(text)
+
+
+def scheduler_address(text: str) -> str:
+    """``--scheduler``: ``[PROTOCOL://]HOST:PORT`` of a dask.distributed scheduler.
+
+    Checked when parsed, so that a typo is a usage error rather than an
+    error from deep inside dask.distributed; ``inproc://`` addresses name
+    a scheduler inside one process, which the command cannot reach.
+    """
+    match = _ADDRESS.fullmatch(text)
+    protocol = (match["protocol"] or "tcp").lower() if match else None
+    if match is None or protocol not in SCHEDULER_PROTOCOLS or int(match["port"]) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a scheduler address [PROTOCOL://]HOST:PORT with PROTOCOL one of "
+            f"{', '.join(SCHEDULER_PROTOCOLS)} (e.g. tcp://127.0.0.1:8786), got {text!r}"
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- option groups

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from xplayers.backend import record
-from xplayers.cli._common import PROG, load_data, usage
-from xplayers.errors import ClusterError, MissingDependencyError, TrainingError
+from xplayers.cli._common import PROG, load_data, scheduler_address, usage
+from xplayers.errors import ClusterError, MissingDependencyError, TrainingError, XplayersError
 
 __all__ = ["add_stream_options", "cluster", "full_batch", "route_backend", "training_data"]
 
@@ -38,6 +38,7 @@ def add_stream_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--test-data", metavar="DIR", help="with --data: a test set laid out the same")
     t.add_argument(
         "--scheduler",
+        type=scheduler_address,
         metavar="ADDRESS",
         help="read the data on this dask.distributed scheduler (e.g. tcp://host:8786); with "
         "--full-batch, compute the gradients on its workers",
@@ -99,21 +100,49 @@ def cluster(address: str | None) -> Iterator[Any]:
             f"--scheduler needs dask.distributed ({exc}); install it with: "
             'pip install "xplayers[dask]" (from a checkout: pip install ".[dask]")'
         ) from exc
-    try:
-        client = cast(Any, Client)(address, timeout=10)  # untyped
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"--scheduler {address}: cannot connect ({exc})") from exc
-    except ValueError as exc:  # dask.distributed's word for an address it cannot parse
-        raise ClusterError(f"--scheduler {address!r}: not a scheduler address ({exc})") from exc
-    # the client logs a lost scheduler with tracebacks; the error says it once, on one line
-    quiet = logging.getLogger("distributed.client")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
-    try:
+    with _client_errors_unlogged():
+        try:
+            client = cast(Any, Client)(address, timeout=10)  # untyped
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"--scheduler {address}: cannot connect ({exc})") from exc
+        except ValueError as exc:  # dask.distributed's word for an address it cannot parse
+            raise ClusterError(f"--scheduler {address!r}: not a scheduler address ({exc})") from exc
         with client:
-            yield client
+            try:
+                yield client
+            except Exception as exc:
+                if isinstance(exc, XplayersError) or not _from_distributed(exc):
+                    raise
+                raise ClusterError(
+                    f"--scheduler {address}: the cluster failed during the run "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+
+
+@contextlib.contextmanager
+def _client_errors_unlogged() -> Iterator[None]:
+    """Keep dask.distributed's client from logging its connection errors, with tracebacks.
+
+    When the scheduler goes away, the client logs each failed reconnection
+    on standard error; the command reports the failure itself, on one line.
+    """
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
     finally:
-        quiet.setLevel(level)
+        logger.setLevel(level)
+
+
+def _from_distributed(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is dask.distributed's own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.split(".")[0] == "distributed":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def full_batch(

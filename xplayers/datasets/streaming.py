@@ -199,16 +199,26 @@ class _ZarrRows(Rows):
 
     source = "a zarr array"
 
-    def __init__(self, a: Any) -> None:
+    def __init__(self, a: Any, name: str | None = None) -> None:
         self.array = a
+        self.name = repr(a) if name is None else repr(name)
         self.shape = tuple(int(s) for s in a.shape)
-        self.dtype = np.dtype(a.dtype)
+        try:
+            self.dtype = np.dtype(a.dtype)
+        except TypeError:  # a zarr-only dtype (variable-length strings)
+            raise DatasetError(f"zarr array {self.name} holds {a.dtype}, not numbers") from None
         step = max(int(a.chunks[0]), 1)
         n = self.shape[0]
         self.cuts = (*range(0, n, step), n) if n else (0,)
 
     def read(self, start: int, stop: int) -> Any:
-        return np.asarray(self.array[start:stop])
+        try:
+            return np.asarray(self.array[start:stop])
+        except Exception as exc:  # zarr's and its codecs' own types, whatever they are
+            raise DatasetError(
+                f"zarr array {self.name}: rows {start}:{stop} cannot be read "
+                f"({type(exc).__name__}: {exc}); are its stored chunks damaged?"
+            ) from exc
 
 
 class NpyFolder(Rows):
@@ -246,6 +256,7 @@ class NpyFolder(Rows):
             fail("NpyFolder", "path", "a folder holding .npy files", repr(str(folder)))
         lengths, tail, dtype = [], None, None
         for f in files:
+            check_npy("NpyFolder", f)
             try:
                 m = np.load(f, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
@@ -310,6 +321,53 @@ class NpyFolder(Rows):
         return a
 
 
+def check_npy(where: str, path: Path) -> None:
+    """Refuse, before NumPy reads it, a file that is not a ``.npy`` array of plain values.
+
+    :func:`numpy.load` takes what is not an ``.npy`` (or ``.npz``) file for
+    a pickle and suggests unpickling it; an object array needs pickle too.
+
+    Raises
+    ------
+    xplayers.errors.DatasetError
+        The file cannot be opened, is not an ``.npy`` file, or holds objects.
+    """
+    try:
+        with path.open("rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                problem = "is not a .npy file (it does not start with the .npy magic bytes)"
+            else:
+                f.seek(0)
+                major, _ = np.lib.format.read_magic(f)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if major == 1
+                    else np.lib.format.read_array_header_2_0
+                )
+                _, _, dtype = read_header(f)
+                problem = (
+                    "holds an object array (refused: reading it would need pickle)"
+                    if dtype.hasobject
+                    else ""
+                )
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        problem = f"is not a readable .npy file ({type(exc).__name__}: {exc})"
+    if problem:
+        raise DatasetError(f"{where}: {str(path)!r} {problem}")
+
+
+def _load_npy(where: str, path: Path) -> _Array:
+    """The array of the ``.npy`` file `path`, checked first (:func:`check_npy`)."""
+    check_npy(where, path)
+    try:
+        array: _Array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(
+            f"{where}: {str(path)!r} is not a readable .npy file ({type(exc).__name__}: {exc})"
+        ) from exc
+    return array
+
+
 def open_rows(a: Any, *, where: str = "open_rows", arg: str = "a") -> Rows:
     """Open a chunked dataset as :class:`Rows`.
 
@@ -336,7 +394,7 @@ def open_rows(a: Any, *, where: str = "open_rows", arg: str = "a") -> Rows:
         rows = _ZarrRows(a)
     elif isinstance(a, (str, os.PathLike)) and Path(a).is_dir():
         p = Path(a)
-        rows = _ZarrRows(_open_zarr(p)) if _is_zarr_path(p) else NpyFolder(p)
+        rows = _ZarrRows(_open_zarr(p), str(p)) if _is_zarr_path(p) else NpyFolder(p)
     else:
         fail(
             where,
@@ -346,6 +404,8 @@ def open_rows(a: Any, *, where: str = "open_rows", arg: str = "a") -> Rows:
         )
     if rows.ndim == 0:
         fail(where, arg, "an array with samples along axis 0", "a 0-d array")
+    if rows.dtype.kind not in "biuf":
+        fail(where, arg, "an array of numbers (bool, integer or float)", f"dtype {rows.dtype}")
     return rows
 
 
@@ -357,7 +417,12 @@ def _open_zarr(path: Path) -> Any:
             f"reading the zarr array {str(path)!r} needs zarr ({exc}); "
             'install it with: pip install "xplayers[dask]" (from a checkout: pip install ".[dask]")'
         ) from exc
-    return zarr.open_array(str(path), mode="r")
+    try:
+        return zarr.open_array(str(path), mode="r")
+    except Exception as exc:  # zarr's own types (a group, damaged metadata), whatever they are
+        raise DatasetError(
+            f"{str(path)!r} is not a readable zarr array ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def pair_cuts(x: Rows, t: Rows) -> tuple[int, ...]:
@@ -403,7 +468,7 @@ def _rows_or_host(where: str, arg: str, a: object) -> Rows:
     host = np.asarray(a)
     if host.ndim == 0:
         fail(where, arg, "an array with samples along axis 0", "a 0-d array")
-    return _HostRows(host)
+    return open_rows(_HostRows(host), where=where, arg=arg)
 
 
 def _host(a: Any) -> _Array:
@@ -710,7 +775,10 @@ def open_dataset(path: str | os.PathLike[str]) -> tuple[Rows, Rows]:
             found.append(open_rows(source, where="open_dataset", arg=f"{name} in {str(root)!r}"))
         elif name == "t" and (root / "t.npy").is_file():
             labels = root / "t.npy"
-            found.append(_HostRows(np.load(labels, allow_pickle=False), f"file {str(labels)!r}"))
+            host = _load_npy("open_dataset", labels)
+            found.append(
+                _rows_or_host("open_dataset", "t", _HostRows(host, f"file {str(labels)!r}"))
+            )
         else:
             raise DatasetError(
                 f"open_dataset: {str(root)!r} has no {name!r}: expected {name}.zarr, a folder "
