@@ -746,3 +746,15 @@ def test_file_names_that_are_not_utf8_are_printed_escaped(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert b"Traceback" not in result.stderr
     assert result.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("full_batch", [False, True], ids=["mini-batch", "full-batch"])
+def test_initial_weights_too_large_are_not_blamed_on_the_learning_rate(
+    capsys: pytest.CaptureFixture[str], full_batch: bool
+) -> None:
+    argv = ["train", *TINY, "--init", "1e30", *(["--full-batch"] if full_batch else [])]
+    code, _, err = _run(capsys, *argv)
+    assert code == 1
+    _assert_one_line_error(err)
+    assert "before any update, so not the learning rate" in err
+    assert "lower the learning rate" not in err

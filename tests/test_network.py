@@ -866,3 +866,30 @@ def test_constructor_table_keys_follow_the_signatures():
         "dtype",
     }
     assert keys["Sequential"] == ({"class", "layers"}, {"dtype"})
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"), [("float32", 1e300), ("float32", 1e40), ("float64", 1e308)]
+)
+def test_a_scale_whose_weights_overflow_the_dtype_is_refused(dtype: str, scale: float) -> None:
+    from xplayers.errors import LayerInputError
+    from xplayers.network import SimpleConvNet
+
+    for build in (
+        lambda: TwoLayerNet(5, 4, 3, weight_init_std=scale, seed=0, dtype=dtype),
+        lambda: MultiLayerNet(5, [4], 3, weight_init_std=scale, seed=0, dtype=dtype),
+        lambda: SimpleConvNet(
+            (1, 4, 4),
+            {"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1},
+            hidden_size=3,
+            output_size=2,
+            weight_init_std=scale,
+            seed=0,
+            dtype=dtype,
+        ),
+    ):
+        with pytest.raises(LayerInputError, match=f"finite in {dtype}"):
+            build()
+    huge = {"float32": 1e30, "float64": 1e300}[dtype]  # finite weights: allowed
+    net = TwoLayerNet(5, 4, 3, weight_init_std=huge, seed=0, dtype=dtype)
+    assert all(np.isfinite(xpl.to_numpy(p)).all() for p in net.params.values())

@@ -463,6 +463,7 @@ def run(args: argparse.Namespace) -> int:
     with (
         cluster(args.scheduler) as client,
         use_backend(*route_backend(args, *backend_args(args))) as backend,
+        np.errstate(over="ignore", invalid="ignore", divide="ignore"),  # a NaN loss says it
     ):
         train_set, test_set = training_data(args, test_size)
         input_size = int(np.prod(train_set[0].shape[1:]))
