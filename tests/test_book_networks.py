@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 
 import numpy as np
 import pytest
@@ -167,6 +169,23 @@ def test_config_and_files_round_trip(tmp_path, rng, config):
             np.testing.assert_array_equal(
                 xpl.to_numpy(other.params[key]), xpl.to_numpy(net.params[key])
             )
+
+
+@pytest.mark.skipif(not hasattr(os, "pathconf"), reason="POSIX name limits and mode bits")
+def test_save_params_writes_any_legal_name_and_no_setuid_file(tmp_path):
+    net = xpl.SimpleConvNet((1, 8, 8), SMALL_CONV, hidden_size=4, seed=0)
+    path = tmp_path / ("p" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 4) + ".npz")
+    path.write_bytes(b"old")
+    path.chmod(0o6755)
+    assert net.save_params(path) == path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    other = xpl.SimpleConvNet((1, 8, 8), SMALL_CONV, hidden_size=4, seed=1)
+    other.load_params(path)
+    for key in net.params:
+        np.testing.assert_array_equal(
+            xpl.to_numpy(other.params[key]), xpl.to_numpy(net.params[key])
+        )
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_book_pickle_refused_with_a_conversion_hint(tmp_path):

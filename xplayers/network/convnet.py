@@ -29,6 +29,7 @@ from xplayers._validation import describe, fail, positive_ints, seed_or_none
 from xplayers.errors import LayerInputError
 from xplayers.functional import conv_output_size
 from xplayers.init import WeightInit, canonical_dtype, normal_weights, weight_scale
+from xplayers.io import atomic_writer
 from xplayers.layers import (
     Affine,
     BatchNormalization,
@@ -62,22 +63,20 @@ class BookFiles(BookNetwork):
     def save_params(self, file_name: str | os.PathLike[str] = "params.npz") -> Path:
         """Write the parameters to a ``.npz`` archive (NumPy arrays by name; never a pickle).
 
-        The archive is written to a temporary file beside the target and
-        renamed over it (:func:`os.replace`), so a crash leaves the old file
-        or the new one. :func:`xplayers.save` writes the same arrays plus the
-        network's config (a model file that :func:`xplayers.load` rebuilds);
+        The archive is written as :func:`xplayers.save` writes its files
+        (:func:`xplayers.io.atomic_writer`: a new temporary file beside the
+        target, synced, then renamed over it), so a crash leaves the old
+        file or the new one, any legal file name can be written, and only
+        the read and write bits of a replaced file are kept.
+        :func:`xplayers.save` writes the same arrays plus the network's
+        config (a model file that :func:`xplayers.load` rebuilds);
         :meth:`load_params` reads both.
         """
         path = Path(file_name)
         arrays = {**self.params, **self.buffers}
         host = {key: np.asarray(to_numpy(value)) for key, value in arrays.items()}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("wb") as f:
-                np.savez(f, **host)  # type: ignore[arg-type]
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_writer(path) as f:
+            np.savez(f, **host)  # type: ignore[arg-type]
         return path
 
     def load_params(self, file_name: Any = "params.npz") -> None:
