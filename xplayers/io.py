@@ -73,11 +73,13 @@ __all__ = [
     "Checkpoint",
     "ModelFileError",
     "ModelFileWarning",
+    "atomic_writer",
     "load",
     "read_checkpoint",
     "read_metadata",
     "save",
     "save_checkpoint",
+    "writable_file",
 ]
 
 #: The ``format`` name written into every model file.
@@ -372,6 +374,18 @@ def atomic_writer(target: Path) -> Iterator[IO[bytes]]:
     temporary file until done, so that the stale temporaries of killed
     writers (whose locks died with them) can be told from live ones and are
     removed here.
+
+    Parameters
+    ----------
+    target : pathlib.Path
+        The file to write. Check it with :func:`writable_file` before work
+        whose result it will hold.
+
+    Yields
+    ------
+    file
+        A binary file open for writing; on an exception in the block the
+        temporary is removed and `target` is left as it was.
     """
     directory = target.parent
     _remove_stale_temporaries(target)
@@ -409,10 +423,31 @@ def writable_file(where: str, arg: str, path: str | os.PathLike[str]) -> Path:
     flags, or ``st_flags`` on BSD and macOS) and not another user's file in
     a sticky directory such as ``/tmp``.
 
+    Parameters
+    ----------
+    where, arg : str
+        The function and argument named in the error message.
+    path : str or os.PathLike
+        The file a save will write.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+
     Raises
     ------
     xplayers.errors.LayerInputError
         The path cannot be written; the message says why.
+
+    Examples
+    --------
+    >>> from xplayers.io import writable_file
+    >>> try:
+    ...     writable_file("example", "path", "no-such-folder/model.npz")
+    ... except ValueError as error:
+    ...     print(str(error).split("; ")[0])
+    example: argument 'path': expected a file path in an existing directory
     """
     target = Path(path)
     directory = target.parent
