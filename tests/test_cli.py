@@ -413,6 +413,7 @@ def test_an_output_that_cannot_be_replaced_is_refused_before_training(
     assert path.read_bytes() == b"keep me"
 
 
+@pytest.mark.skipif(not hasattr(os, "pathconf"), reason="needs the file system's name limit")
 def test_a_file_name_up_to_the_limit_is_saved(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -1025,3 +1025,38 @@ def test_saving_over_a_symlink_to_a_setuid_file_makes_no_setuid_file(tmp_path: P
     assert stat.S_IMODE(link.stat().st_mode) == 0o666
     assert pointed.read_bytes() == b"old"
     assert stat.S_IMODE(pointed.stat().st_mode) == 0o4777
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux inode flags")
+def test_an_append_only_directory_is_refused_before_the_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "model.npz"
+    flags = io._inode_flags
+
+    def directory_append_only(path: Path, info: os.stat_result) -> int:
+        return flags(path, info) | (0x20 if stat.S_ISDIR(info.st_mode) else 0)
+
+    monkeypatch.setattr(io, "_inode_flags", directory_append_only)
+    with pytest.raises(LayerInputError, match="its directory is immutable or append-only"):
+        io.writable_file("train", "checkpoint", target)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux inode flags")
+def test_a_really_append_only_directory_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    try:
+        set_flag = subprocess.run(["chattr", "+a", str(folder)], capture_output=True, check=False)
+    except FileNotFoundError:
+        pytest.skip("no chattr here")
+    if set_flag.returncode != 0:
+        pytest.skip(f"chattr +a is not allowed here: {set_flag.stderr.decode().strip()}")
+    try:
+        with pytest.raises(LayerInputError, match="immutable or append-only"):
+            io.writable_file("train", "checkpoint", folder / "model.npz")
+        with pytest.raises(OSError):  # what the check spares a long run at its end
+            io.save(TwoLayerNet(3, 3, 2, seed=0), folder / "model.npz")
+    finally:
+        subprocess.run(["chattr", "-a", str(folder)], check=True)

@@ -459,6 +459,13 @@ def writable_file(where: str, arg: str, path: str | os.PathLike[str]) -> Path:
         fail(where, arg, f"a file name of at most {limit} bytes", f"{size} bytes")
     if target.is_dir():
         fail(where, arg, "a file path, not a directory", repr(str(target)))
+    if _inode_flags(directory, os.stat(directory)) & (_FS_IMMUTABLE_FL | _FS_APPEND_FL):
+        fail(
+            where,
+            arg,
+            "a file path in a directory where files can be replaced",
+            f"{str(target)!r} (its directory is immutable or append-only; see lsattr -d)",
+        )
     try:
         fd, tmp = _create_temporary(target)
     except OSError as exc:
@@ -538,12 +545,22 @@ def _sticky_problem(target: Path, info: os.stat_result) -> str:
 
 
 def _inode_flags(target: Path, info: os.stat_result) -> int:
-    """The Linux inode flags of the regular file `target` (0 elsewhere, or when unreadable)."""
-    if not sys.platform.startswith("linux") or not stat.S_ISREG(info.st_mode):
+    """The Linux inode flags of `target`, a regular file or a directory (else 0).
+
+    0 elsewhere than on Linux, and where the flags cannot be read. Nothing
+    else is opened: opening a device can have effects.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    if stat.S_ISREG(info.st_mode):
+        mode = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
+    elif stat.S_ISDIR(info.st_mode):
+        mode = os.O_RDONLY | os.O_DIRECTORY
+    else:
         return 0
     flags = array.array("i", [0])
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = os.open(target, mode)
     except OSError:
         return 0
     try:

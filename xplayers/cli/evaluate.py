@@ -117,8 +117,8 @@ def _data_folders(args: argparse.Namespace, trained: dict[str, Any], split: str)
     if split == "test" and test is None:
         usage(
             args,
-            f"the model was trained with --data {data} and no --test-data; give --split train "
-            "or all, or --data DIR",
+            f"the model was trained with --data {data} and records no --test-data; give "
+            "--split train or all, or --data DIR",
         )
     folders: dict[str, list[str | None]] = {"test": [test], "train": [data], "all": [data, test]}
     return [f for f in folders[split] if f is not None]
