@@ -418,7 +418,9 @@ def writable_file(where: str, arg: str, path: str | os.PathLike[str]) -> Path:
     not a directory and its directory exists; its name fits the file
     system's limit; a temporary file with the name the save will use can be
     created there (created and removed, so a read-only place or file system
-    is refused now, not after training); and an existing target can be
+    is refused now, not after training), in a directory that is not
+    immutable or append-only (Linux inode flags: an append-only directory
+    lets files be created but not renamed); and an existing target can be
     replaced by a rename: it is not immutable or append-only (Linux inode
     flags, or ``st_flags`` on BSD and macOS) and not another user's file in
     a sticky directory such as ``/tmp``.
