@@ -759,3 +759,22 @@ def test_initial_weights_too_large_are_not_blamed_on_the_learning_rate(
     _assert_one_line_error(err)
     assert "before any update, so not the learning rate" in err
     assert "lower the learning rate" not in err
+
+
+def test_a_data_path_json_cannot_hold_is_not_recorded(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    if sys.platform == "win32" or os.fsencode("\udcff") != b"\xff":
+        pytest.skip("needs byte file names (POSIX, UTF-8 file system encoding)")
+    data = _write_data(tmp_path / os.fsdecode(b"data-\xff"))
+    model = tmp_path / "model.npz"
+    code, _, err = _run(capsys, "train", "--data", str(data), *TINY, "--output", str(model))
+    assert code == 0, err  # not refused by save after training: JSON cannot hold the path
+    assert io.read_metadata(model)["metadata"]["dataset"]["data"] is None
+    code, _, err = _run(capsys, "evaluate", str(model), "--split", "train")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "give --data" in err
+    code, out, err = _run(capsys, "evaluate", str(model), "--data", str(data))
+    assert code == 0, err
+    assert "(all, 120 samples)" in out
