@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
-from xplayers import io
+from xplayers import _files, io
 from xplayers.cli import main
 
 TINY = ["--epochs", "2", "--hidden", "16", "--seed", "1"]
@@ -404,7 +404,7 @@ def test_an_output_that_cannot_be_replaced_is_refused_before_training(
 ) -> None:
     path = tmp_path / "taken.npz"
     path.write_bytes(b"keep me")
-    monkeypatch.setattr(io, "_replace_problem", lambda target: "it is immutable or append-only")
+    monkeypatch.setattr(_files, "_replace_problem", lambda target: "it is immutable or append-only")
     code, out, err = _run(capsys, "train", *TINY, option, str(path))
     assert code == 2
     assert out == ""  # nothing was trained

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
-from xplayers import io
+from xplayers import _files, io
 from xplayers.errors import LayerInputError
 from xplayers.io import METADATA_KEY, ModelFileError
 from xplayers.network import MultiLayerNet, TwoLayerNet
@@ -547,7 +547,7 @@ _SMALL = {"W1": (6, 5), "b1": (5,), "W2": (5, 3), "b2": (3,)}
 _SMALL_CONFIG = {"class": "TwoLayerNet", "input_size": 6, "hidden_size": 5, "output_size": 3}
 
 _LOAD_CHILD = """
-from xplayers import io
+from xplayers import _files, io
 try:
     io.load(sys.argv[1])
     print("loaded")
@@ -927,10 +927,17 @@ def test_an_immutable_target_is_refused_before_the_work(
     saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, _ = saved
-    flags = io._inode_flags(path, os.lstat(path))
-    monkeypatch.setattr(io, "_inode_flags", lambda target, info: flags | 0x10)
+    flags = _files._inode_flags
+
+    def flagged(extra: int) -> Callable[[Path, os.stat_result], int]:
+        def read(target: Path, info: os.stat_result) -> int:
+            return flags(target, info) | (extra if stat.S_ISREG(info.st_mode) else 0)
+
+        return read
+
+    monkeypatch.setattr(_files, "_inode_flags", flagged(0x10))
     _refused(path, "a file that can be replaced.*immutable or append-only")
-    monkeypatch.setattr(io, "_inode_flags", lambda target, info: flags | 0x20)
+    monkeypatch.setattr(_files, "_inode_flags", flagged(0x20))
     _refused(path, "immutable or append-only")
 
 
@@ -960,8 +967,8 @@ def test_bsd_file_flags_are_read_where_stat_has_them(
     class Flagged:
         st_mode, st_uid, st_flags = real.st_mode, real.st_uid, stat.UF_IMMUTABLE
 
-    monkeypatch.setattr(io, "_inode_flags", lambda target, info: 0)
-    monkeypatch.setattr(io.os, "lstat", lambda target: Flagged())
+    monkeypatch.setattr(_files, "_inode_flags", lambda target, info: 0)
+    monkeypatch.setattr(_files.os, "lstat", lambda target: Flagged())
     _refused(path, "immutable or append-only.*chflags")
 
 
@@ -974,12 +981,12 @@ def test_another_users_file_in_a_sticky_directory_is_refused(
     owner = path.stat().st_uid
     folder.chmod(0o1777)
     try:
-        monkeypatch.setattr(io.os, "geteuid", lambda: owner + 4242)  # a user owning neither
+        monkeypatch.setattr(_files.os, "geteuid", lambda: owner + 4242)  # a user owning neither
         _refused(path, "owned by user .* in a sticky directory")
         folder.chmod(0o777)  # without the sticky bit anyone may rename over it
         assert io.writable_file("train", "checkpoint", path) == path
         folder.chmod(0o1777)
-        monkeypatch.setattr(io.os, "geteuid", lambda: owner)  # the file's owner may
+        monkeypatch.setattr(_files.os, "geteuid", lambda: owner)  # the file's owner may
         assert io.writable_file("train", "checkpoint", path) == path
     finally:
         folder.chmod(0o755)
@@ -992,7 +999,7 @@ def test_training_checks_its_checkpoint_path_before_any_update(
     from xplayers.training import train
 
     path, _ = saved
-    monkeypatch.setattr(io, "_replace_problem", lambda target: "simulated")
+    monkeypatch.setattr(_files, "_replace_problem", lambda target: "simulated")
     net = TwoLayerNet(4, 3, 2, seed=0)
     before = _host(net)
     x = np.zeros((8, 4))
@@ -1032,12 +1039,12 @@ def test_an_append_only_directory_is_refused_before_the_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "model.npz"
-    flags = io._inode_flags
+    flags = _files._inode_flags
 
     def directory_append_only(path: Path, info: os.stat_result) -> int:
         return flags(path, info) | (0x20 if stat.S_ISDIR(info.st_mode) else 0)
 
-    monkeypatch.setattr(io, "_inode_flags", directory_append_only)
+    monkeypatch.setattr(_files, "_inode_flags", directory_append_only)
     with pytest.raises(LayerInputError, match="its directory is immutable or append-only"):
         io.writable_file("train", "checkpoint", target)
     assert list(tmp_path.iterdir()) == []

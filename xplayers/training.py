@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._controls import BEST_PREFIX, RunControls
+from xplayers._files import writable_file
 from xplayers._validation import dtype_name, fail, number_in, positive_int
 from xplayers.backend import reading_waits
 from xplayers.datasets import BatchLoader, streaming
@@ -40,7 +41,6 @@ from xplayers.errors import (
     ModelFileWarning,
     TrainingError,
 )
-from xplayers.io import writable_file
 from xplayers.monitoring import EarlyStopping
 from xplayers.schedules import Schedule
 

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers._backend import to_numpy
+from xplayers._files import writable_file
 from xplayers._validation import (
     number_in,
     positive_int,
@@ -28,7 +29,6 @@ from xplayers._validation import (
 from xplayers.backend import BACKENDS, get_backend
 from xplayers.errors import DatasetError, LayerInputError
 from xplayers.init import WEIGHT_INIT_NAMES
-from xplayers.io import writable_file
 
 __all__ = [
     "CLASSES",

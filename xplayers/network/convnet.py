@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from xplayers._backend import asarray, namespace, to_numpy
+from xplayers._files import atomic_writer
 from xplayers._validation import describe, fail, positive_ints, seed_or_none
 from xplayers.errors import LayerInputError
 from xplayers.functional import conv_output_size
 from xplayers.init import WeightInit, canonical_dtype, normal_weights, weight_scale
-from xplayers.io import atomic_writer
 from xplayers.layers import (
     Affine,
     BatchNormalization,
