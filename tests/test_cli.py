@@ -749,11 +749,10 @@ def test_file_names_that_are_not_utf8_are_printed_escaped(tmp_path: Path) -> Non
     assert result.stderr.count(b"\n") == 1
 
 
-@pytest.mark.parametrize("full_batch", [False, True], ids=["mini-batch", "full-batch"])
 def test_initial_weights_too_large_are_not_blamed_on_the_learning_rate(
-    capsys: pytest.CaptureFixture[str], full_batch: bool
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["train", *TINY, "--init", "1e30", *(["--full-batch"] if full_batch else [])]
+    argv = ["train", *TINY, "--init", "1e30"]
     code, _, err = _run(capsys, *argv)
     assert code == 1
     _assert_one_line_error(err)
