@@ -458,9 +458,10 @@ def test_cli_refuses_a_garbage_scheduler_address(
 ) -> None:
     from xplayers.cli import main
 
-    assert main([*_FULL, "--full-batch", "--scheduler", address]) == 1
+    assert main([*_FULL, "--full-batch", "--scheduler", address]) == 2  # refused when parsed
     err = capfd.readouterr().err
-    assert err.startswith(f"xplayers: error: --scheduler {address!r}: not a scheduler address")
+    assert err.startswith("xplayers: error: argument --scheduler: expected a scheduler address")
+    assert f"got {address!r}" in err
     assert err.count("\n") == 1
 
 
