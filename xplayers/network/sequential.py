@@ -14,8 +14,10 @@ back (for :func:`xplayers.network.from_config` and
 from __future__ import annotations
 
 import copy
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -26,7 +28,7 @@ from xplayers import _pure_step as pure_step
 from xplayers._backend import asarray, namespace, to_numpy
 from xplayers._numerical import host64, host_layer, host_target, numerical_gradient, scalar
 from xplayers._validation import describe, dtype_name, fail, positive_ints, traced
-from xplayers.errors import LayerStateError
+from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.functional import labels_in_range
 from xplayers.init import canonical_dtype
 from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
@@ -517,23 +519,87 @@ class Sequential:
             fail(where, "last_layer", "SoftmaxWithLoss", describe(self.last_layer))
         return {"class": "Sequential", "layers": layers, "dtype": dtype or "float64"}
 
-    def load_params(self, params: Mapping[str, Any]) -> None:
-        """Replace every parameter by a copy of the given host values.
+    def save_params(self, file_name: str | os.PathLike[str] = "params.npz") -> Path:
+        """Write the parameters to a ``.npz`` archive (NumPy arrays by name; never a pickle).
+
+        The batch-norm running averages (:attr:`buffers`) are stored beside
+        them. The archive is written to a temporary file beside the target and
+        renamed over it (:func:`os.replace`), so a crash leaves the old file
+        or the new one. :func:`xplayers.save` writes the same arrays plus the
+        network's config (a model file that :func:`xplayers.load` rebuilds);
+        :meth:`load_params` reads both.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        path = Path(file_name)
+        arrays = {**self._params, **self.buffers}
+        host = {key: np.asarray(to_numpy(value)) for key, value in arrays.items()}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                np.savez(f, **host)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load_params(
+        self, file_name: str | os.PathLike[str] | Mapping[str, Any] = "params.npz"
+    ) -> None:
+        """Replace every parameter by the values of a file or a mapping (the book's method).
 
         Parameters
         ----------
-        params : mapping of str to numpy.ndarray
-            Exactly the keys of :attr:`params`, each with the same shape and
-            dtype as the current parameter. The values are copied onto the
-            backend and device of the network.
+        file_name : path or mapping of str to array, default "params.npz"
+            A ``.npz`` archive of arrays named like :attr:`params` (what
+            :meth:`save_params` writes), an xplayers model file
+            (:func:`xplayers.save`; its header is not needed here), or a
+            mapping of names to arrays (NumPy or any backend's). Files are
+            read with ``allow_pickle=False``: the book's ``params.pkl`` is
+            refused with a message saying how to convert it once.
 
         Raises
         ------
         LayerInputError
-            Missing or unknown names, or a wrong shape or dtype; nothing is
+            Missing or unknown names, or a wrong shape or dtype (the message
+            says which ``dtype=`` to build the network with); nothing is
             changed then.
+
+        Notes
+        -----
+        Names, shapes and dtypes must match; the values are copied onto the
+        backend and device of the network. The batch-norm running averages
+        (:attr:`buffers`), which :meth:`save_params` and :func:`xplayers.save`
+        store beside the parameters, are read too when the file holds them;
+        a file without them (the book's, or an older xplayers's) leaves them
+        as they are. To rebuild a whole network from a model file, use
+        :func:`xplayers.load`.
         """
-        self._load(params, f"{type(self).__name__}.load_params")
+        where = f"{type(self).__name__}.load_params"
+        if isinstance(file_name, Mapping):
+            self._load_with_buffers(file_name, where)
+            return
+        if not isinstance(file_name, (str, os.PathLike)):
+            fail(
+                where,
+                "file_name",
+                "a path to a .npz file or a mapping of parameter names to arrays",
+                describe(file_name),
+                "To rebuild a saved network, use xplayers.load(path)",
+            )
+        self._load_with_buffers(_read_npz(where, Path(file_name)), where)
+
+    def _load_with_buffers(self, arrays: Mapping[str, Any], where: str) -> None:
+        """Load the parameters, and the buffers when `arrays` holds any; check all first."""
+        names = set(self._buffers)
+        given = {k: v for k, v in arrays.items() if k in names}
+        staged = self.stage_buffers(given, where) if given else []
+        self._load({k: v for k, v in arrays.items() if k not in names}, where)
+        for (layer, attr), value in staged:
+            setattr(layer, attr, value)
 
     def _load(self, params: Mapping[str, Any], where: str) -> None:
         for key, value in _stage(self._params, params, where, "params").items():
@@ -596,14 +662,51 @@ def _stage(
         host = np.array(value, copy=True)
         dtype = dtype_name(now.dtype)
         if host.shape != tuple(now.shape) or host.dtype != np.dtype(dtype):
+            hint = ""
+            if host.shape == tuple(now.shape) and host.dtype.kind == "f":
+                hint = (
+                    f"The values are {host.dtype}: build the network with "
+                    f"dtype={str(host.dtype)!r}, or rebuild it as saved: xplayers.load(path)"
+                )
             fail(
                 where,
                 f"{arg}[{key!r}]",
                 f"shape {tuple(now.shape)} and dtype {dtype}",
                 f"shape {host.shape} and dtype {host.dtype}",
+                hint,
             )
         staged[key] = _like(host, now)
     return staged
+
+
+#: The header entry of an xplayers model file (:data:`xplayers.io.METADATA_KEY`).
+_MODEL_HEADER = "__xplayers__"
+
+_PICKLE_HINT = (
+    "this looks like a pickle file from the book's save_params; xplayers never unpickles "
+    "(a pickle can run any code). Convert it once, where you trust the file: "
+    "python -c \"import pickle, numpy as np; np.savez('params.npz', "
+    "**pickle.load(open('params.pkl', 'rb')))\" and load 'params.npz' (load_params reads "
+    "it, and xplayers.load reads the model files that xplayers.save writes)"
+)
+
+
+def _read_npz(where: str, path: Path) -> dict[str, np.ndarray[Any, Any]]:
+    """The arrays of a ``.npz`` file (a model file's header left out); pickles refused."""
+    with path.open("rb") as f:
+        magic = f.read(2)
+    if magic != b"PK":
+        if magic[:1] == b"\x80" or path.suffix == ".pkl":
+            raise LayerInputError(f"{where}: {path}: {_PICKLE_HINT}")
+        fail(
+            where,
+            "file_name",
+            "a .npz archive (from save_params or xplayers.save)",
+            str(path),
+            "Model files are read by xplayers.load(path)",
+        )
+    with np.load(path, allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files if k != _MODEL_HEADER}
 
 
 _CONFIG_NAMES = ", ".join(list(CONFIG_LAYERS)[:-1]) + f" or {list(CONFIG_LAYERS)[-1]}"
