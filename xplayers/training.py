@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from xplayers import metrics
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import dtype_name, fail, positive_int, writable_file
 from xplayers.backend import reading_waits
@@ -67,6 +68,8 @@ class Trainable(Protocol):
     def train_step(self, x: Any, t: Any, optimizer: Any) -> Any: ...
 
     def load_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def predict(self, x: Any) -> Any: ...
 
 
 # --------------------------------------------------------------------------- history
@@ -265,7 +268,9 @@ def evaluate(
     t: npt.ArrayLike,
     *,
     batch_size: int = 1000,
-) -> dict[str, float]:
+    top_k: int | None = None,
+    confusion: bool = False,
+) -> dict[str, Any]:
     """Mean loss and accuracy of `network` on host data, computed in chunks.
 
     Parameters
@@ -276,12 +281,23 @@ def evaluate(
         moved to the current backend in turn.
     batch_size : int, default 1000
         Samples per chunk; bounds the memory used on the device.
+    top_k : int, optional
+        Also report the top-`top_k` accuracy: the fraction of samples whose
+        class is among the `top_k` highest scores
+        (:func:`xplayers.metrics.top_k_accuracy`).
+    confusion : bool, default False
+        Also report the confusion matrix
+        (:func:`xplayers.metrics.confusion_matrix`).
 
     Returns
     -------
     dict
         ``{"loss": float, "accuracy": float, "samples": int}``; the loss is
-        the per-sample mean over all of `x`.
+        the per-sample mean over all of `x`. With `top_k`, also
+        ``"top_k": top_k`` and ``"top_k_accuracy": float``; with
+        `confusion`, ``"confusion_matrix"``, an int64 NumPy array ``(C, C)``
+        (rows the true classes, columns the predicted ones). These are
+        counted on the backend chunk by chunk and read back once, at the end.
 
     Examples
     --------
@@ -289,21 +305,31 @@ def evaluate(
     >>> from xplayers.network import TwoLayerNet
     >>> from xplayers.training import evaluate
     >>> x, t = load_digits()
-    >>> result = evaluate(TwoLayerNet(64, 10, 10, seed=0), x, t)
-    >>> result["samples"], round(result["loss"], 1)
-    (1797, 2.3)
+    >>> result = evaluate(TwoLayerNet(64, 10, 10, seed=0), x, t, top_k=3, confusion=True)
+    >>> result["samples"], round(result["loss"], 1), result["confusion_matrix"].shape
+    (1797, 2.3, (10, 10))
     """
     size = positive_int("evaluate", "batch_size", batch_size)
+    k = None if top_k is None else positive_int("evaluate", "top_k", top_k)
     chunks = _eval_chunks("evaluate", "x, t", (x, t), size)[0]
     total_loss = 0.0
     correct = 0.0
     n = 0
+    counts: metrics.Counts | None = None
     for xc, tc in chunks():
         xb, tb = asarray(xc), asarray(tc)
         total_loss += float(network.loss(xb, tb)) * int(xc.shape[0])
         correct += float(network.accuracy(xb, tb)) * int(xc.shape[0])
         n += int(xc.shape[0])
-    return {"loss": total_loss / n, "accuracy": correct / n, "samples": n}
+        if k is not None or confusion:
+            part = metrics.count("evaluate", network.predict(xb), tb, top_k=k, confusion=confusion)
+            counts = part if counts is None else counts + part
+    result: dict[str, Any] = {"loss": total_loss / n, "accuracy": correct / n, "samples": n}
+    if counts is not None:
+        if k is not None:
+            result["top_k"] = k
+        result.update(counts.read("evaluate"))
+    return result
 
 
 # --------------------------------------------------------------------------- progress bar

@@ -1,4 +1,8 @@
-"""``xplayers evaluate``: the loss and accuracy of a saved model on its data."""
+"""``xplayers evaluate``: the loss and accuracy of a saved model on its data.
+
+``--top-k K`` adds the top-K accuracy and ``--confusion`` the confusion
+matrix (:mod:`xplayers.metrics`).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from xplayers.cli._common import (
 )
 from xplayers.errors import LayerInputError, ModelFileError
 
-__all__ = ["SPLITS", "add_parser", "run"]
+__all__ = ["SPLITS", "add_parser", "format_confusion", "run"]
 
 #: The parts of the data ``--split`` can choose.
 SPLITS = ("test", "train", "all")
@@ -55,6 +59,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         type=positive_integer,
         default=1000,
         help="samples per evaluation chunk (default: 1000)",
+    )
+    e.add_argument(
+        "--top-k",
+        type=positive_integer,
+        metavar="K",
+        help="also report the top-K accuracy: samples whose class is among the K highest scores",
+    )
+    e.add_argument(
+        "--confusion",
+        action="store_true",
+        help="also print the confusion matrix (rows: true class, columns: predicted class)",
     )
     return e
 
@@ -98,11 +113,42 @@ def run(args: argparse.Namespace) -> int:
             x = np.concatenate([train_set[0], test_set[0]])
             t = np.concatenate([train_set[1], test_set[1]])
         start = time.perf_counter()
-        result = evaluate(network, x, t, batch_size=args.batch_size)
+        result = evaluate(
+            network, x, t, batch_size=args.batch_size, top_k=args.top_k, confusion=args.confusion
+        )
         seconds = time.perf_counter() - start
     print(
         f"{args.model}: {describe_network(network)} on {dataset} ({args.split}, "
         f"{result['samples']:.0f} samples): loss {result['loss']:.4f}  "
-        f"accuracy {result['accuracy']:.4f}  ({seconds:.2f} s on {backend})"
+        f"accuracy {result['accuracy']:.4f}"
+        + (f"  top-{args.top_k} accuracy {result['top_k_accuracy']:.4f}" if args.top_k else "")
+        + f"  ({seconds:.2f} s on {backend})"
     )
+    if args.confusion:
+        print(format_confusion(result["confusion_matrix"]))
     return 0
+
+
+def format_confusion(matrix: np.ndarray[Any, Any]) -> str:
+    """The confusion matrix as a text table: one row per true class, one column per prediction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> print(format_confusion(np.array([[5, 1], [0, 7]])))
+    confusion matrix (rows: true class, columns: predicted class)
+    true/pred   0   1
+            0   5   1
+            1   0   7
+    """
+    classes = range(matrix.shape[0])
+    width = max(3, len(str(int(matrix.max(initial=0)))), len(str(matrix.shape[0] - 1)))
+    label = "true/pred"
+    lines = [
+        "confusion matrix (rows: true class, columns: predicted class)",
+        label + "".join(f" {c:>{width}}" for c in classes),
+    ]
+    for c in classes:
+        cells = "".join(f" {int(v):>{width}}" for v in matrix[c])
+        lines.append(f"{c:>{len(label)}}{cells}")
+    return "\n".join(lines)
