@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -45,10 +46,13 @@ __all__ = [
     "History",
     "MissingDependencyError",
     "TrainingError",
+    "check_chance",
     "data_fingerprint",
     "evaluate",
     "train",
 ]
+
+log = logging.getLogger("xplayers")
 
 _PLOT_INSTALL = 'pip install "xplayers[plot]" (from a source checkout: pip install ".[plot]")'
 
@@ -74,6 +78,9 @@ class Trainable(Protocol):
 
 # --------------------------------------------------------------------------- history
 
+#: History fields that older files (checkpoints, model metadata) may lack.
+_OPTIONAL = ("warnings",)
+
 
 @dataclass
 class History:
@@ -95,6 +102,10 @@ class History:
         Accuracy on the whole test set; None when no test set was given.
     seconds : list of float
         Wall-clock seconds since training started, evaluation included.
+    warnings : list of str
+        What :func:`train` found wrong with the run without stopping it:
+        the final accuracy no better than chance (:func:`check_chance`).
+        Empty for a healthy run; also written to the ``xplayers`` logger.
 
     Examples
     --------
@@ -113,6 +124,7 @@ class History:
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.iteration)
@@ -125,10 +137,10 @@ class History:
     def from_dict(cls, data: Mapping[str, Sequence[Any]]) -> History:
         """Rebuild a history from :meth:`to_dict`'s output (for example a checkpoint's metadata)."""
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n not in _OPTIONAL]
         if missing:
             fail("History.from_dict", "data", f"the keys {names}", f"no {missing}")
-        return cls(**{n: list(data[n]) for n in names})
+        return cls(**{n: list(data[n]) for n in names if n in data})
 
     def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
         """Save the loss and accuracy curves as a PNG image.
@@ -330,6 +342,66 @@ def evaluate(
             result["top_k"] = k
         result.update(counts.read("evaluate"))
     return result
+
+
+def _host_labels(t: Any) -> npt.NDArray[Any]:
+    """Host labels of host data or of chunked data (read block by block; labels are small)."""
+    if streaming.is_chunked(t):
+        rows = streaming.open_rows(t, where="check_chance", arg="labels")
+        return np.concatenate([to_numpy(rows.read(a, b)) for a, b in itertools.pairwise(rows.cuts)])
+    return np.asarray(to_numpy(t) if not isinstance(t, np.ndarray) else t)
+
+
+def check_chance(history: History, labels: Any, split: str = "test") -> str | None:
+    """Warn when the last accuracy of `history` is no better than chance.
+
+    Chance is the accuracy of always answering the most common class of
+    `labels` (:func:`xplayers.metrics.chance_accuracy`; ``1/C`` on balanced
+    classes). A run that ends there learnt nothing a constant answer would
+    not give, most often because the learning rate is too high. The
+    warning is appended to :attr:`History.warnings` and logged on the
+    ``xplayers`` logger; nothing stops.
+
+    Parameters
+    ----------
+    history : History
+        A run's history, with at least one evaluation.
+    labels : array_like
+        The labels of the set whose accuracy is compared: the test set's
+        when `split` is ``"test"``, else the training set's.
+    split : {"test", "train"}, default "test"
+
+    Returns
+    -------
+    str or None
+        The warning, or None when the run beat chance.
+
+    Examples
+    --------
+    >>> from xplayers.training import History, check_chance
+    >>> h = History([1.0], [10], [2.3], [0.1], [0.1], [0.5])
+    >>> text = check_chance(h, list(range(10)))  # ten classes, one sample each: chance 0.1
+    >>> text.startswith("train: the final test accuracy 0.1000 is no better than chance")
+    True
+    >>> h.warnings == [text]
+    True
+    """
+    if not len(history):
+        return None
+    accuracy = history.test_acc[-1] if split == "test" else history.train_acc[-1]
+    if accuracy is None:
+        return None
+    chance = metrics.chance_accuracy(_host_labels(labels))
+    if accuracy > chance:
+        return None
+    text = (
+        f"train: the final {split} accuracy {accuracy:.4f} is no better than chance "
+        f"({chance:.4f}, always answering the most common class): the network learnt "
+        "nothing; try a lower learning rate, or check that the labels match the inputs"
+    )
+    history.warnings.append(text)
+    log.warning("%s", text)
+    return text
 
 
 # --------------------------------------------------------------------------- progress bar
@@ -637,9 +709,18 @@ def train(
                             break
         finally:
             bar.clear()
+    _finish(history, t_train, test_pair, plot_path)
+    return history
+
+
+def _finish(history: History, t_train: Any, test_pair: Any, plot_path: Path | None) -> None:
+    """After the last update: the chance check on the test set (else the training set), the plot."""
+    if test_pair is not None:
+        check_chance(history, test_pair[1], "test")
+    else:
+        check_chance(history, t_train, "train")
     if plot_path is not None:
         history.plot(plot_path)
-    return history
 
 
 def _loader(

@@ -248,11 +248,16 @@ def _epoch_line(history: Any) -> str:
     )
 
 
+def _evaluated_labels(train_set: Any, test_set: Any) -> tuple[Any, str]:
+    """The labels the final accuracy is measured on, and which split they are."""
+    return (train_set[1], "train") if test_set is None else (test_set[1], "test")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers train`` with parsed arguments; return the exit status."""
     from xplayers.io import save
     from xplayers.optim import get_optimizer
-    from xplayers.training import train
+    from xplayers.training import check_chance, train
 
     if args.dataset == "mnist" and args.test_size is not None:
         usage(args, "--test-size applies to --dataset digits only (MNIST has its own test set)")
@@ -312,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         seconds = time.perf_counter() - start
+        if args.full_batch:  # train() checks its own runs
+            check_chance(history, *_evaluated_labels(train_set, test_set))
         if args.output is not None:
             save(
                 network,
