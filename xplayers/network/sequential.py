@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from xplayers.init import canonical_dtype
 from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
 from xplayers.layers.softmax_with_loss import targets
 from xplayers.network.parameters import Parameters, is_layer, layer_params
+from xplayers.network.summary import Summary, summarize
 
 __all__ = ["CONFIG_LAYERS", "Sequential", "build_sequential", "sequential_shapes"]
 
@@ -604,6 +605,53 @@ class Sequential:
     def _load(self, params: Mapping[str, Any], where: str) -> None:
         for key, value in _stage(self._params, params, where, "params").items():
             self._params[key] = value
+
+    def summary(self, input_shape: Sequence[int] | None = None) -> Summary:
+        """Describe the network as Keras does: layers, output shapes, parameter counts.
+
+        Parameters
+        ----------
+        input_shape : sequence of int, optional
+            The shape of one input sample. Default: the network's
+            ``input_dim`` (the conv networks), else the input width of its
+            first ``Affine`` layer.
+
+        Returns
+        -------
+        Summary
+            The text (a ``str``; at the prompt it shows as the table): one
+            row per layer with its output shape (``None`` for the batch),
+            its number of parameters and their names and shapes, then the
+            totals in numbers and bytes, the dtype, the backend and the
+            device. Batch-norm running averages count as non-trainable.
+
+        Notes
+        -----
+        The output shapes come from one sample of zeros sent through
+        shallow copies of the layers, in inference mode, on the network's
+        backend and device: the network's own layers keep their state.
+
+        Examples
+        --------
+        >>> import xplayers as xpl
+        >>> with xpl.use_backend("numpy"):
+        ...     net = xpl.TwoLayerNet(784, 50, 10, seed=0)
+        >>> net.summary()
+        TwoLayerNet: float64 on numpy (cpu)
+        Input: (None, 784)
+        ___________________________________________________________________________
+        Layer (type)                  Output shape  Param #  Parameters
+        ===========================================================================
+        Affine1 (Affine)              (None, 50)     39,250  W1 (784, 50), b1 (50,)
+        Relu1 (Relu)                  (None, 50)          0
+        Affine2 (Affine)              (None, 10)        510  W2 (50, 10), b2 (10,)
+        last_layer (SoftmaxWithLoss)  ()                  0  the loss, a scalar
+        ===========================================================================
+        Total params: 39,760 (310.62 KiB)
+        Trainable params: 39,760 (310.62 KiB)
+        Non-trainable params: 0 (0 B)
+        """
+        return summarize(self, input_shape)
 
     def __repr__(self) -> str:
         lines = [f"  ({name}): {layer!r}" for name, layer in self._layers.items()]
