@@ -63,3 +63,31 @@ def test_evaluate_refuses_a_bad_top_k(
     err = capsys.readouterr().err
     assert err.startswith("xplayers: error: argument --top-k")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("network", ["two-layer", "multi", "conv"])
+def test_train_summary_prints_the_network_before_training(
+    capsys: pytest.CaptureFixture[str], network: str
+) -> None:
+    assert main(["train", *TINY, "--network", network, "--summary"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    name = {"two-layer": "TwoLayerNet", "multi": "MultiLayerNet", "conv": "SimpleConvNet"}
+    assert lines[0] == f"{name[network]}: float32 on numpy (cpu)"
+    assert lines[1] == ("Input: (None, 1, 8, 8)" if network == "conv" else "Input: (None, 64)")
+    assert any(line.startswith("Trainable params: ") for line in lines)
+    assert lines[-1].startswith("test accuracy ")  # then the run, as without --summary
+
+
+def test_train_summary_on_another_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    ok, why = xpl.backend_status("array_api_strict")
+    if not ok:
+        pytest.skip(why)
+    argv = ["train", *TINY, "--summary", "--backend", "array_api_strict"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("MultiLayerNet: float32 on array_api_strict (")
+
+
+def test_train_without_summary_prints_none(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", *TINY]) == 0
+    assert "Trainable params" not in capsys.readouterr().out

@@ -172,6 +172,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "of the run that wrote it; --iterations/--epochs count from its start)",
     )
     t.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the network's layers, output shapes and parameter counts before training",
+    )
+    t.add_argument(
         "--quiet",
         action="store_true",
         help="print only the final summary (no per-epoch lines, no progress bar)",
@@ -274,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         input_size = int(np.prod(train_set[0].shape[1:]))
         network = _network(args, input_size, CLASSES)
         optimizer = get_optimizer(args.optimizer, lr=lr)
+        if args.summary:
+            print(network.summary(), flush=True)
         what = (
             f"{describe_network(network)}, {args.optimizer} lr={lr:g}, "
             f"{'full batch' if args.full_batch else f'batch {args.batch_size}'}, "
