@@ -21,7 +21,7 @@ import array_api_compat
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import namespace, to_numpy
+from xplayers._backend import materialize_all, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_int
 from xplayers.errors import LayerInputError
 from xplayers.network._validation import class_labels
@@ -76,7 +76,9 @@ class Counts:
         LayerInputError
             Some labels lie outside ``0..C-1``.
         """
-        outside = int(to_numpy(self.outside))
+        # lazy (Dask) counts share the predictions: computed together, in one scheduler run
+        counted, hits, confusion = materialize_all([self.outside, self.hits, self.confusion])
+        outside = int(to_numpy(counted))
         if outside:
             classes = "the classes of the scores' columns"
             raise LayerInputError(
@@ -84,10 +86,10 @@ class Counts:
                 f"got {outside} label{'s' if outside > 1 else ''} outside that range"
             )
         out: dict[str, Any] = {}
-        if self.hits is not None:
-            out["top_k_accuracy"] = float(to_numpy(self.hits)) / self.samples
-        if self.confusion is not None:
-            out["confusion_matrix"] = np.asarray(to_numpy(self.confusion), dtype=np.int64)
+        if hits is not None:
+            out["top_k_accuracy"] = float(to_numpy(hits)) / self.samples
+        if confusion is not None:
+            out["confusion_matrix"] = np.asarray(to_numpy(confusion), dtype=np.int64)
         return out
 
 
