@@ -78,9 +78,6 @@ class Trainable(Protocol):
 
 # --------------------------------------------------------------------------- history
 
-#: History fields that older files (checkpoints, model metadata) may lack.
-_OPTIONAL = ("warnings",)
-
 
 @dataclass
 class History:
@@ -106,6 +103,7 @@ class History:
         What :func:`train` found wrong with the run without stopping it:
         the final accuracy no better than chance (:func:`check_chance`).
         Empty for a healthy run; also written to the ``xplayers`` logger.
+        Not part of :meth:`to_dict` (the learning curve files store).
 
     Examples
     --------
@@ -124,7 +122,10 @@ class History:
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Not a field: the fields are the per-evaluation curve that files store and check.
+        self.warnings: list[str] = []
 
     def __len__(self) -> int:
         return len(self.iteration)
@@ -137,10 +138,10 @@ class History:
     def from_dict(cls, data: Mapping[str, Sequence[Any]]) -> History:
         """Rebuild a history from :meth:`to_dict`'s output (for example a checkpoint's metadata)."""
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data and n not in _OPTIONAL]
+        missing = [n for n in names if n not in data]
         if missing:
             fail("History.from_dict", "data", f"the keys {names}", f"no {missing}")
-        return cls(**{n: list(data[n]) for n in names if n in data})
+        return cls(**{n: list(data[n]) for n in names})
 
     def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
         """Save the loss and accuracy curves as a PNG image.

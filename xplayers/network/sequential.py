@@ -596,9 +596,12 @@ class Sequential:
     def _load_with_buffers(self, arrays: Mapping[str, Any], where: str) -> None:
         """Load the parameters, and the buffers when `arrays` holds any; check all first."""
         names = set(self._buffers)
+        params = {k: v for k, v in arrays.items() if k not in names}
         given = {k: v for k, v in arrays.items() if k in names}
+        staged_params = _stage(self._params, params, where, "params")
         staged = self.stage_buffers(given, where) if given else []
-        self._load({k: v for k, v in arrays.items() if k not in names}, where)
+        for key, value in staged_params.items():
+            self._params[key] = value
         for (layer, attr), value in staged:
             setattr(layer, attr, value)
 
