@@ -42,7 +42,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "to_backend",
         "namespace",
     ),
-    "toolkit": ("train", "evaluate", "save", "load", "gradient_check"),
+    "toolkit": ("train", "evaluate", "Trainer", "save", "load", "gradient_check"),
     "errors": (
         "XplayersError",
         "LayerInputError",
@@ -62,6 +62,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "gradcheck",
         "training",
         "metrics",
+        "trainer",
         "datasets",
         "io",
         "errors",

@@ -37,6 +37,7 @@ from xplayers import (
     metrics,
     network,
     optim,
+    trainer,
     training,
 )
 from xplayers._version import __version__
@@ -83,6 +84,7 @@ from xplayers.network import (
     TwoLayerNet,
 )
 from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xplayers.trainer import Trainer
 from xplayers.training import evaluate, train
 
 __all__ = [
@@ -111,6 +113,7 @@ __all__ = [
     "Sigmoid",
     "SimpleConvNet",
     "SoftmaxWithLoss",
+    "Trainer",
     "TrainingError",
     "TwoLayerNet",
     "XplayersError",
@@ -140,6 +143,7 @@ __all__ = [
     "to_backend",
     "to_numpy",
     "train",
+    "trainer",
     "training",
     "use_backend",
 ]

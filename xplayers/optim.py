@@ -41,7 +41,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
-from array_api_compat import is_writeable_array
+from array_api_compat import is_array_api_obj, is_writeable_array
 
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import (
@@ -62,10 +62,12 @@ __all__ = [
     "SGD",
     "AdaGrad",
     "Adam",
+    "ClipGradNorm",
     "Momentum",
     "Nesterov",
     "Optimizer",
     "RMSprop",
+    "clip_grad_norm",
     "get_optimizer",
 ]
 
@@ -623,3 +625,101 @@ def get_optimizer(name: str, **kwargs: float) -> Optimizer:
             f"{unknown}",
         )
     return cls(**kwargs)
+
+
+def clip_grad_norm(grads: Mapping[str, Any], max_norm: float) -> tuple[dict[str, Any], Any]:
+    r"""Scale the gradients so that their global norm is at most `max_norm`.
+
+    The global norm is :math:`\lVert g \rVert = \sqrt{\sum_k \sum g_k^2}` over
+    every array of `grads`; when it exceeds `max_norm`, each gradient is
+    multiplied by :math:`\text{max\_norm} / \lVert g \rVert`, else it is
+    returned unchanged (multiplied by exactly 1). The norm and the factor
+    are computed on the gradients' device as 0-d arrays: nothing is read
+    back to the host, so a GPU or lazy (Dask) step does not wait. Squares
+    are summed in at least float32.
+
+    Parameters
+    ----------
+    grads : mapping of str to array
+        Gradients of one backend; entries that are not arrays are passed
+        through for the optimizer to report.
+    max_norm : float
+        The largest global norm, > 0.
+
+    Returns
+    -------
+    clipped : dict of str to array
+    norm : array, shape ()
+        The global norm before clipping (None when `grads` holds no array).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import clip_grad_norm
+    >>> clipped, norm = clip_grad_norm({"a": np.array([3.0]), "b": np.array([4.0])}, 1.0)
+    >>> float(norm), clipped["a"], clipped["b"]
+    (5.0, array([0.6]), array([0.8]))
+    """
+    max_norm = number_in("clip_grad_norm", "max_norm", max_norm, low=0.0)
+    arrays = [g for g in grads.values() if is_array_api_obj(g)]
+    if not arrays:
+        return dict(grads), None
+    xp = namespace(arrays[0])
+    total: Any = 0.0
+    for g in arrays:
+        wide = g if g.dtype == xp.float64 else xp.astype(g, xp.result_type(g.dtype, xp.float32))
+        total = total + xp.sum(wide * wide)
+    norm = xp.sqrt(total)
+    scale = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
+    clipped = {
+        key: g * xp.astype(scale, g.dtype) if is_array_api_obj(g) else g for key, g in grads.items()
+    }
+    return clipped, norm
+
+
+class ClipGradNorm:
+    """An optimizer that clips the gradients' global norm before another one updates.
+
+    ``ClipGradNorm(Adam(), 1.0).update(params, grads)`` is
+    ``Adam().update(params, clip_grad_norm(grads, 1.0)[0])``; the norm of
+    the last update is kept, on the device, in :attr:`last_norm`. It is what
+    :func:`xplayers.training.train` uses for ``clip_norm=``. On JAX the
+    compiled step covers the optimizers of this module only, so a clipped
+    step runs the layer path.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Any object with ``update(params, grads)``.
+    max_norm : float
+        The largest global norm, > 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import SGD, ClipGradNorm
+    >>> params = {"w": np.array([0.0, 0.0])}
+    >>> ClipGradNorm(SGD(lr=1.0), max_norm=1.0).update(params, {"w": np.array([30.0, 40.0])})
+    >>> params["w"]
+    array([-0.6, -0.8])
+    """
+
+    def __init__(self, optimizer: Any, max_norm: float) -> None:
+        if not callable(getattr(optimizer, "update", None)):
+            fail(
+                "ClipGradNorm",
+                "optimizer",
+                "an object with update(params, grads)",
+                describe(optimizer),
+            )
+        self.optimizer = optimizer
+        self.max_norm = number_in("ClipGradNorm", "max_norm", max_norm, low=0.0)
+        self.last_norm: Any = None
+
+    def update(self, params: MutableMapping[str, Any], grads: Mapping[str, Any]) -> None:
+        """Clip `grads` to :attr:`max_norm`, then update `params` with the wrapped optimizer."""
+        clipped, self.last_norm = clip_grad_norm(grads, self.max_norm)
+        self.optimizer.update(params, clipped)
+
+    def __repr__(self) -> str:
+        return f"ClipGradNorm({self.optimizer!r}, max_norm={self.max_norm!r})"

@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
@@ -31,7 +31,8 @@ import numpy.typing as npt
 
 from xplayers import metrics
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
-from xplayers._validation import dtype_name, fail, positive_int, writable_file
+from xplayers._controls import BEST_PREFIX, RunControls
+from xplayers._validation import dtype_name, fail, number_in, positive_int, writable_file
 from xplayers.backend import reading_waits
 from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import (
@@ -41,6 +42,8 @@ from xplayers.errors import (
     ModelFileWarning,
     TrainingError,
 )
+from xplayers.monitoring import EarlyStopping
+from xplayers.schedules import Schedule
 
 __all__ = [
     "History",
@@ -99,6 +102,18 @@ class History:
         Accuracy on the whole test set; None when no test set was given.
     seconds : list of float
         Wall-clock seconds since training started, evaluation included.
+    val_loss, val_acc : list of float or None
+        Mean loss (per sample) and accuracy on the validation data; None
+        without validation data.
+    lr : list of float or None
+        The learning rate of the last update before the evaluation (None
+        for an optimizer without a float ``lr``).
+    best_iteration : int or None
+        With early stopping: the iteration of the best evaluation (whose
+        parameters ``restore_best`` puts back).
+    stopped_iteration : int or None
+        The iteration at which early stopping ended the run; None when it
+        ran to the end.
     warnings : list of str
         What :func:`train` found wrong with the run without stopping it:
         the final accuracy no better than chance (:func:`check_chance`).
@@ -122,6 +137,11 @@ class History:
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_acc: list[float | None] = field(default_factory=list)
+    lr: list[float | None] = field(default_factory=list)
+    best_iteration: int | None = None
+    stopped_iteration: int | None = None
 
     def __post_init__(self) -> None:
         # Not a field: the fields are the per-evaluation curve that files store and check.
@@ -130,18 +150,30 @@ class History:
     def __len__(self) -> int:
         return len(self.iteration)
 
-    def to_dict(self) -> dict[str, list[Any]]:
+    def to_dict(self) -> dict[str, Any]:
         """Return the history as a dict of lists of Python numbers (JSON-serialisable)."""
-        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
+        return {
+            f.name: getattr(self, f.name) if f.name in _SCALARS else list(getattr(self, f.name))
+            for f in fields(self)
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Sequence[Any]]) -> History:
-        """Rebuild a history from :meth:`to_dict`'s output (for example a checkpoint's metadata)."""
-        names = [f.name for f in fields(cls)]
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        """Rebuild a history from :meth:`to_dict`'s output (for example a checkpoint's metadata).
+
+        The validation and learning-rate entries, which histories written
+        before them lack, are then None.
+        """
+        names = [f.name for f in fields(cls) if f.name not in _OPTIONAL]
         missing = [n for n in names if n not in data]
         if missing:
             fail("History.from_dict", "data", f"the keys {names}", f"no {missing}")
-        return cls(**{n: list(data[n]) for n in names})
+        lists: dict[str, Any] = {n: list(data[n]) for n in names}
+        n = len(lists["iteration"])
+        for name in _OPTIONAL - _SCALARS:
+            lists[name] = list(data[name]) if name in data else [None] * n
+        scalars: dict[str, Any] = {name: data.get(name) for name in _SCALARS}
+        return cls(**lists, **scalars)
 
     def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
         """Save the loss and accuracy curves as a PNG image.
@@ -177,6 +209,11 @@ class History:
         if any(a is not None for a in self.test_acc):
             test = [math.nan if a is None else a for a in self.test_acc]
             ax_acc.plot(self.epoch, test, marker="s", markersize=3, linestyle="--", label="test")
+        if any(a is not None for a in self.val_acc):
+            val = [math.nan if a is None else a for a in self.val_acc]
+            ax_acc.plot(
+                self.epoch, val, marker="^", markersize=3, linestyle=":", label="validation"
+            )
         ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0.0, 1.0), title="accuracy")
         ax_acc.legend(loc="lower right")
         for ax in (ax_loss, ax_acc):
@@ -187,6 +224,12 @@ class History:
         with atomic_writer(target) as f:
             fig.savefig(f, format="png", dpi=100)
         return target
+
+
+#: History entries that histories written before them lack.
+_OPTIONAL = frozenset({"val_loss", "val_acc", "lr", "best_iteration", "stopped_iteration"})
+#: History entries that are one number, not one per evaluation.
+_SCALARS = frozenset({"best_iteration", "stopped_iteration"})
 
 
 def _matplotlib_figure() -> Any:
@@ -481,7 +524,9 @@ def _check_output(arg: str, path: str | os.PathLike[str] | None) -> Path | None:
     return None if path is None else writable_file("train", arg, path)
 
 
-def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any) -> None:
+def _check_data(
+    network: Trainable, train_pair: tuple[Any, Any], test_pair: Any, test_arg: str = "test_data"
+) -> None:
     """Check the data fit the network before any update: widths, label kind and range.
 
     One training sample goes through ``network.predict`` (inference mode, no
@@ -502,12 +547,12 @@ def _check_data(network: Trainable, train_pair: tuple[Any, Any], test_pair: Any)
         if tuple(xt.shape[1:]) != x.shape[1:]:
             fail(
                 "train",
-                "test_data",
+                test_arg,
                 f"inputs of shape (N, {', '.join(map(str, x.shape[1:]))}) like train_data",
                 f"shape {xt.shape}",
             )
         if isinstance(xt, known) and isinstance(tt, known):
-            pairs.append(("test_data", xt, tt))
+            pairs.append((test_arg, xt, tt))
     classes = int(predict(asarray(x[:1])).shape[-1])
     for arg, _, given in pairs:
         if isinstance(given, streaming.Rows):  # streamed: every block, naming the bad one
@@ -553,6 +598,11 @@ def train(
     plot: str | os.PathLike[str] | None = None,
     callback: Callable[[History], object] | None = None,
     resume: str | os.PathLike[str] | None = None,
+    validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    validation_split: float | None = None,
+    schedule: Schedule | None = None,
+    early_stopping: EarlyStopping | None = None,
+    clip_norm: float | None = None,
 ) -> History:
     """Train `network` with mini-batch updates and evaluate it as it learns.
 
@@ -618,6 +668,35 @@ def train(
         `iterations` must reach at least the checkpoint's iteration. Every
         value of the checkpoint's training state is checked before anything
         changes.
+        The schedule, early stopping, clipping and validation data must be
+        the interrupted run's too (their state comes from the checkpoint).
+    validation_data : (x, t), optional
+        Host validation inputs and labels, evaluated at every evaluation
+        (``History.val_loss``, ``History.val_acc``) and watched by
+        `early_stopping` and :class:`~xplayers.schedules.ReduceOnPlateau`.
+    validation_split : float, optional
+        Instead of `validation_data`: hold out this fraction, in (0, 1), of
+        the training samples, the last ``int(N * validation_split)`` rows as
+        given (shuffle the data first if they are ordered, as
+        :func:`~xplayers.datasets.train_test_split` does), as Keras does.
+        Host (NumPy) training data only.
+    schedule : Schedule, optional
+        A learning-rate schedule of :mod:`xplayers.schedules`
+        (:class:`~xplayers.schedules.StepDecay`,
+        :class:`~xplayers.schedules.CosineDecay`,
+        :class:`~xplayers.schedules.ReduceOnPlateau`); it sets
+        ``optimizer.lr`` before each update, from the optimizer's own rate,
+        which ``optimizer.lr`` is again when ``train`` returns.
+        ``History.lr`` records the rate at each evaluation.
+    early_stopping : EarlyStopping, optional
+        Stop when the monitored metric has not improved for its patience,
+        and keep (and with ``restore_best``, put back at the end) the
+        parameters of the best evaluation
+        (:class:`xplayers.monitoring.EarlyStopping`).
+    clip_norm : float, optional
+        Scale each update's gradients so that their global norm (over all
+        parameters) is at most this (:func:`xplayers.optim.clip_grad_norm`,
+        computed on the device: no update waits for it).
 
     Returns
     -------
@@ -656,13 +735,20 @@ def train(
     True
     """
     chunk = positive_int("train", "eval_batch_size", eval_batch_size)
-    train_chunks, (x_train, t_train) = _eval_chunks("train", "train_data", train_data, chunk)
-    test_chunks, test_pair = (
-        (None, None) if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)
+    chunks, (x_train, t_train), test_pair, val_pair = _open_data(
+        train_data, test_data, validation_data, validation_split, chunk
     )
+    train_chunks, test_chunks, val_chunks = chunks
     rng = np.random.default_rng(seed)  # the batch order: saved in checkpoints
     loader = _loader(x_train, t_train, batch_size, rng)
-    _check_data(network, (x_train, t_train), test_pair)
+    controls = _check_setup(
+        network,
+        optimizer,
+        ((x_train, t_train), test_pair, val_pair),
+        schedule,
+        early_stopping,
+        clip_norm,
+    )
     per_epoch = len(loader)
     total = _total(epochs, iterations, per_epoch)
     every = per_epoch if eval_every == "epoch" else positive_int("train", "eval_every", eval_every)
@@ -671,18 +757,28 @@ def train(
     if plot_path is not None:
         _matplotlib_figure()  # fail now, not after training
     bar = _ProgressBar(total, per_epoch, sys.stderr, enabled=_show_progress(progress))
-    history, it, skip, data = _start(resume, network, optimizer, rng, loader, total, checkpoint)
+    history, it, skip, data = _start(
+        resume, network, optimizer, rng, loader, total, checkpoint, controls
+    )
     window = _LossWindow(per_epoch)
     start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
+    stepper = controls.stepper(optimizer)
 
     def record(iteration: int) -> None:
         bar.clear()
-        history.epoch.append(iteration / per_epoch)
-        history.iteration.append(iteration)
-        history.train_loss.append(window.mean(last=iteration == total))
-        history.train_acc.append(_accuracy(network, train_chunks()))
-        history.test_acc.append(None if test_chunks is None else _accuracy(network, test_chunks()))
-        history.seconds.append(time.perf_counter() - start)
+        metrics = _append_evaluation(
+            history,
+            network,
+            optimizer,
+            iteration,
+            window.mean(last=iteration == total),
+            (iteration / per_epoch, time.perf_counter() - start),
+            (train_chunks, test_chunks, val_chunks),
+        )
+        controls.observe(metrics, iteration, network)
+        history.best_iteration = controls.best_iteration
+        if controls.stopped:
+            history.stopped_iteration = iteration
         if checkpoint_path is not None:
             _save_checkpoint(
                 network,
@@ -690,26 +786,30 @@ def train(
                 history,
                 optimizer,
                 {**_position(iteration, epoch, rng, loader), "data": data},
+                controls,
             )
         if callback is not None:
             callback(history)
 
     with _blas_threads(network, batch_size):
         try:
-            while it < total:
+            while it < total and not controls.stopped:
                 # the epoch's first iteration and generator state, then its batches
                 epoch, batches, skip = (it - skip, rng.bit_generator.state), _skip(loader, skip), 0
                 with _closing(batches):
                     for xb, tb in batches:
-                        loss = network.train_step(xb, tb, optimizer)
+                        controls.set_rate(optimizer, it, per_epoch, total)
+                        loss = network.train_step(xb, tb, stepper)
                         it += 1
                         bar.update(it, window.add(loss, int(xb.shape[0]), it))
                         if it % every == 0 or it == total:
                             record(it)
-                        if it == total:
+                        if it == total or controls.stopped:
                             break
         finally:
             bar.clear()
+            controls.reset_rate(optimizer)
+    controls.finish(network, optimizer)
     _finish(history, t_train, test_pair, plot_path)
     return history
 
@@ -724,6 +824,38 @@ def _finish(history: History, t_train: Any, test_pair: Any, plot_path: Path | No
         history.plot(plot_path)
 
 
+def _append_evaluation(
+    history: History,
+    network: Trainable,
+    optimizer: Any,
+    iteration: int,
+    train_loss: float,
+    when: tuple[float, float],
+    chunks: tuple[Callable[[], Iterable[tuple[Any, Any]]], Any, Any],
+) -> dict[str, float | None]:
+    """Evaluate `network` into a new entry of `history`; return the metrics monitors watch."""
+    train_chunks, test_chunks, val_chunks = chunks
+    history.epoch.append(when[0])
+    history.iteration.append(iteration)
+    history.train_loss.append(train_loss)
+    history.train_acc.append(_accuracy(network, train_chunks()))
+    history.test_acc.append(None if test_chunks is None else _accuracy(network, test_chunks()))
+    val_loss, val_acc = (
+        (None, None) if val_chunks is None else _loss_accuracy(network, val_chunks())
+    )
+    history.val_loss.append(val_loss)
+    history.val_acc.append(val_acc)
+    lr = getattr(optimizer, "lr", None)
+    history.lr.append(lr if isinstance(lr, float) else None)
+    history.seconds.append(when[1])
+    return {
+        "train_loss": train_loss,
+        "train_acc": history.train_acc[-1],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+    }
+
+
 def _loader(
     x: Any, t: Any, batch_size: int, rng: np.random.Generator
 ) -> streaming.StreamLoader | BatchLoader:
@@ -731,6 +863,77 @@ def _loader(
     if isinstance(x, streaming.Rows):
         return streaming.StreamLoader(x, t, batch_size, shuffle=True, seed=rng)
     return BatchLoader(x, t, batch_size, shuffle=True, seed=rng)
+
+
+def _check_setup(
+    network: Trainable,
+    optimizer: Any,
+    pairs: tuple[tuple[Any, Any], Any, Any],
+    schedule: object,
+    early_stopping: object,
+    clip_norm: object,
+) -> RunControls:
+    """Check the data against the network and the run's controls; return the controls."""
+    train_pair, test_pair, val_pair = pairs
+    _check_data(network, train_pair, test_pair)
+    if val_pair is not None:
+        _check_data(network, train_pair, val_pair, "validation_data")
+    rows = None if val_pair is None else int(val_pair[0].shape[0])
+    return RunControls.create(optimizer, schedule, early_stopping, clip_norm, rows)
+
+
+def _open_data(
+    train_data: Any, test_data: Any, validation_data: Any, validation_split: object, chunk: int
+) -> tuple[tuple[Any, Any, Any], tuple[Any, Any], Any, Any]:
+    """The evaluation chunks of the three sets, the training pair, the test and validation pairs."""
+    train_data, validation_data = _split_validation(train_data, validation_data, validation_split)
+    train_chunks, train_pair = _eval_chunks("train", "train_data", train_data, chunk)
+    test_chunks, test_pair = (
+        (None, None) if test_data is None else _eval_chunks("train", "test_data", test_data, chunk)
+    )
+    val_chunks, val_pair = (
+        (None, None)
+        if validation_data is None
+        else _eval_chunks("train", "validation_data", validation_data, chunk)
+    )
+    return (train_chunks, test_chunks, val_chunks), train_pair, test_pair, val_pair
+
+
+def _split_validation(
+    train_data: Any, validation_data: Any, validation_split: object
+) -> tuple[Any, Any]:
+    """`train_data` less the rows `validation_split` holds out, and the validation data."""
+    if validation_split is None:
+        return train_data, validation_data
+    if validation_data is not None:
+        fail(
+            "train",
+            "validation_split",
+            "validation_data= or validation_split=, not both",
+            "both",
+        )
+    fraction = number_in("train", "validation_split", validation_split, low=0.0, high=1.0)
+    x, t = _host_pair("train", "train_data", train_data)
+    cut = int(x.shape[0] * (1.0 - fraction))
+    if cut < 1 or cut >= x.shape[0]:
+        fail(
+            "train",
+            "validation_split",
+            f"a fraction leaving at least one sample on each side of the {x.shape[0]} samples",
+            f"{validation_split!r}",
+        )
+    return (x[:cut], t[:cut]), (x[cut:], t[cut:])
+
+
+def _loss_accuracy(network: Trainable, chunks: Iterable[tuple[Any, Any]]) -> tuple[float, float]:
+    """Per-sample mean loss and accuracy over `chunks`."""
+    total_loss, correct, n = 0.0, 0.0, 0
+    for xc, tc in chunks:
+        xb, tb = asarray(xc), asarray(tc)
+        total_loss += float(network.loss(xb, tb)) * int(xc.shape[0])
+        correct += float(network.accuracy(xb, tb)) * int(xc.shape[0])
+        n += int(xc.shape[0])
+    return total_loss / max(n, 1), correct / max(n, 1)
 
 
 #: Multiply-adds of the largest matrix product of a step below which BLAS runs one thread.
@@ -854,7 +1057,12 @@ class _LossWindow:
 
 
 def _save_checkpoint(
-    network: Trainable, path: Path, history: History, optimizer: Any, where: dict[str, Any]
+    network: Trainable,
+    path: Path,
+    history: History,
+    optimizer: Any,
+    where: dict[str, Any],
+    controls: RunControls,
 ) -> None:
     from xplayers.io import save, save_checkpoint
 
@@ -866,8 +1074,13 @@ def _save_checkpoint(
         save(network, path, metadata=metadata)
         return
     info, arrays = optimizer.state()
+    if controls.base_lr is not None:  # scheduled: the optimizer's own rate, as resume builds it
+        info["hyper"]["lr"] = controls.base_lr
     state = {"train": {**where, "optimizer": info, "layers": _layer_generators(network)}}
     arrays = {f"optimizer.{name}": value for name, value in arrays.items()}
+    control_state, control_arrays = controls.saved()
+    state["train"]["controls"] = control_state
+    arrays.update(control_arrays)
     save_checkpoint(network, path, state=state, arrays=arrays, metadata=metadata)
 
 
@@ -996,12 +1209,14 @@ def _start(
     loader: Any,
     total: int,
     checkpoint: object,
+    controls: RunControls,
 ) -> tuple[History, int, int, str]:
     """The history, iteration and batches to skip a run starts from, and its data digest."""
     data = "" if checkpoint is None and resume is None else data_fingerprint(loader)
     if resume is None:
         return History(), 0, 0, data
-    return (*_resume(resume, network, optimizer, _Run(rng, loader, total, data)), data)
+    run = _Run(rng, loader, total, data)
+    return (*_resume(resume, network, optimizer, run, controls), data)
 
 
 def _bytes(a: npt.NDArray[Any]) -> Any:
@@ -1020,7 +1235,11 @@ class _Run:
 
 
 def _resume(
-    path: str | os.PathLike[str], network: Trainable, optimizer: Any, run: _Run
+    path: str | os.PathLike[str],
+    network: Trainable,
+    optimizer: Any,
+    run: _Run,
+    controls: RunControls,
 ) -> tuple[History, int, int]:
     """Restore a run from a checkpoint; return its history, iteration and batches to skip.
 
@@ -1049,7 +1268,12 @@ def _resume(
     batch_order = _generator_state(state.get("rng"), "rng", path)
     generators = _restore_generators(network, state.get("layers"), path)
     buffers = _stage_buffers(network, saved, path)
-    arrays = {k.removeprefix("optimizer."): v for k, v in saved.arrays.items()}
+    arrays = {
+        k.removeprefix("optimizer."): v
+        for k, v in saved.arrays.items()
+        if not k.startswith(BEST_PREFIX)
+    }
+    restored = controls.restore(state.get("controls"), saved.arrays, network, name)
     if not isinstance(state.get("optimizer"), dict):
         got = repr(state.get("optimizer"))[:200]
         raise _bad_state(path, f"optimizer state is not a JSON object: {got}")
@@ -1063,6 +1287,7 @@ def _resume(
     run.rng.bit_generator.state = batch_order
     for generator, generator_state in generators:
         generator.bit_generator.state = generator_state
+    controls.adopt(restored)
     return history, iteration, skip
 
 
@@ -1169,7 +1394,11 @@ def _check_history(data: object, iteration: int, path: Any) -> History:
         raise _bad_state(path, f"history is not a JSON object: {data!r}"[:300])
     lists: dict[str, list[Any]] = {}
     for f in fields(History):
+        if f.name in _SCALARS:
+            continue
         values = data.get(f.name)
+        if values is None and f.name in _OPTIONAL:  # written before the entry existed
+            continue
         if not isinstance(values, list) or not values:
             raise _bad_state(path, f"history {f.name!r} is not a non-empty list: {values!r}"[:300])
         bad = next((v for v in values if not _history_value(f.name, str(f.type), v)), values)
@@ -1177,8 +1406,10 @@ def _check_history(data: object, iteration: int, path: Any) -> History:
             why = _HISTORY_RANGE.get(f.name, "")
             raise _bad_state(path, f"history {f.name!r} holds {bad!r}{why}"[:300])
         lists[f.name] = list(values)
-    lengths = {len(v) for v in lists.values()}
     steps = lists["iteration"]
+    for name in _OPTIONAL - _SCALARS - set(lists):
+        lists[name] = [None] * len(steps)
+    lengths = {len(v) for v in lists.values()}
     if len(lengths) != 1:
         raise _bad_state(path, "history lists differ in length")
     if any(a >= b for a, b in itertools.pairwise(steps)) or steps[-1] != iteration:
@@ -1188,7 +1419,14 @@ def _check_history(data: object, iteration: int, path: Any) -> History:
                 :300
             ],
         )
-    return History(**lists)
+    scalars: dict[str, Any] = {name: data.get(name) for name in _SCALARS}
+    for name, value in scalars.items():
+        if value is not None and (not _whole(value) or not 1 <= value <= iteration):
+            raise _bad_state(
+                path, f"history {name!r} is {value!r}, not an iteration from 1 to {iteration}"[:300]
+            )
+    entries: dict[str, Any] = {**lists, **scalars}
+    return History(**entries)
 
 
 #: What each history value must be, for the error message.
@@ -1199,6 +1437,9 @@ _HISTORY_RANGE = {
     "train_acc": " (accuracies are numbers from 0 to 1)",
     "test_acc": " (accuracies are numbers from 0 to 1, or null)",
     "seconds": " (seconds are numbers >= 0)",
+    "val_loss": " (losses are numbers >= 0, or null)",
+    "val_acc": " (accuracies are numbers from 0 to 1, or null)",
+    "lr": " (learning rates are numbers >= 0, or null)",
 }
 
 

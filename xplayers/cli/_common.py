@@ -37,6 +37,7 @@ __all__ = [
     "fraction",
     "hidden_sizes",
     "load_data",
+    "non_negative_float",
     "positive_float",
     "positive_integer",
     "seed",
@@ -85,6 +86,9 @@ def _ints(text: str) -> list[int]:
 
 positive_integer = _argument_type(int, lambda v: positive_int("", "", v), "an integer >= 1")
 positive_float = _argument_type(float, lambda v: positive_number("", "", v), "a number > 0")
+non_negative_float = _argument_type(
+    float, lambda v: number_in("", "", v, low=0.0, low_open=False), "a number >= 0"
+)
 fraction = _argument_type(
     float, lambda v: number_in("", "", v, low=0.0, high=1.0), "a fraction between 0 and 1"
 )

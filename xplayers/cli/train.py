@@ -25,7 +25,9 @@ from xplayers.cli._common import (
     backend_args,
     check_writable,
     describe_network,
+    fraction,
     hidden_sizes,
+    non_negative_float,
     positive_float,
     positive_integer,
     seed,
@@ -41,7 +43,9 @@ from xplayers.cli.stream import (
 )
 from xplayers.init import WEIGHT_INIT_NAMES
 from xplayers.layers import ACTIVATIONS
+from xplayers.monitoring import METRICS
 from xplayers.optim import OPTIMIZERS
+from xplayers.schedules import SCHEDULES
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "NETWORKS", "add_parser", "run"]
 
@@ -181,7 +185,160 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="print only the final summary (no per-epoch lines, no progress bar)",
     )
+    _add_control_options(t)
     return t
+
+
+def _add_control_options(t: argparse.ArgumentParser) -> None:
+    """Validation, early stopping, learning-rate schedules and gradient clipping."""
+    g = t.add_argument_group("validation, early stopping, schedules and clipping")
+    g.add_argument(
+        "--validation-split",
+        type=fraction,
+        metavar="F",
+        help="hold out this fraction of the training samples (the last rows, after the "
+        "shuffled split of --dataset) as validation data, evaluated every epoch",
+    )
+    g.add_argument(
+        "--patience",
+        type=positive_integer,
+        metavar="N",
+        help="stop when --monitor has not improved for N evaluations in a row (early stopping)",
+    )
+    g.add_argument(
+        "--monitor",
+        choices=METRICS,
+        default="val_loss",
+        help="the metric --patience, --restore-best and --lr-schedule plateau watch; val_* "
+        "needs --validation-split (default: val_loss)",
+    )
+    g.add_argument(
+        "--min-delta",
+        type=non_negative_float,
+        default=0.0,
+        metavar="D",
+        help="the smallest change of --monitor that counts as an improvement (default: 0)",
+    )
+    g.add_argument(
+        "--restore-best",
+        action=argparse.BooleanOptionalAction,
+        help="at the end, put back the weights of the evaluation where --monitor was best "
+        "(default: on with --patience, else off)",
+    )
+    g.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        help="change the learning rate during the run: step (times --lr-factor every "
+        "--lr-step-size epochs), cosine (down to --lr-min over the run), plateau (times "
+        "--lr-factor when --monitor has not improved for --lr-patience evaluations)",
+    )
+    g.add_argument(
+        "--lr-step-size",
+        type=positive_integer,
+        default=10,
+        metavar="EPOCHS",
+        help="step: epochs between two decays (default: 10)",
+    )
+    g.add_argument(
+        "--lr-factor",
+        type=fraction,
+        default=0.1,
+        metavar="F",
+        help="step and plateau: the factor of each decay (default: 0.1)",
+    )
+    g.add_argument(
+        "--lr-patience",
+        type=positive_integer,
+        default=5,
+        metavar="N",
+        help="plateau: evaluations without improvement before a decay (default: 5)",
+    )
+    g.add_argument(
+        "--lr-min",
+        type=non_negative_float,
+        default=0.0,
+        metavar="LR",
+        help="cosine: the rate at the end; plateau: the lowest rate (default: 0)",
+    )
+    g.add_argument(
+        "--clip-norm",
+        type=positive_float,
+        metavar="MAX",
+        help="scale each update's gradients so that their global norm is at most MAX",
+    )
+
+
+def _controls(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of train for the control options; usage errors first."""
+    from xplayers.monitoring import EarlyStopping
+    from xplayers.schedules import CosineDecay, ReduceOnPlateau, StepDecay
+
+    uses_monitor = args.patience is not None or args.restore_best or args.lr_schedule == "plateau"
+    if uses_monitor and args.monitor.startswith("val_") and args.validation_split is None:
+        usage(
+            args,
+            f"--monitor {args.monitor} needs --validation-split (or --monitor train_loss)",
+        )
+    if args.full_batch:
+        for option in ("validation_split", "patience", "lr_schedule", "clip_norm", "restore_best"):
+            if getattr(args, option):
+                name = option.replace("_", "-")
+                usage(args, f"--{name} does not apply to --full-batch (one update per epoch)")
+    schedule: Any = None
+    if args.lr_schedule == "step":
+        schedule = StepDecay(args.lr_step_size, args.lr_factor)
+    elif args.lr_schedule == "cosine":
+        schedule = CosineDecay(args.lr_min)
+    elif args.lr_schedule == "plateau":
+        schedule = ReduceOnPlateau(
+            args.monitor, args.lr_factor, args.lr_patience, args.min_delta, args.lr_min
+        )
+    restore = args.patience is not None if args.restore_best is None else args.restore_best
+    stopping = (
+        EarlyStopping(args.monitor, args.patience, args.min_delta, restore)
+        if args.patience is not None or restore
+        else None
+    )
+    return {
+        "validation_split": args.validation_split,
+        "schedule": schedule,
+        "early_stopping": stopping,
+        "clip_norm": args.clip_norm,
+    }
+
+
+def _summary(
+    args: argparse.Namespace, history: Any, controls: dict[str, Any], seconds: float, what: str
+) -> list[str]:
+    """The closing lines: the kept weights' accuracies, and how early stopping ended the run."""
+    stopping = controls["early_stopping"]
+    restored = stopping is not None and stopping.restore_best and history.best_iteration
+    at = history.iteration.index(history.best_iteration) if restored else -1
+    test_acc = history.test_acc[at]
+    lines = [
+        ("" if test_acc is None else f"test accuracy {test_acc:.4f} ")
+        + f"(train {history.train_acc[at]:.4f}) after "
+        f"{history.epoch[-1]:g} epoch{'' if history.epoch[-1] == 1 else 's'} "
+        f"({history.iteration[-1]} iterations) in "
+        f"{seconds:.2f} s: {what}"
+    ]
+    if history.stopped_iteration is not None:
+        lines.append(
+            f"stopped early at iteration {history.stopped_iteration}: {args.monitor} had not "
+            f"improved by more than {args.min_delta:g} for {args.patience} "
+            f"evaluation{'' if args.patience == 1 else 's'}"
+        )
+    if restored:
+        lines.append(
+            f"kept the weights of iteration {history.best_iteration}, where {args.monitor} "
+            f"was best ({_metric(history, args.monitor, at):.4f})"
+        )
+    return lines
+
+
+def _metric(history: Any, name: str, index: int) -> float:
+    """The value of metric `name` (``val_loss``, ``train_acc``, ...) at evaluation `index`."""
+    return float(getattr(history, name)[index])
 
 
 def _network(args: argparse.Namespace, input_size: int, output_size: int) -> Any:
@@ -243,12 +400,19 @@ def _side(args: argparse.Namespace, input_size: int) -> int:
     return side
 
 
-def _epoch_line(history: Any) -> str:
-    test = history.test_acc[-1]
+def _epoch_line(history: Any, *, show_lr: bool = False) -> str:
+    test, val_loss, val_acc, lr = (
+        history.test_acc[-1],
+        history.val_loss[-1],
+        history.val_acc[-1],
+        history.lr[-1],
+    )
     return (
         f"epoch {history.epoch[-1]:6.2f}  iteration {history.iteration[-1]:6d}  "
         f"loss {history.train_loss[-1]:.4f}  train acc {history.train_acc[-1]:.4f}  "
+        + (f"val loss {val_loss:.4f}  val acc {val_acc:.4f}  " if val_loss is not None else "")
         + (f"test acc {test:.4f}  " if test is not None else "")
+        + (f"lr {lr:.3g}  " if show_lr and lr is not None else "")
         + f"{history.seconds[-1]:7.2f} s"
     )
 
@@ -271,6 +435,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args, option)
     epochs = None if args.iterations is not None else (args.epochs or DEFAULT_EPOCHS)
     lr = default_lr(args.optimizer) if args.lr is None else args.lr
+    controls = _controls(args)
     with (
         cluster(args.scheduler) as client,
         use_backend(*route_backend(args, *backend_args(args))) as backend,
@@ -289,12 +454,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             source = args.data if args.data is not None else args.dataset
             tests = 0 if test_set is None else len(test_set[0])
+            held = (
+                ""
+                if args.validation_split is None
+                else f" ({len(train_set[0]) - int(len(train_set[0]) * (1 - args.validation_split))}"
+                " of them held out for validation)"
+            )
             print(
-                f"training {what} on {source}: {len(train_set[0])} training, {tests} test samples",
+                f"training {what} on {source}: {len(train_set[0])} training{held}, "
+                f"{tests} test samples",
                 flush=True,
             )
         start = time.perf_counter()
-        callback = None if args.quiet else lambda h: print(_epoch_line(h), flush=True)
+        show_lr = controls["schedule"] is not None
+        callback = (
+            None if args.quiet else lambda h: print(_epoch_line(h, show_lr=show_lr), flush=True)
+        )
         history = (
             full_batch(
                 args,
@@ -321,6 +496,7 @@ def run(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 plot=args.plot,
                 callback=callback,
+                **controls,
             )
         )
         seconds = time.perf_counter() - start
@@ -341,14 +517,8 @@ def run(args: argparse.Namespace) -> int:
                     "history": history.to_dict(),
                 },
             )
-    test_acc = history.test_acc[-1]
-    print(
-        ("" if test_acc is None else f"test accuracy {test_acc:.4f} ")
-        + f"(train {history.train_acc[-1]:.4f}) after "
-        f"{history.epoch[-1]:g} epoch{'' if history.epoch[-1] == 1 else 's'} "
-        f"({history.iteration[-1]} iterations) in "
-        f"{seconds:.2f} s: {what}"
-    )
+    for line in _summary(args, history, controls, seconds, what):
+        print(line)
     for label, path in (("model", args.output), ("plot", args.plot)):
         if path is not None and not args.quiet:
             print(f"{label} saved to {path}")
