@@ -490,6 +490,25 @@ def test_torch_meta_device_is_refused():
     assert xpl.get_backend().name == "numpy"
 
 
+@pytest.mark.backends("torch")
+def test_torch_device_message_names_any_gpu_number():
+    """The accepted devices read as a rule (``cuda:N``), not as one example GPU."""
+    pytest.importorskip("torch")
+    with pytest.raises(BackendUnavailableError) as info:
+        xpl.set_backend("torch", "tpu")
+    message = str(info.value)
+    assert "'cuda:N' (GPU number N, from 0)" in message
+    assert "cuda:1" not in message
+    assert xpl.get_backend().name == "numpy"
+
+
+@pytest.mark.parametrize("name", ["torch", "jax", "cupy"])
+def test_gpu_device_examples_are_rules_not_one_gpu(name):
+    examples = xpl.backend.record(name).device_examples()
+    assert "(GPU number N, from 0)" in examples
+    assert ":1" not in examples
+
+
 @pytest.mark.parametrize("device", [3.5, True, object(), ["cpu"], b"cpu"])
 @pytest.mark.parametrize("name", ["numpy", "array_api_strict", "torch", "jax", "dask", "cupy"])
 def test_devices_of_the_wrong_type_are_refused_up_front(name, device):

@@ -61,6 +61,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "init",
         "gradcheck",
         "training",
+        "metrics",
         "trainer",
         "datasets",
         "io",

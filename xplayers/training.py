@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import Any, Literal, Protocol, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from xplayers import metrics
 from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._controls import BEST_PREFIX, RunControls
 from xplayers._files import writable_file
@@ -48,10 +50,13 @@ __all__ = [
     "History",
     "MissingDependencyError",
     "TrainingError",
+    "check_chance",
     "data_fingerprint",
     "evaluate",
     "train",
 ]
+
+log = logging.getLogger("xplayers")
 
 _PLOT_INSTALL = 'pip install "xplayers[plot]" (from a source checkout: pip install ".[plot]")'
 
@@ -71,6 +76,8 @@ class Trainable(Protocol):
     def train_step(self, x: Any, t: Any, optimizer: Any) -> Any: ...
 
     def load_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def predict(self, x: Any) -> Any: ...
 
 
 # --------------------------------------------------------------------------- history
@@ -108,6 +115,11 @@ class History:
     stopped_iteration : int or None
         The iteration at which early stopping ended the run; None when it
         ran to the end.
+    warnings : list of str
+        What :func:`train` found wrong with the run without stopping it:
+        the final accuracy no better than chance (:func:`check_chance`).
+        Empty for a healthy run; also written to the ``xplayers`` logger.
+        Not part of :meth:`to_dict` (the learning curve files store).
 
     Examples
     --------
@@ -131,6 +143,10 @@ class History:
     lr: list[float | None] = field(default_factory=list)
     best_iteration: int | None = None
     stopped_iteration: int | None = None
+
+    def __post_init__(self) -> None:
+        # Not a field: the fields are the per-evaluation curve that files store and check.
+        self.warnings: list[str] = []
 
     def __len__(self) -> int:
         return len(self.iteration)
@@ -309,7 +325,9 @@ def evaluate(
     t: npt.ArrayLike,
     *,
     batch_size: int = 1000,
-) -> dict[str, float]:
+    top_k: int | None = None,
+    confusion: bool = False,
+) -> dict[str, Any]:
     """Mean loss and accuracy of `network` on host data, computed in chunks.
 
     Parameters
@@ -320,12 +338,23 @@ def evaluate(
         moved to the current backend in turn.
     batch_size : int, default 1000
         Samples per chunk; bounds the memory used on the device.
+    top_k : int, optional
+        Also report the top-`top_k` accuracy: the fraction of samples whose
+        class is among the `top_k` highest scores
+        (:func:`xplayers.metrics.top_k_accuracy`).
+    confusion : bool, default False
+        Also report the confusion matrix
+        (:func:`xplayers.metrics.confusion_matrix`).
 
     Returns
     -------
     dict
         ``{"loss": float, "accuracy": float, "samples": int}``; the loss is
-        the per-sample mean over all of `x`.
+        the per-sample mean over all of `x`. With `top_k`, also
+        ``"top_k": top_k`` and ``"top_k_accuracy": float``; with
+        `confusion`, ``"confusion_matrix"``, an int64 NumPy array ``(C, C)``
+        (rows the true classes, columns the predicted ones). These are
+        counted on the backend chunk by chunk and read back once, at the end.
 
     Examples
     --------
@@ -333,21 +362,91 @@ def evaluate(
     >>> from xplayers.network import TwoLayerNet
     >>> from xplayers.training import evaluate
     >>> x, t = load_digits()
-    >>> result = evaluate(TwoLayerNet(64, 10, 10, seed=0), x, t)
-    >>> result["samples"], round(result["loss"], 1)
-    (1797, 2.3)
+    >>> result = evaluate(TwoLayerNet(64, 10, 10, seed=0), x, t, top_k=3, confusion=True)
+    >>> result["samples"], round(result["loss"], 1), result["confusion_matrix"].shape
+    (1797, 2.3, (10, 10))
     """
     size = positive_int("evaluate", "batch_size", batch_size)
+    k = None if top_k is None else positive_int("evaluate", "top_k", top_k)
     chunks = _eval_chunks("evaluate", "x, t", (x, t), size)[0]
     total_loss = 0.0
     correct = 0.0
     n = 0
+    counts: metrics.Counts | None = None
     for xc, tc in chunks():
         xb, tb = asarray(xc), asarray(tc)
         total_loss += float(network.loss(xb, tb)) * int(xc.shape[0])
         correct += float(network.accuracy(xb, tb)) * int(xc.shape[0])
         n += int(xc.shape[0])
-    return {"loss": total_loss / n, "accuracy": correct / n, "samples": n}
+        if k is not None or confusion:
+            part = metrics.count("evaluate", network.predict(xb), tb, top_k=k, confusion=confusion)
+            counts = part if counts is None else counts + part
+    result: dict[str, Any] = {"loss": total_loss / n, "accuracy": correct / n, "samples": n}
+    if counts is not None:
+        if k is not None:
+            result["top_k"] = k
+        result.update(counts.read("evaluate"))
+    return result
+
+
+def _host_labels(t: Any) -> npt.NDArray[Any]:
+    """Host labels of host data or of chunked data (read block by block; labels are small)."""
+    if streaming.is_chunked(t):
+        rows = streaming.open_rows(t, where="check_chance", arg="labels")
+        return np.concatenate([to_numpy(rows.read(a, b)) for a, b in itertools.pairwise(rows.cuts)])
+    return np.asarray(to_numpy(t) if not isinstance(t, np.ndarray) else t)
+
+
+def check_chance(history: History, labels: Any, split: str = "test") -> str | None:
+    """Warn when the last accuracy of `history` is no better than chance.
+
+    Chance is the accuracy of always answering the most common class of
+    `labels` (:func:`xplayers.metrics.chance_accuracy`; ``1/C`` on balanced
+    classes). A run that ends there learnt nothing a constant answer would
+    not give, most often because the learning rate is too high. The
+    warning is appended to :attr:`History.warnings` and logged on the
+    ``xplayers`` logger; nothing stops.
+
+    Parameters
+    ----------
+    history : History
+        A run's history, with at least one evaluation.
+    labels : array_like
+        The labels of the set whose accuracy is compared: the test set's
+        when `split` is ``"test"``, else the training set's.
+    split : {"test", "train"}, default "test"
+
+    Returns
+    -------
+    str or None
+        The warning, or None when the run beat chance.
+
+    Examples
+    --------
+    >>> from xplayers.training import History, check_chance
+    >>> h = History([1.0], [10], [2.3], [0.1], [0.1], [0.5])
+    >>> text = check_chance(h, list(range(10)))  # ten classes, one sample each: chance 0.1
+    >>> text.startswith("train: the final test accuracy 0.1000 is no better than chance")
+    True
+    >>> h.warnings == [text]
+    True
+    """
+    if not len(history):
+        return None
+    accuracy = history.test_acc[-1] if split == "test" else history.train_acc[-1]
+    if accuracy is None:
+        return None
+    chance = metrics.chance_accuracy(_host_labels(labels))
+    if accuracy > chance:
+        return None
+    text = (
+        f"train: the final {split} accuracy {accuracy:.4f} is no better than chance "
+        f"({chance:.4f}, always answering the most common class): the network learnt "
+        "nothing; try a lower learning rate, or check that the labels match the inputs"
+    )
+    history.warnings.append(text)
+    log.warning("%s", text)
+    return text
 
 
 # --------------------------------------------------------------------------- progress bar
@@ -712,9 +811,18 @@ def train(
             bar.clear()
             controls.reset_rate(optimizer)
     controls.finish(network, optimizer)
+    _finish(history, t_train, test_pair, plot_path)
+    return history
+
+
+def _finish(history: History, t_train: Any, test_pair: Any, plot_path: Path | None) -> None:
+    """After the last update: the chance check on the test set (else the training set), the plot."""
+    if test_pair is not None:
+        check_chance(history, test_pair[1], "test")
+    else:
+        check_chance(history, t_train, "train")
     if plot_path is not None:
         history.plot(plot_path)
-    return history
 
 
 def _append_evaluation(

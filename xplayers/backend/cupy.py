@@ -33,7 +33,7 @@ class CupyRecord(Record):
     gpu: ClassVar[bool] = True
 
     def device_examples(self) -> str:
-        return "0, 1 or 'cuda:1'"
+        return "N or 'cuda:N' (GPU number N, from 0)"
 
     def is_device(self, obj: object) -> bool:
         return isinstance(obj, self.load().cuda.Device)
@@ -51,7 +51,7 @@ class CupyRecord(Record):
             return int(text)
         except ValueError:
             raise BackendUnavailableError(
-                f"backend 'cupy': device must be a GPU index such as {self.device_examples()}; "
+                f"backend 'cupy': device must be a GPU index, {self.device_examples()}; "
                 f"got {device!r}"
             ) from None
 

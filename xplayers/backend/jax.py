@@ -27,7 +27,7 @@ class JaxRecord(Record):
     kernels: ClassVar[str | None] = "xplayers.backend.kernels_jax"
 
     def device_examples(self) -> str:
-        return "'cpu', 'gpu' or 'gpu:1'"
+        return "'cpu', 'gpu' or 'gpu:N' (GPU number N, from 0)"
 
     def is_device(self, obj: object) -> bool:
         return isinstance(obj, self.load().Device)

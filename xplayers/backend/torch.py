@@ -33,7 +33,7 @@ class TorchRecord(Record):
     device_attribute: ClassVar[bool] = True
 
     def device_examples(self) -> str:
-        return "'cpu', 'cuda', 'cuda:1' or 'mps'"
+        return "'cpu', 'cuda', 'cuda:N' (GPU number N, from 0) or 'mps'"
 
     def is_device(self, obj: object) -> bool:
         return isinstance(obj, self.load().device)

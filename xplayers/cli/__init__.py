@@ -16,11 +16,15 @@ with exit status 2 for bad arguments and 1 for anything else that fails
 (a missing file, an unusable backend, a diverging run, too little memory);
 never a traceback. What the encoding of standard output or error cannot
 show (a file name that is not valid UTF-8) is written as backslash escapes.
+Warnings (a run that ends no better than chance, no
+usable GPU) are lines ``xplayers: warning: ...`` on standard error, and
+the exit status stays 0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -66,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.handler(args))
+        with _warnings_on_stderr():
+            return int(args.handler(args))
     except SystemExit as exc:  # --help, --version and argument errors
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -83,6 +88,20 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """Print the ``xplayers`` logger's warnings as ``xplayers: warning: ...`` lines on stderr."""
+    logger = logging.getLogger("xplayers")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _error(exc: BaseException) -> None:

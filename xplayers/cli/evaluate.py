@@ -1,4 +1,8 @@
-"""``xplayers evaluate``: the loss and accuracy of a saved model on its data."""
+"""``xplayers evaluate``: the loss and accuracy of a saved model on its data.
+
+``--top-k K`` adds the top-K accuracy and ``--confusion`` the confusion
+matrix (:mod:`xplayers.metrics`).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from xplayers.errors import DatasetError, LayerInputError, ModelFileError
 from xplayers.io import load, read_metadata
 from xplayers.training import evaluate
 
-__all__ = ["SPLITS", "add_parser", "run"]
+__all__ = ["SPLITS", "add_parser", "format_confusion", "run"]
 
 #: The parts of the data ``--split`` can choose.
 SPLITS = ("test", "train", "all")
@@ -67,6 +71,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         type=positive_integer,
         default=1000,
         help="samples per evaluation chunk (default: 1000)",
+    )
+    e.add_argument(
+        "--top-k",
+        type=positive_integer,
+        metavar="K",
+        help="also report the top-K accuracy: samples whose class is among the K highest scores",
+    )
+    e.add_argument(
+        "--confusion",
+        action="store_true",
+        help="also print the confusion matrix (rows: true class, columns: predicted class)",
     )
     return e
 
@@ -147,14 +162,20 @@ def _check_fit(model: str, network: Any, x: Any, classes: int, source: str) -> N
         )
 
 
-def _combined(results: list[dict[str, float]]) -> dict[str, float]:
-    """The per-sample mean loss and accuracy over several evaluations."""
+def _combined(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-sample means over several evaluations, and their confusion matrices summed."""
+    if len(results) == 1:
+        return results[0]
     n = sum(r["samples"] for r in results)
-    return {
-        "loss": sum(r["loss"] * r["samples"] for r in results) / n,
-        "accuracy": sum(r["accuracy"] * r["samples"] for r in results) / n,
-        "samples": n,
-    }
+    combined: dict[str, Any] = {"samples": n}
+    for key in ("loss", "accuracy", "top_k_accuracy"):
+        if key in results[0]:
+            combined[key] = sum(r[key] * r["samples"] for r in results) / n
+    if "top_k" in results[0]:
+        combined["top_k"] = results[0]["top_k"]
+    if "confusion_matrix" in results[0]:
+        combined["confusion_matrix"] = sum(r["confusion_matrix"] for r in results)
+    return combined
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,24 +205,28 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.model}: {describe_network(network)} on {source} ({split}, "
         f"{result['samples']:.0f} samples): loss {result['loss']:.4f}  "
-        f"accuracy {result['accuracy']:.4f}  ({seconds:.2f} s on {backend})"
+        f"accuracy {result['accuracy']:.4f}"
+        + (f"  top-{args.top_k} accuracy {result['top_k_accuracy']:.4f}" if args.top_k else "")
+        + f"  ({seconds:.2f} s on {backend})"
     )
+    if args.confusion:
+        print(format_confusion(result["confusion_matrix"]))
     return 0
 
 
-def _on_folders(args: argparse.Namespace, network: Any, folders: list[str]) -> dict[str, float]:
+def _on_folders(args: argparse.Namespace, network: Any, folders: list[str]) -> dict[str, Any]:
     """Evaluate `network` on every row of the data sets in `folders`, streamed."""
     results = []
     for folder in folders:
         x, t = open_dataset(folder)
         _check_fit(args.model, network, x, label_classes(f"{PROG} evaluate", [t]), folder)
-        results.append(evaluate(network, cast(Any, x), cast(Any, t), batch_size=args.batch_size))
+        results.append(evaluate(network, cast(Any, x), cast(Any, t), **_options(args)))
     return _combined(results)
 
 
 def _on_dataset(
     args: argparse.Namespace, network: Any, trained: dict[str, Any], split: str, dtype: str
-) -> tuple[str, dict[str, float]]:
+) -> tuple[str, dict[str, Any]]:
     """Evaluate `network` on `split` of a named data set; return its name and the result."""
     name, test_size, split_seed = _trained_split(args, trained)
     train_set, test_set = load_data(name, args.mnist_dir, test_size, split_seed, dtype)
@@ -213,4 +238,34 @@ def _on_dataset(
         x = np.concatenate([train_set[0], test_set[0]])
         t = np.concatenate([train_set[1], test_set[1]])
     _check_fit(args.model, network, x, int(t.max()) + 1 if t.size else 0, name)
-    return name, evaluate(network, x, t, batch_size=args.batch_size)
+    return name, evaluate(network, x, t, **_options(args))
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`xplayers.evaluate` that the options choose."""
+    return {"batch_size": args.batch_size, "top_k": args.top_k, "confusion": args.confusion}
+
+
+def format_confusion(matrix: np.ndarray[Any, Any]) -> str:
+    """The confusion matrix as a text table: one row per true class, one column per prediction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> print(format_confusion(np.array([[5, 1], [0, 7]])))
+    confusion matrix (rows: true class, columns: predicted class)
+    true/pred   0   1
+            0   5   1
+            1   0   7
+    """
+    classes = range(matrix.shape[0])
+    width = max(3, len(str(int(matrix.max(initial=0)))), len(str(matrix.shape[0] - 1)))
+    label = "true/pred"
+    lines = [
+        "confusion matrix (rows: true class, columns: predicted class)",
+        label + "".join(f" {c:>{width}}" for c in classes),
+    ]
+    for c in classes:
+        cells = "".join(f" {int(v):>{width}}" for v in matrix[c])
+        lines.append(f"{c:>{len(label)}}{cells}")
+    return "\n".join(lines)

@@ -180,6 +180,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "of the run that wrote it; --iterations/--epochs count from its start)",
     )
     t.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the network's layers, output shapes and parameter counts before training",
+    )
+    t.add_argument(
         "--quiet",
         action="store_true",
         help="print only the final summary (no per-epoch lines, no progress bar)",
@@ -445,11 +450,16 @@ def _json_path(path: str) -> str | None:
     return absolute
 
 
+def _evaluated_labels(train_set: Any, test_set: Any) -> tuple[Any, str]:
+    """The labels the final accuracy is measured on, and which split they are."""
+    return (train_set[1], "train") if test_set is None else (test_set[1], "test")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers train`` with parsed arguments; return the exit status."""
     from xplayers.io import save
     from xplayers.optim import get_optimizer
-    from xplayers.training import train
+    from xplayers.training import check_chance, train
 
     if args.dataset == "mnist" and args.test_size is not None:
         usage(args, "--test-size applies to --dataset digits only (MNIST has its own test set)")
@@ -476,6 +486,8 @@ def run(args: argparse.Namespace) -> int:
         except LayerInputError as exc:  # an option the network refuses (--init 1e300)
             usage(args, str(exc).replace("argument 'weight_init_std'", "argument --init"))
         optimizer = get_optimizer(args.optimizer, lr=lr)
+        if args.summary:
+            print(network.summary(), flush=True)
         what = (
             f"{describe_network(network)}, {args.optimizer} lr={lr:g}, "
             f"{'full batch' if args.full_batch else f'batch {args.batch_size}'}, "
@@ -530,6 +542,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         seconds = time.perf_counter() - start
+        if args.full_batch:  # train() checks its own runs
+            check_chance(history, *_evaluated_labels(train_set, test_set))
         if args.output is not None:
             save(
                 network,

@@ -10,6 +10,8 @@ One module per job:
   seed, so the same seed gives the same network everywhere;
 - :mod:`~xplayers.network.convnet`: :class:`MultiLayerNetExtend` (chapter 6),
   :class:`SimpleConvNet` (chapter 7) and :class:`DeepConvNet` (chapter 8);
+- :mod:`~xplayers.network.summary`: what :meth:`Sequential.summary` returns,
+  a :class:`Summary`;
 - :mod:`~xplayers.network.config`: :func:`from_config` and
   :func:`param_shapes` (and :func:`buffer_shapes`), driven by one table of constructors,
   :data:`NETWORKS`.
@@ -36,6 +38,7 @@ from xplayers.network.config import (
 from xplayers.network.convnet import BookFiles, DeepConvNet, MultiLayerNetExtend, SimpleConvNet
 from xplayers.network.parameters import Parameters
 from xplayers.network.sequential import Sequential
+from xplayers.network.summary import Summary
 
 __all__ = [
     "NETWORKS",
@@ -48,6 +51,7 @@ __all__ = [
     "Parameters",
     "Sequential",
     "SimpleConvNet",
+    "Summary",
     "TwoLayerNet",
     "buffer_shapes",
     "from_config",

@@ -4,7 +4,8 @@ They are :class:`~xplayers.network.BookNetwork` subclasses built on the
 current backend from a seed, like :class:`~xplayers.network.TwoLayerNet`,
 with the book's constructor arguments, layer names and parameter names
 (``W1, b1, ..., gamma1, beta1, ...``), and the book's
-``save_params``/``load_params`` writing xplayers' pickle-free model files.
+``save_params``/``load_params`` (every network has them, see
+:meth:`~xplayers.network.Sequential.load_params`) writing pickle-free files.
 
 Seeds: the weights are drawn from ``numpy.random.default_rng(seed)``; the
 ``k``-th Dropout layer (counted from 1) draws its masks from
@@ -16,18 +17,14 @@ every mask on every backend. ``seed=None`` draws fresh entropy.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xplayers._backend import asarray, namespace, to_numpy
-from xplayers._files import atomic_writer
+from xplayers._backend import asarray, namespace
 from xplayers._validation import describe, fail, positive_ints, seed_or_none
-from xplayers.errors import LayerInputError
 from xplayers.functional import conv_output_size
 from xplayers.init import WeightInit, canonical_dtype, normal_weights, weight_scale
 from xplayers.layers import (
@@ -46,80 +43,9 @@ __all__ = ["BookFiles", "DeepConvNet", "MultiLayerNetExtend", "SimpleConvNet"]
 
 Shapes = dict[str, tuple[int, ...]]
 
-#: The header entry of an xplayers model file (:data:`xplayers.io.METADATA_KEY`).
-_MODEL_HEADER = "__xplayers__"
-
-_PICKLE_HINT = (
-    "this looks like a pickle file from the book's save_params; xplayers never unpickles "
-    "(a pickle can run any code). Convert it once, where you trust the file: "
-    "python -c \"import pickle, numpy as np; np.savez('params.npz', "
-    "**pickle.load(open('params.pkl', 'rb')))\" and load 'params.npz'"
-)
-
 
 class BookFiles(BookNetwork):
-    """The book's ``save_params``/``load_params`` and Dropout reseeding, for its networks."""
-
-    def save_params(self, file_name: str | os.PathLike[str] = "params.npz") -> Path:
-        """Write the parameters to a ``.npz`` archive (NumPy arrays by name; never a pickle).
-
-        The archive is written as :func:`xplayers.save` writes its files
-        (:func:`xplayers.io.atomic_writer`: a new temporary file beside the
-        target, synced, then renamed over it), so a crash leaves the old
-        file or the new one, any legal file name can be written, and only
-        the read and write bits of a replaced file are kept.
-        :func:`xplayers.save` writes the same arrays plus the network's
-        config (a model file that :func:`xplayers.load` rebuilds);
-        :meth:`load_params` reads both.
-        """
-        path = Path(file_name)
-        arrays = {**self.params, **self.buffers}
-        host = {key: np.asarray(to_numpy(value)) for key, value in arrays.items()}
-        with atomic_writer(path) as f:
-            np.savez(f, **host)  # type: ignore[arg-type]
-        return path
-
-    def load_params(self, file_name: Any = "params.npz") -> None:
-        """Read the parameters from :meth:`save_params`'s file, a model file, or a mapping.
-
-        `file_name` may be a ``.npz`` of arrays named like :attr:`params`
-        (what :meth:`save_params` writes), an xplayers model file
-        (:func:`xplayers.save`; its header is not needed here), or a mapping
-        of names to arrays. It is read with ``allow_pickle=False``; a pickle
-        (the book's ``params.pkl``) is refused with a message saying how to
-        convert it. Names, shapes and dtypes must match; nothing changes
-        otherwise. The batch-norm running averages (:attr:`buffers`), which
-        :meth:`save_params` and :func:`xplayers.save` store beside the
-        parameters, are read too when the file holds them; a file without
-        them (the book's, or an older xplayers's) leaves them as they are.
-        """
-        where = f"{type(self).__name__}.load_params"
-        if isinstance(file_name, Mapping):
-            self._load_with_buffers(file_name, where)
-            return
-        if not isinstance(file_name, (str, os.PathLike)):
-            fail(where, "file_name", "a path or a mapping of arrays", describe(file_name))
-        path = Path(file_name)
-        with path.open("rb") as f:
-            magic = f.read(2)
-        if magic != b"PK":
-            if magic[:1] == b"\x80" or path.suffix == ".pkl":
-                raise LayerInputError(f"{where}: {path}: {_PICKLE_HINT}")
-            fail(
-                where, "file_name", "a .npz archive (from save_params or xplayers.save)", str(path)
-            )
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files if k != _MODEL_HEADER}
-        self._load_with_buffers(arrays, where)
-
-    def _load_with_buffers(self, arrays: Mapping[str, Any], where: str) -> None:
-        """Load the parameters, and the buffers when `arrays` holds any; check all first."""
-        names = set(self.buffers)
-        given = {k: v for k, v in arrays.items() if k in names}
-        staged = self.stage_buffers(given, where) if given else []
-        self._load({k: v for k, v in arrays.items() if k not in names}, where)
-        for (layer, attr), value in staged:
-            setattr(layer, attr, value)
+    """A book network whose Dropout masks one seed fixes (:meth:`reseed_dropout`)."""
 
     def reseed_dropout(self, seed: int | None) -> None:
         """Restart every Dropout layer's masks: layer ``k`` from ``default_rng([seed, k])``."""

@@ -14,8 +14,10 @@ back (for :func:`xplayers.network.from_config` and
 from __future__ import annotations
 
 import copy
+import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -24,14 +26,16 @@ import numpy as np
 
 from xplayers import _pure_step as pure_step
 from xplayers._backend import asarray, namespace, to_numpy
+from xplayers._files import atomic_writer
 from xplayers._numerical import host64, host_layer, host_target, numerical_gradient, scalar
 from xplayers._validation import describe, dtype_name, fail, positive_ints, traced
-from xplayers.errors import LayerStateError
+from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.functional import labels_in_range
 from xplayers.init import canonical_dtype
 from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
 from xplayers.layers.softmax_with_loss import targets
 from xplayers.network.parameters import Parameters, is_layer, layer_params
+from xplayers.network.summary import Summary, summarize
 
 __all__ = ["CONFIG_LAYERS", "Sequential", "build_sequential", "sequential_shapes"]
 
@@ -517,27 +521,138 @@ class Sequential:
             fail(where, "last_layer", "SoftmaxWithLoss", describe(self.last_layer))
         return {"class": "Sequential", "layers": layers, "dtype": dtype or "float64"}
 
-    def load_params(self, params: Mapping[str, Any]) -> None:
-        """Replace every parameter by a copy of the given host values.
+    def save_params(self, file_name: str | os.PathLike[str] = "params.npz") -> Path:
+        """Write the parameters to a ``.npz`` archive (NumPy arrays by name; never a pickle).
+
+        The batch-norm running averages (:attr:`buffers`) are stored beside
+        them. The archive is written as :func:`xplayers.save` writes its
+        files (:func:`xplayers.io.atomic_writer`: a new temporary file beside
+        the target, synced, then renamed over it), so a crash leaves the old
+        file or the new one, any legal file name can be written, and only the
+        read and write bits of a replaced file are kept. :func:`xplayers.save`
+        writes the same arrays plus the network's config (a model file that
+        :func:`xplayers.load` rebuilds); :meth:`load_params` reads both.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        path = Path(file_name)
+        arrays = {**self._params, **self.buffers}
+        host = {key: np.asarray(to_numpy(value)) for key, value in arrays.items()}
+        with atomic_writer(path) as f:
+            np.savez(f, **host)  # type: ignore[arg-type]
+        return path
+
+    def load_params(
+        self, file_name: str | os.PathLike[str] | Mapping[str, Any] = "params.npz"
+    ) -> None:
+        """Replace every parameter by the values of a file or a mapping (the book's method).
 
         Parameters
         ----------
-        params : mapping of str to numpy.ndarray
-            Exactly the keys of :attr:`params`, each with the same shape and
-            dtype as the current parameter. The values are copied onto the
-            backend and device of the network.
+        file_name : path or mapping of str to array, default "params.npz"
+            A ``.npz`` archive of arrays named like :attr:`params` (what
+            :meth:`save_params` writes), an xplayers model file
+            (:func:`xplayers.save`; its header is not needed here), or a
+            mapping of names to arrays (NumPy or any backend's). Files are
+            read with ``allow_pickle=False``: the book's ``params.pkl`` is
+            refused with a message saying how to convert it once.
 
         Raises
         ------
         LayerInputError
-            Missing or unknown names, or a wrong shape or dtype; nothing is
+            Missing or unknown names, or a wrong shape or dtype (the message
+            says which ``dtype=`` to build the network with); nothing is
             changed then.
+
+        Notes
+        -----
+        Names, shapes and dtypes must match; the values are copied onto the
+        backend and device of the network. The batch-norm running averages
+        (:attr:`buffers`), which :meth:`save_params` and :func:`xplayers.save`
+        store beside the parameters, are read too when the file holds them;
+        a file without them (the book's, or an older xplayers's) leaves them
+        as they are. To rebuild a whole network from a model file, use
+        :func:`xplayers.load`.
         """
-        self._load(params, f"{type(self).__name__}.load_params")
+        where = f"{type(self).__name__}.load_params"
+        if isinstance(file_name, Mapping):
+            self._load_with_buffers(file_name, where)
+            return
+        if not isinstance(file_name, (str, os.PathLike)):
+            fail(
+                where,
+                "file_name",
+                "a path to a .npz file or a mapping of parameter names to arrays",
+                describe(file_name),
+                "To rebuild a saved network, use xplayers.load(path)",
+            )
+        self._load_with_buffers(_read_npz(where, Path(file_name)), where)
+
+    def _load_with_buffers(self, arrays: Mapping[str, Any], where: str) -> None:
+        """Load the parameters, and the buffers when `arrays` holds any; check all first."""
+        names = set(self._buffers)
+        params = {k: v for k, v in arrays.items() if k not in names}
+        given = {k: v for k, v in arrays.items() if k in names}
+        staged_params = _stage(self._params, params, where, "params")
+        staged = self.stage_buffers(given, where) if given else []
+        for key, value in staged_params.items():
+            self._params[key] = value
+        for (layer, attr), value in staged:
+            setattr(layer, attr, value)
 
     def _load(self, params: Mapping[str, Any], where: str) -> None:
         for key, value in _stage(self._params, params, where, "params").items():
             self._params[key] = value
+
+    def summary(self, input_shape: Sequence[int] | None = None) -> Summary:
+        """Describe the network as Keras does: layers, output shapes, parameter counts.
+
+        Parameters
+        ----------
+        input_shape : sequence of int, optional
+            The shape of one input sample. Default: the network's
+            ``input_dim`` (the conv networks), else the input width of its
+            first ``Affine`` layer.
+
+        Returns
+        -------
+        Summary
+            The text (a ``str``; at the prompt it shows as the table): one
+            row per layer with its output shape (``None`` for the batch),
+            its number of parameters and their names and shapes, then the
+            totals in numbers and bytes, the dtype, the backend and the
+            device. Batch-norm running averages count as non-trainable.
+
+        Notes
+        -----
+        The output shapes come from one sample of zeros sent through
+        shallow copies of the layers, in inference mode, on the network's
+        backend and device: the network's own layers keep their state.
+
+        Examples
+        --------
+        >>> import xplayers as xpl
+        >>> with xpl.use_backend("numpy"):
+        ...     net = xpl.TwoLayerNet(784, 50, 10, seed=0)
+        >>> net.summary()
+        TwoLayerNet: float64 on numpy (cpu)
+        Input: (None, 784)
+        ___________________________________________________________________________
+        Layer (type)                  Output shape  Param #  Parameters
+        ===========================================================================
+        Affine1 (Affine)              (None, 50)     39,250  W1 (784, 50), b1 (50,)
+        Relu1 (Relu)                  (None, 50)          0
+        Affine2 (Affine)              (None, 10)        510  W2 (50, 10), b2 (10,)
+        last_layer (SoftmaxWithLoss)  ()                  0  the loss, a scalar
+        ===========================================================================
+        Total params: 39,760 (310.62 KiB)
+        Trainable params: 39,760 (310.62 KiB)
+        Non-trainable params: 0 (0 B)
+        """
+        return summarize(self, input_shape)
 
     def __repr__(self) -> str:
         lines = [f"  ({name}): {layer!r}" for name, layer in self._layers.items()]
@@ -596,14 +711,51 @@ def _stage(
         host = np.array(value, copy=True)
         dtype = dtype_name(now.dtype)
         if host.shape != tuple(now.shape) or host.dtype != np.dtype(dtype):
+            hint = ""
+            if host.shape == tuple(now.shape) and host.dtype.kind == "f":
+                hint = (
+                    f"The values are {host.dtype}: build the network with "
+                    f"dtype={str(host.dtype)!r}, or rebuild it as saved: xplayers.load(path)"
+                )
             fail(
                 where,
                 f"{arg}[{key!r}]",
                 f"shape {tuple(now.shape)} and dtype {dtype}",
                 f"shape {host.shape} and dtype {host.dtype}",
+                hint,
             )
         staged[key] = _like(host, now)
     return staged
+
+
+#: The header entry of an xplayers model file (:data:`xplayers.io.METADATA_KEY`).
+_MODEL_HEADER = "__xplayers__"
+
+_PICKLE_HINT = (
+    "this looks like a pickle file from the book's save_params; xplayers never unpickles "
+    "(a pickle can run any code). Convert it once, where you trust the file: "
+    "python -c \"import pickle, numpy as np; np.savez('params.npz', "
+    "**pickle.load(open('params.pkl', 'rb')))\" and load 'params.npz' (load_params reads "
+    "it, and xplayers.load reads the model files that xplayers.save writes)"
+)
+
+
+def _read_npz(where: str, path: Path) -> dict[str, np.ndarray[Any, Any]]:
+    """The arrays of a ``.npz`` file (a model file's header left out); pickles refused."""
+    with path.open("rb") as f:
+        magic = f.read(2)
+    if magic != b"PK":
+        if magic[:1] == b"\x80" or path.suffix == ".pkl":
+            raise LayerInputError(f"{where}: {path}: {_PICKLE_HINT}")
+        fail(
+            where,
+            "file_name",
+            "a .npz archive (from save_params or xplayers.save)",
+            str(path),
+            "Model files are read by xplayers.load(path)",
+        )
+    with np.load(path, allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files if k != _MODEL_HEADER}
 
 
 _CONFIG_NAMES = ", ".join(list(CONFIG_LAYERS)[:-1]) + f" or {list(CONFIG_LAYERS)[-1]}"
