@@ -11,7 +11,7 @@ import pytest
 
 import xplayers as xpl
 from tests import oracle
-from xplayers._backend import backend_name
+from xplayers.backend import backend_name
 from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.gradcheck import host_copy, numerical_gradient
 from xplayers.network import (

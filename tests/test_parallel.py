@@ -211,7 +211,7 @@ def test_a_step_that_keeps_losing_workers_fails_cleanly(cluster: Any, tmp_path: 
 
 
 def test_cupy_chunks_compute_on_the_gpu() -> None:
-    from xplayers._backend import backend_status
+    from xplayers.backend import backend_status
 
     ok, why = backend_status("cupy")
     if not ok:

@@ -11,7 +11,7 @@ import pytest
 
 import xplayers as xpl
 from tests.test_network_files import NETWORKS
-from xplayers._backend import backend_name
+from xplayers.backend import backend_name
 from xplayers.errors import LayerInputError
 from xplayers.network import Sequential
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from xplayers._backend import to_numpy
 from xplayers._validation import describe, dtype_name, fail, number_in
+from xplayers.backend import to_numpy
 from xplayers.errors import ModelFileError
 from xplayers.monitoring import EarlyStopping
 from xplayers.optim import ClipGradNorm

@@ -14,8 +14,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xplayers._backend import to_numpy
 from xplayers._validation import describe, fail, positive_number
+from xplayers.backend import to_numpy
 
 __all__ = ["EPS", "host64", "host_layer", "host_target", "numerical_gradient", "scalar"]
 

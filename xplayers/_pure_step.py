@@ -48,8 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xplayers import functional
-from xplayers._backend import namespace
-from xplayers.backend import Record, record_of
+from xplayers.backend import Record, namespace, record_of
 from xplayers.errors import LayerInputError
 from xplayers.layers.affine import check_input
 from xplayers.layers.softmax_with_loss import targets

@@ -17,8 +17,7 @@ from typing import Any, NoReturn
 import array_api_compat
 import numpy as np
 
-from xplayers._backend import backend_name, namespace
-from xplayers.backend import record_of
+from xplayers.backend import backend_name, namespace, record_of
 from xplayers.errors import LayerInputError
 
 __all__ = [

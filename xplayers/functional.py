@@ -55,9 +55,8 @@ import array_api_extra as xpx
 import numpy as np
 from array_api_compat import device
 
-from xplayers._backend import namespace
 from xplayers._validation import dtype_name
-from xplayers.backend import record_of
+from xplayers.backend import namespace, record_of
 
 __all__ = [
     "BATCH_NORM_EPS",

@@ -35,7 +35,6 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xplayers._backend import namespace, to_numpy
 from xplayers._numerical import (
     EPS,
     host64,
@@ -45,6 +44,7 @@ from xplayers._numerical import (
     scalar,
 )
 from xplayers._validation import describe, fail, positive_number
+from xplayers.backend import namespace, to_numpy
 from xplayers.network import Sequential
 from xplayers.network.parameters import is_layer, layer_grads, layer_params
 

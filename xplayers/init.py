@@ -25,8 +25,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import asarray
 from xplayers._validation import FLOAT_DTYPES, describe, fail, float_dtype, positive_ints
+from xplayers.backend import asarray
 
 __all__ = [
     "FLOAT_DTYPES",

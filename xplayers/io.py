@@ -56,9 +56,9 @@ from typing import IO, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import to_numpy, use_backend
 from xplayers._files import atomic_writer, writable_file
 from xplayers._validation import FLOAT_DTYPES, fail
+from xplayers.backend import to_numpy, use_backend
 from xplayers.errors import ModelFileError, ModelFileWarning
 
 if sys.platform != "win32":  # a live writer holds a lock on its temporary file

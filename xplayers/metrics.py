@@ -21,8 +21,8 @@ import array_api_compat
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import materialize_all, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_int
+from xplayers.backend import materialize_all, namespace, to_numpy
 from xplayers.errors import LayerInputError
 from xplayers.network._validation import class_labels
 

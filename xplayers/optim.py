@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 import numpy as np
 from array_api_compat import is_array_api_obj, is_writeable_array
 
-from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._validation import (
     choice,
     describe,
@@ -54,6 +53,7 @@ from xplayers._validation import (
     number_in,
     same_backend,
 )
+from xplayers.backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers.errors import LayerStateError
 from xplayers.functional import subtract_scaled_
 

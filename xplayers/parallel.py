@@ -41,8 +41,8 @@ import array_api_compat
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import RECORDS, is_lazy, namespace, to_numpy
 from xplayers._validation import describe, fail, positive_int, positive_ints
+from xplayers.backend import RECORDS, is_lazy, namespace, to_numpy
 from xplayers.datasets.streaming import (
     Rows,
     check_label_block,

@@ -35,7 +35,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from xplayers._backend import namespace
+from xplayers.backend import namespace
 from xplayers.functional import (
     affine,
     affine_backward,

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from xplayers import functional
-from xplayers._backend import namespace
 from xplayers._validation import describe, fail
+from xplayers.backend import namespace
 from xplayers.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
 
 __all__ = ["Stateless", "stateless"]

@@ -39,8 +39,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xplayers._backend import namespace, to_numpy
 from xplayers._validation import describe, fail, positive_int, seed_or_none
+from xplayers.backend import namespace, to_numpy
 from xplayers.optim import get_optimizer
 
 __all__ = ["EVAL_CHUNK", "Trainer"]

@@ -30,11 +30,10 @@ import numpy as np
 import numpy.typing as npt
 
 from xplayers import metrics
-from xplayers._backend import asarray, is_lazy, materialize_all, namespace, to_numpy
 from xplayers._controls import BEST_PREFIX, RunControls
 from xplayers._files import writable_file
 from xplayers._validation import dtype_name, fail, number_in, positive_int
-from xplayers.backend import reading_waits
+from xplayers.backend import asarray, is_lazy, materialize_all, namespace, reading_waits, to_numpy
 from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import (
     LayerInputError,

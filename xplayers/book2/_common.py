@@ -36,14 +36,14 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xplayers._backend import (
+from xplayers._validation import describe, fail, float_array
+from xplayers.backend import (
     backend_name,
     get_backend,
     is_lazy,
     namespace,
     to_backend,
 )
-from xplayers._validation import describe, fail, float_array
 from xplayers.errors import LayerStateError
 
 __all__ = [

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from xplayers._backend import namespace
 from xplayers._validation import describe, fail, float_array, number_in
+from xplayers.backend import namespace
 from xplayers.book2._common import (
     adopt,
     as_tokens,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from xplayers._backend import namespace
 from xplayers._validation import describe, fail, float_array, number_in
+from xplayers.backend import namespace
 from xplayers.book2._common import (
     as_tokens,
     check_state,

@@ -17,7 +17,6 @@ from typing import Any, NoReturn, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import to_numpy
 from xplayers._files import writable_file
 from xplayers._validation import (
     number_in,
@@ -26,7 +25,7 @@ from xplayers._validation import (
     positive_number,
     seed_or_none,
 )
-from xplayers.backend import BACKENDS, get_backend
+from xplayers.backend import BACKENDS, get_backend, to_numpy
 from xplayers.errors import DatasetError, LayerInputError
 from xplayers.init import WEIGHT_INIT_NAMES
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import asarray, is_lazy
 from xplayers._validation import describe, fail, number_in, positive_int
+from xplayers.backend import asarray, is_lazy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -43,9 +43,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._backend import asarray, to_numpy
 from xplayers._validation import describe, fail, positive_int
-from xplayers.backend import record_of
+from xplayers.backend import asarray, record_of, to_numpy
 from xplayers.errors import ClusterError, DatasetError
 from xplayers.functional import labels_in_range
 

@@ -6,8 +6,8 @@ import math
 from types import ModuleType
 from typing import Any
 
-from xplayers._backend import namespace
 from xplayers._validation import describe, dtype_name, fail, float_array, like, same_backend
+from xplayers.backend import namespace
 from xplayers.functional import affine, affine_backward
 from xplayers.layers._base import Layer
 

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 from array_api_compat import device
 
-from xplayers._backend import namespace, to_numpy
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend, traced
+from xplayers.backend import namespace, to_numpy
 from xplayers.functional import BATCH_NORM_EPS, batch_norm, batch_norm_backward
 from xplayers.layers._base import Layer
 from xplayers.layers._window import check_dout, unit_interval

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from xplayers._backend import namespace
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
+from xplayers.backend import namespace
 from xplayers.functional import conv_output_size, convolution, convolution_backward
 from xplayers.layers._base import Layer
 from xplayers.layers._window import (

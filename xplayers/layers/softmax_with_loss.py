@@ -7,9 +7,8 @@ from typing import Any
 
 import array_api_compat
 
-from xplayers._backend import namespace
 from xplayers._validation import describe, fail, float_array, same_backend
-from xplayers.backend import record_of
+from xplayers.backend import namespace, record_of
 from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
 from xplayers.layers._base import Layer
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xplayers._backend import namespace
+from xplayers.backend import namespace
 from xplayers.layers.softmax_with_loss import targets
 
 __all__ = ["class_labels"]

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from xplayers._backend import asarray, namespace
 from xplayers._validation import describe, fail, positive_ints, seed_or_none
+from xplayers.backend import asarray, namespace
 from xplayers.functional import conv_output_size
 from xplayers.init import WeightInit, canonical_dtype, normal_weights, weight_scale
 from xplayers.layers import (

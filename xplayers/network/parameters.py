@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
-from xplayers._backend import is_lazy, materialize
 from xplayers._validation import describe, fail, float_array, same_backend
+from xplayers.backend import is_lazy, materialize
 from xplayers.errors import LayerInputError
 
 __all__ = ["Parameters", "is_layer", "layer_grads", "layer_params"]

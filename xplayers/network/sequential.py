@@ -25,10 +25,10 @@ import array_api_compat
 import numpy as np
 
 from xplayers import _pure_step as pure_step
-from xplayers._backend import asarray, namespace, to_numpy
 from xplayers._files import atomic_writer
 from xplayers._numerical import host64, host_layer, host_target, numerical_gradient, scalar
 from xplayers._validation import describe, dtype_name, fail, positive_ints, traced
+from xplayers.backend import asarray, namespace, to_numpy
 from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.functional import labels_in_range
 from xplayers.init import canonical_dtype

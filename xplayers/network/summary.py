@@ -18,8 +18,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xplayers._backend import asarray, backend_name
 from xplayers._validation import dtype_name, fail, positive_ints
+from xplayers.backend import asarray, backend_name
 from xplayers.layers import Affine, BatchNormalization, Convolution
 from xplayers.network.parameters import layer_params
 
