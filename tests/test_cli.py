@@ -777,3 +777,20 @@ def test_a_data_path_json_cannot_hold_is_not_recorded(
     code, out, err = _run(capsys, "evaluate", str(model), "--data", str(data))
     assert code == 0, err
     assert "(all, 120 samples)" in out
+
+
+@pytest.mark.filterwarnings("default")
+def test_python_warnings_are_one_line_on_stderr(capsys):
+    """A warning of the warnings module (an older model file's note) reads as the CLI's own."""
+    import warnings
+
+    from xplayers.cli import _warnings_on_stderr
+    from xplayers.errors import ModelFileWarning
+
+    with _warnings_on_stderr():
+        warnings.warn(
+            ModelFileWarning("model 'old.npz': format version 1,\n lacks x"), stacklevel=1
+        )
+    err = capsys.readouterr().err
+    assert err == "xplayers: warning: model 'old.npz': format version 1, lacks x\n"
+    assert warnings.showwarning is not None  # restored outside the block

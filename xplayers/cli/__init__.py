@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 
 from xplayers.cli._common import PROG
@@ -92,16 +93,27 @@ def _run(argv: Sequence[str] | None) -> int:
 
 @contextlib.contextmanager
 def _warnings_on_stderr() -> Iterator[None]:
-    """Print the ``xplayers`` logger's warnings as ``xplayers: warning: ...`` lines on stderr."""
+    """Print warnings as ``xplayers: warning: ...`` lines on stderr.
+
+    Both the ``xplayers`` logger's and those of :mod:`warnings` (such as
+    :class:`~xplayers.errors.ModelFileWarning` for a file of an older format),
+    which Python would otherwise print over two lines with a source line.
+    """
     logger = logging.getLogger("xplayers")
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
     logger.addHandler(handler)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            yield
     finally:
         logger.removeHandler(handler)
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def _error(exc: BaseException) -> None:
