@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
-from tests.matrix import COLUMNS, TestId, check_stack
+from tests.matrix import COLUMNS, TestId, check_stack, prepare
 from xplayers.backend import RECORDS, Record, backend_status, resolve
 
 # Every column of the matrix, from tests/matrix.py: id -> (record, column).
@@ -165,7 +165,7 @@ def _make(bid: str) -> TestBackend:
     if not ok:
         pytest.skip(f"backend {bid} not usable: {why}")
     if rec.name not in _prepared:
-        rec.prepare_tests()  # e.g. JAX: enable float64 for the oracle comparisons
+        prepare(rec.name)  # e.g. JAX: enable float64 for the oracle comparisons
         _prepared.add(rec.name)
     return TestBackend(bid, resolve(rec.name, col.device), readonly=col.readonly)
 

@@ -63,6 +63,14 @@ STACKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+def prepare(backend: str) -> None:
+    """Configure `backend`'s library for the test suite: float64 on JAX, for the oracle."""
+    if backend == "jax":
+        import jax  # only in the jax session's stack
+
+        jax.config.update("jax_enable_x64", True)
+
+
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)

@@ -30,7 +30,13 @@ def test_every_backend_has_columns_and_a_stack():
 def test_records_carry_no_test_configuration():
     """What a session installs and runs lives with the tests and the noxfile, not the records."""
     for rec in RECORDS.values():
-        for field in ("test_ids", "nox_requirements", "nox_requirement_env", "nox_opt_in"):
+        for field in (
+            "test_ids",
+            "nox_requirements",
+            "nox_requirement_env",
+            "nox_opt_in",
+            "prepare_tests",
+        ):
             assert not hasattr(rec, field), (rec.name, field)
 
 

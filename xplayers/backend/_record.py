@@ -304,7 +304,3 @@ class Record:
         For timing: GPU libraries and JAX return before the work is done.
         """
         return
-
-    def prepare_tests(self) -> None:
-        """Configure the library for the test suite (float64 oracle comparisons)."""
-        return

@@ -93,9 +93,5 @@ class JaxRecord(Record):
         jax = self.load()
         jax.block_until_ready(x)
 
-    def prepare_tests(self) -> None:
-        jax = self.load()
-        jax.config.update("jax_enable_x64", True)  # float64 oracle comparisons
-
 
 RECORD = JaxRecord()
