@@ -39,6 +39,7 @@ from xplayers.book2.layers import (
     Softmax,
     SoftmaxWithLoss,
 )
+from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xplayers.book2.time_layers import (
     GRU,
     LSTM,
@@ -58,10 +59,16 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "SGD",
+    "AdaGrad",
+    "Adam",
     "Affine",
     "Dropout",
     "Embedding",
     "MatMul",
+    "Momentum",
+    "Nesterov",
+    "RMSprop",
     "Sigmoid",
     "SigmoidWithLoss",
     "Softmax",
