@@ -58,7 +58,7 @@ BOOK_NAMES = [
 
 
 #: common/optimizer.py and common/util.py, also exported by xplayers.book2.
-OTHER_BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+OTHER_BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "clip_grads"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ from xplayers.book2.time_layers import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
+from xplayers.book2.util import clip_grads
 
 __all__ = [
     "GRU",
@@ -82,4 +83,5 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "clip_grads",
 ]
