@@ -59,6 +59,9 @@ BOOK_NAMES = [
 
 #: common/optimizer.py and common/util.py, also exported by xplayers.book2.
 OTHER_BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "clip_grads"]
+OTHER_BOOK_NAMES += ["preprocess", "create_co_matrix", "cos_similarity", "most_similar", "ppmi"]
+OTHER_BOOK_NAMES += ["create_contexts_target", "convert_one_hot", "to_cpu", "to_gpu"]
+OTHER_BOOK_NAMES += ["eval_perplexity", "eval_seq2seq"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:

@@ -54,7 +54,20 @@ from xplayers.book2.time_layers import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
-from xplayers.book2.util import clip_grads
+from xplayers.book2.util import (
+    clip_grads,
+    convert_one_hot,
+    cos_similarity,
+    create_co_matrix,
+    create_contexts_target,
+    eval_perplexity,
+    eval_seq2seq,
+    most_similar,
+    ppmi,
+    preprocess,
+    to_cpu,
+    to_gpu,
+)
 
 __all__ = [
     "GRU",
@@ -84,4 +97,15 @@ __all__ = [
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
     "clip_grads",
+    "convert_one_hot",
+    "cos_similarity",
+    "create_co_matrix",
+    "create_contexts_target",
+    "eval_perplexity",
+    "eval_seq2seq",
+    "most_similar",
+    "ppmi",
+    "preprocess",
+    "to_cpu",
+    "to_gpu",
 ]
