@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 import pytest
 
@@ -56,11 +54,21 @@ def test_clip_grads_matches_the_book(backend: Any, max_norm: float) -> None:
             np.testing.assert_allclose(backend.to_numpy(held), want[0], rtol=1e-12)
 
 
+def test_clip_grads_refuses_a_bad_max_norm() -> None:
+    grads = [np.ones(2)]
+    with pytest.raises(LayerInputError, match=r"clip_grads.*'max_norm'"):
+        clip_grads(grads, -1.0)
+    np.testing.assert_array_equal(grads[0], [1.0, 1.0])
+
+
 def _no_compute(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("clip_grads computed a Dask graph (read a value on the host)")
 
 
+@pytest.mark.backends("dask")
 def test_clip_grads_reads_nothing_on_the_host() -> None:
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
     grads = [da.from_array(np.full((4, 3), 2.0), chunks=2), da.from_array(np.ones(5), chunks=2)]
     with dask.config.set(scheduler=_no_compute):
         clip_grads(grads, 1.0)

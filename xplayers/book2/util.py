@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xplayers._validation import describe, fail, positive_int
+from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
 from xplayers.book2._common import store
 
@@ -47,6 +47,7 @@ def clip_grads(grads: list[Any], max_norm: float) -> None:
     replace ``grads[i]`` where arrays are immutable (JAX), as the layers'
     gradients are stored (:mod:`xplayers.book2`).
     """
+    max_norm = positive_number("clip_grads", "max_norm", max_norm)
     if not grads:
         return
     xp = namespace(grads[0])
