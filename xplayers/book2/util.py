@@ -118,7 +118,7 @@ def most_similar(
     """Print the `top` words most similar to `query` by cosine similarity, as the book does.
 
     Prints ``"<query> is not found"`` for an unknown word; otherwise a
-    ``[query]`` line and one `` word: similarity`` line per word, the query
+    ``[query]`` line and one ``word: similarity`` line per word, the query
     itself left out. The similarities are computed on the host.
     """
     if query not in word_to_id:
