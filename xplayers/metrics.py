@@ -24,7 +24,7 @@ import numpy.typing as npt
 from xplayers._validation import describe, fail, positive_int
 from xplayers.backend import materialize_all, namespace, to_numpy
 from xplayers.errors import LayerInputError
-from xplayers.network._validation import class_labels
+from xplayers.layers.softmax_with_loss import target_labels
 
 __all__ = ["Counts", "chance_accuracy", "confusion_matrix", "count", "top_k_accuracy"]
 
@@ -125,7 +125,7 @@ def count(
     n, c = int(scores.shape[0]), int(scores.shape[1])
     k = None if top_k is None else positive_int(where, "k", top_k)
     predicted = xp.argmax(scores, axis=1)
-    labels = class_labels(where, t, scores, predicted.dtype)
+    labels = target_labels(where, scores, t, predicted.dtype)
     index = predicted.dtype
     device = array_api_compat.device(scores)
     classes = xp.arange(c, dtype=index, device=device)

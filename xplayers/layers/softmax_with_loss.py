@@ -12,7 +12,13 @@ from xplayers.backend import namespace, record_of
 from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
 from xplayers.layers._base import Layer
 
-__all__ = ["SoftmaxWithLoss", "check_logits_and_targets", "column_labels", "targets"]
+__all__ = [
+    "SoftmaxWithLoss",
+    "check_logits_and_targets",
+    "column_labels",
+    "target_labels",
+    "targets",
+]
 
 
 class SoftmaxWithLoss(Layer):
@@ -165,6 +171,19 @@ def targets(where: str, x: Any, t: Any, check_labels: bool | None = None) -> Any
     t = column_labels(x, t)
     check_logits_and_targets(where, x, t, check_labels)
     return t
+
+
+def target_labels(where: str, x: Any, t: Any, dtype: Any) -> Any:
+    """The class labels ``(N,)`` of targets `t` for logits `x` ``(N, C)``, in `dtype`.
+
+    `t` is checked by :func:`targets`; one-hot or probability rows give
+    their argmax. The label range is not read here (that would wait for the
+    device): callers read or count it where they read their result anyway.
+    """
+    t = targets(where, x, t, check_labels=False)
+    xp = namespace(x)
+    labels = xp.argmax(t, axis=1) if t.ndim == 2 else t
+    return labels if labels.dtype == dtype else xp.astype(labels, dtype)
 
 
 def check_logits_and_targets(

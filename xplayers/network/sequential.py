@@ -33,7 +33,7 @@ from xplayers.errors import LayerInputError, LayerStateError
 from xplayers.functional import labels_in_range
 from xplayers.init import canonical_dtype
 from xplayers.layers import ACTIVATIONS, Affine, SoftmaxWithLoss
-from xplayers.layers.softmax_with_loss import targets
+from xplayers.layers.softmax_with_loss import target_labels
 from xplayers.network.parameters import Parameters, is_layer, layer_params
 from xplayers.network.summary import Summary, summarize
 
@@ -346,20 +346,16 @@ class Sequential:
                 "Compute it outside jax.jit / jax.grad / jax.vmap, or compare "
                 "xp.argmax(net.predict(x), axis=1) with the labels there",
             )
-        t = targets(where, y, t, check_labels=False)  # the range is checked below
         xp = namespace(y)
-        if t.ndim == 2:
-            t = xp.argmax(t, axis=1)
-        elif not bool(labels_in_range(t, c)):  # read even where the loss would not (a GPU, Dask)
+        predicted = xp.argmax(y, axis=1)
+        t = target_labels(where, y, t, predicted.dtype)
+        if not bool(labels_in_range(t, c)):  # read even where the loss would not (a GPU, Dask)
             fail(
                 where,
                 "t",
                 f"labels in [0, {c})",
                 f"labels from {int(xp.min(t))} to {int(xp.max(t))}",
             )
-        predicted = xp.argmax(y, axis=1)
-        if t.dtype != predicted.dtype:
-            t = xp.astype(t, predicted.dtype)
         return float(xp.count_nonzero(predicted == t)) / float(n)
 
     def _backprop(self, x: Any, t: Any) -> Any:
