@@ -7,7 +7,10 @@
 :class:`Embedding`, :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
 :class:`TimeLSTM`, :class:`GRU`, :class:`TimeGRU`, :class:`TimeEmbedding`,
 :class:`TimeAffine`, :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`,
-:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`.
+:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`; the language models
+of chapters 5 to 7 (:class:`SimpleRnnlm`, :class:`Rnnlm`,
+:class:`BetterRnnlm`, :class:`RnnlmGen`, :class:`BetterRnnlmGen`,
+:mod:`xplayers.book2.rnnlm`) and their :class:`RnnlmTrainer`.
 
 Conventions kept from the book: ``layer.params`` and ``layer.grads`` are
 lists in the same order; ``forward``/``backward``; loss layers take
@@ -40,6 +43,15 @@ from xplayers.book2.layers import (
     SoftmaxWithLoss,
 )
 from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xplayers.book2.rnnlm import (
+    BaseModel,
+    BetterRnnlm,
+    BetterRnnlmGen,
+    Rnnlm,
+    RnnlmGen,
+    SimpleRnnlm,
+)
+from xplayers.book2.rnnlm_trainer import RnnlmTrainer
 from xplayers.book2.time_layers import (
     GRU,
     LSTM,
@@ -77,14 +89,21 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "Affine",
+    "BaseModel",
+    "BetterRnnlm",
+    "BetterRnnlmGen",
     "Dropout",
     "Embedding",
     "MatMul",
     "Momentum",
     "Nesterov",
     "RMSprop",
+    "Rnnlm",
+    "RnnlmGen",
+    "RnnlmTrainer",
     "Sigmoid",
     "SigmoidWithLoss",
+    "SimpleRnnlm",
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",

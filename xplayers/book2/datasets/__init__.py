@@ -1,0 +1,1 @@
+"""Volume 2's datasets (the book's ``dataset/`` package)."""
