@@ -62,6 +62,8 @@ OTHER_BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
 OTHER_BOOK_NAMES += ["preprocess", "create_co_matrix", "cos_similarity", "most_similar", "ppmi"]
 OTHER_BOOK_NAMES += ["create_contexts_target", "convert_one_hot", "to_cpu", "to_gpu"]
 OTHER_BOOK_NAMES += ["eval_perplexity", "eval_seq2seq"]
+OTHER_BOOK_NAMES += ["BaseModel", "SimpleRnnlm", "Rnnlm", "BetterRnnlm", "RnnlmGen"]
+OTHER_BOOK_NAMES += ["BetterRnnlmGen", "RnnlmTrainer"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:

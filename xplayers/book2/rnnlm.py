@@ -91,6 +91,9 @@ class BaseModel:
             self.grads += layer.grads
         self.sharing: Sharing = find_sharing(self.params)
 
+    def reset_state(self) -> None:
+        """Forget the recurrent layers' states (each model names its own layers)."""
+
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this model (its class: ``type(model)``)."""
         return dict(self._config)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from xplayers.cli import evaluate, info, train
+from xplayers.cli import evaluate, info, lm, train
 from xplayers.cli._common import PROG
 
 __all__ = ["COMMANDS", "Parser", "build_parser"]
 
-#: The subcommands, each a module with ``add_parser(sub)`` and ``run(args)``.
-COMMANDS = {"train": train, "evaluate": evaluate, "info": info}
+#: The subcommands, each a module (or :class:`~xplayers.cli.lm.Command`) with
+#: ``add_parser(sub)`` and ``run(args)``.
+COMMANDS: dict[str, Any] = {
+    "train": train,
+    "evaluate": evaluate,
+    "info": info,
+    "lm-train": lm.TRAIN,
+    "lm-generate": lm.GENERATE,
+}
 
 
 class Parser(argparse.ArgumentParser):
