@@ -36,6 +36,8 @@ def test_the_page_has_a_part_for_every_command() -> None:
             "xplayers train",
             "xplayers evaluate",
             "xplayers info",
+            "xplayers lm-train",
+            "xplayers lm-generate",
         }
     )
 
