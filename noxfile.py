@@ -378,6 +378,8 @@ def bench(session: nox.Session) -> None:
     # (XPLAYERS_BACKEND, suite): one process each, so no library's threads spin beside another's
     processes = [("numpy", "limits"), ("torch:cpu", "limits"), ("numpy", "book")]
     processes += [("torch:cpu", "torch_eager"), ("jax:cpu", "jax_jit")]
+    # volume 2: the book and xplayers on NumPy, the eager peer on torch, jax.jit on JAX
+    processes += [("numpy", "book2"), ("torch:cpu", "book2"), ("jax:cpu", "book2")]
     processes += [(spec, "xplayers") for spec in _bench_backends()] + [("numpy", "load")]
     named = {suite for _, suite in processes}  # any other suite runs once, on the default
     processes += [("", p.stem[5:]) for p in sorted(ROOT.glob("bench/test_*.py"))]

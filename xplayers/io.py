@@ -58,8 +58,10 @@ import numpy.typing as npt
 
 from xplayers._files import atomic_writer, writable_file
 from xplayers._validation import FLOAT_DTYPES, fail
+from xplayers._version import __version__
 from xplayers.backend import to_numpy, use_backend
 from xplayers.errors import ModelFileError, ModelFileWarning
+from xplayers.network import NETWORKS, buffer_shapes, from_config, param_shapes
 
 if sys.platform != "win32":  # a live writer holds a lock on its temporary file
     import fcntl
@@ -76,9 +78,11 @@ __all__ = [
     "ModelFileWarning",
     "atomic_writer",
     "load",
+    "load_arrays",
     "read_checkpoint",
     "read_metadata",
     "save",
+    "save_arrays",
     "save_checkpoint",
     "writable_file",
 ]
@@ -199,6 +203,40 @@ def save(
     return target
 
 
+def save_arrays(
+    path: str | os.PathLike[str], arrays: Mapping[str, npt.NDArray[Any]], *, compress: bool = False
+) -> Path:
+    """Write named host arrays to an ``.npz`` archive atomically, without pickle; return the path.
+
+    The archive is written as :func:`save` writes model files (a temporary
+    file renamed over `path`), so a failure leaves an existing file as it
+    was. Object arrays are refused. Read it back with :func:`load_arrays`.
+    """
+    target = Path(path)
+    with atomic_writer(target) as f:
+        _write_archive(f, arrays, compress=compress)
+    return target
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, npt.NDArray[Any]]:
+    """Every array of an ``.npz`` archive, read with the checks of :func:`load`; never unpickles.
+
+    The zip directory and each ``.npy`` header are checked against the
+    file's size before any data is read; object arrays, other compression
+    methods and damaged entries are refused with
+    :class:`~xplayers.errors.ModelFileError`.
+    """
+    source = Path(path)
+    with _reading(source), _open(source) as archive:
+        layout = {key: _npy_header(archive, key) for key in archive.members}
+        return {
+            key: np.frombuffer(
+                _read_data(archive, key, offset, math.prod(shape) * dtype.itemsize), dtype=dtype
+            ).reshape(shape)
+            for key, (shape, dtype, offset) in layout.items()
+        }
+
+
 def _write_archive(f: IO[bytes], arrays: Mapping[str, npt.NDArray[Any]], *, compress: bool) -> None:
     """Write `arrays` as the ``.npy`` members of a zip, as :func:`numpy.savez` does.
 
@@ -234,7 +272,6 @@ def _prepare(
                 f"the {what} its config() implies (else load could not rebuild it)",
                 _mismatch(stored, implied),
             )
-    from xplayers._version import __version__
 
     version = 3 if buffer_entries else 1 if state is None else 2
     doc = {
@@ -816,8 +853,6 @@ def _mismatch(
 
 def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
     """The parameter names, shapes and dtypes a network config implies, allocating nothing."""
-    from xplayers.network import NETWORKS, param_shapes
-
     shapes = param_shapes(config)  # checks the class, the keys and the sizes
     dtype = NETWORKS[config["class"]].dtype(config, "param_shapes")
     return {name: (shape, dtype) for name, shape in shapes.items()}
@@ -825,8 +860,6 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...],
 
 def _buffer_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
     """The buffer names, shapes and dtypes a network config implies, allocating nothing."""
-    from xplayers.network import NETWORKS, buffer_shapes
-
     shapes = buffer_shapes(config)
     dtype = NETWORKS[config["class"]].dtype(config, "buffer_shapes")
     return {name: (shape, dtype) for name, shape in shapes.items()}
@@ -985,7 +1018,6 @@ def _build(
     arrays: dict[str, npt.NDArray[Any]],
     buffers: dict[str, npt.NDArray[Any]],
 ) -> Any:
-    from xplayers.network import from_config
 
     try:
         network = from_config(config, params=arrays)

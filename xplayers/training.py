@@ -42,16 +42,19 @@ from xplayers.errors import (
     ModelFileWarning,
     TrainingError,
 )
+from xplayers.io import atomic_writer, read_checkpoint, save, save_checkpoint
 from xplayers.monitoring import EarlyStopping
 from xplayers.schedules import Schedule
 
 __all__ = [
     "History",
     "MissingDependencyError",
+    "ProgressBar",
     "TrainingError",
     "check_chance",
     "data_fingerprint",
     "evaluate",
+    "show_progress",
     "train",
 ]
 
@@ -198,8 +201,6 @@ class History:
         MissingDependencyError
             matplotlib is not installed (an ``ImportError``).
         """
-        from xplayers.io import atomic_writer
-
         figure_cls = _matplotlib_figure()
         fig = figure_cls(figsize=(9.0, 3.6), layout="constrained")
         ax_loss, ax_acc = fig.subplots(1, 2)
@@ -451,7 +452,7 @@ def check_chance(history: History, labels: Any, split: str = "test") -> str | No
 # --------------------------------------------------------------------------- progress bar
 
 
-class _ProgressBar:
+class ProgressBar:
     """A one-line progress bar, redrawn in place at most ten times a second."""
 
     def __init__(self, total: int, per_epoch: int, stream: TextIO, *, enabled: bool) -> None:
@@ -487,6 +488,7 @@ class _ProgressBar:
         self.shown = True
 
     def clear(self) -> None:
+        """Erase the bar's line, so that a line printed next starts clean."""
         if self.shown:
             width = max(shutil.get_terminal_size((80, 20)).columns - 1, 20)
             self.stream.write("\r" + " " * width + "\r")
@@ -495,7 +497,8 @@ class _ProgressBar:
             self.last = -math.inf
 
 
-def _show_progress(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
+    """`progress` when given, else whether standard error is a terminal."""
     if progress is not None:
         return bool(progress)
     try:
@@ -756,7 +759,7 @@ def train(
     plot_path = _check_output("plot", plot)
     if plot_path is not None:
         _matplotlib_figure()  # fail now, not after training
-    bar = _ProgressBar(total, per_epoch, sys.stderr, enabled=_show_progress(progress))
+    bar = ProgressBar(total, per_epoch, sys.stderr, enabled=show_progress(progress))
     history, it, skip, data = _start(
         resume, network, optimizer, rng, loader, total, checkpoint, controls
     )
@@ -1069,8 +1072,6 @@ def _save_checkpoint(
     where: dict[str, Any],
     controls: RunControls,
 ) -> None:
-    from xplayers.io import save, save_checkpoint
-
     metadata = {
         "checkpoint": {"epoch": history.epoch[-1], "iteration": history.iteration[-1]},
         "history": history.to_dict(),
@@ -1252,8 +1253,6 @@ def _resume(
     changes: the checkpoint against this run (network config, optimizer,
     data, batches, length), then every value of its training state.
     """
-    from xplayers.io import read_checkpoint
-
     saved = read_checkpoint(path)
     state = saved.state.get("train")
     name = repr(str(path))

@@ -9,10 +9,11 @@ distinct parameter (``p0``, ``p1``, ...; a tied weight is stored once) and
      "params": [{"name": "p0", "shape": [...], "dtype": "float32"}, ...],
      "metadata": {...}}
 
-It is written atomically (:func:`xplayers._files.atomic_writer`) and read
-with the checks of :mod:`xplayers.io`: the zip directory and every
-``.npy`` header are read and checked against the JSON header before any
-data, object arrays are refused, and nothing is unpickled.
+It is written atomically and read with the checks of :mod:`xplayers.io`
+(:func:`~xplayers.io.save_arrays`, :func:`~xplayers.io.load_arrays`):
+the zip directory and every ``.npy`` header are checked before any data
+is read, object arrays are refused, and nothing is unpickled; the JSON
+header is then checked against the arrays.
 
 The book's file names end in ``.pkl`` (``Rnnlm.pkl``); such a name is
 taken to mean the same name ending in ``.npz`` (:func:`npz_path`), so the
@@ -22,7 +23,6 @@ book's scripts run unchanged, writing and reading ``.npz`` files.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -30,16 +30,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xplayers._files import atomic_writer, writable_file
+from xplayers._files import writable_file
 from xplayers.errors import ModelFileError
-from xplayers.io import _error, _npy_header, _open, _read_data, _reading, _write_archive
+from xplayers.io import load_arrays, save_arrays
 
 __all__ = ["FORMAT", "HEADER_KEY", "npz_path", "read_params", "write_params"]
 
 FORMAT = "xplayers-book2-params"
 FORMAT_VERSION = 1
 HEADER_KEY = "__xplayers_book2__"
-_MAX_HEADER = 1 << 26
 
 
 def npz_path(file_name: str | os.PathLike[str] | None, class_name: str) -> Path:
@@ -73,14 +72,11 @@ def write_params(
         "metadata": metadata or {},
     }
     header = np.frombuffer(json.dumps(doc, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-    members = {HEADER_KEY: header, **dict(zip(names, arrays, strict=True))}
-    with atomic_writer(path) as f:
-        _write_archive(f, members, compress=False)
-    return path
+    return save_arrays(path, {HEADER_KEY: header, **dict(zip(names, arrays, strict=True))})
 
 
 def read_params(path: Path) -> tuple[dict[str, Any], list[npt.NDArray[Any]]]:
-    """The JSON header and the arrays of a file :func:`write_params` wrote, checked first.
+    """The JSON header and the arrays of a file :func:`write_params` wrote, checked.
 
     Raises
     ------
@@ -88,36 +84,33 @@ def read_params(path: Path) -> tuple[dict[str, Any], list[npt.NDArray[Any]]]:
         No such file, not an ``.npz`` archive, not written by
         ``save_params``, or headers that disagree with the data.
     """
-    with _reading(path), _open(path) as archive:
-        doc = _header(path, archive)
-        layout = []
-        for e in doc["params"]:
-            shape, dtype, offset = _npy_header(archive, e["name"])
-            if list(shape) != e["shape"] or str(dtype) != e["dtype"]:
-                raise _error(
-                    path,
-                    f"entry {e['name']!r} holds shape {list(shape)} {dtype}, "
-                    f"but the header says {e['shape']} {e['dtype']}",
-                )
-            layout.append((e["name"], shape, dtype, offset))
-        arrays = [
-            np.frombuffer(
-                _read_data(archive, name, offset, math.prod(shape) * dtype.itemsize), dtype=dtype
-            ).reshape(shape)
-            for name, shape, dtype, offset in layout
-        ]
+    members = load_arrays(path)
+    doc = _header(path, members)
+    arrays = []
+    for e in doc["params"]:
+        a = members[e["name"]]
+        if list(a.shape) != e["shape"] or str(a.dtype) != e["dtype"]:
+            raise _error(
+                path,
+                f"entry {e['name']!r} holds shape {list(a.shape)} {a.dtype}, "
+                f"but the header says {e['shape']} {e['dtype']}",
+            )
+        arrays.append(a)
     return doc, arrays
 
 
-def _header(path: Path, archive: Any) -> dict[str, Any]:
-    if HEADER_KEY not in archive.members:
+def _error(path: Path, problem: str) -> ModelFileError:
+    return ModelFileError(f"model file {str(path)!r}: {problem}")
+
+
+def _header(path: Path, members: dict[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    raw = members.get(HEADER_KEY)
+    if raw is None:
         raise _error(path, "not written by save_params of an xplayers.book2 model (no header)")
-    shape, dtype, offset = _npy_header(archive, HEADER_KEY)
-    if dtype != np.uint8 or len(shape) != 1 or shape[0] > _MAX_HEADER:
+    if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _error(path, f"header entry {HEADER_KEY!r} is not UTF-8 JSON bytes")
-    raw = bytes(_read_data(archive, HEADER_KEY, offset, int(shape[0])))
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _error(path, f"header is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -129,14 +122,15 @@ def _header(path: Path, archive: Any) -> dict[str, Any]:
     ok = isinstance(raw_params, list) and all(
         isinstance(e, dict)
         and isinstance(e.get("name"), str)
+        and e["name"] in members
+        and e["name"] != HEADER_KEY
         and isinstance(e.get("shape"), list)
-        and all(isinstance(n, int) and n >= 0 for n in e["shape"])
         and e.get("dtype") in ("float16", "float32", "float64")
         for e in params
     )
     if not ok or not isinstance(doc.get("config"), dict):
-        raise ModelFileError(f"model file {str(path)!r}: header has no valid 'params'/'config'")
-    extra = set(archive.members) - {HEADER_KEY} - {e["name"] for e in params}
+        raise _error(path, "header has no valid 'params' and 'config'")
+    extra = set(members) - {HEADER_KEY} - {e["name"] for e in params}
     if extra:
         raise _error(path, f"holds entries the header does not declare: {sorted(extra)}")
     return doc

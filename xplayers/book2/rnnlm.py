@@ -82,14 +82,20 @@ class BaseModel:
     layers: list[Any]
     loss_layer: Any
 
-    def _collect(self, config: dict[str, Any]) -> None:
-        """Gather the layers' ``params`` and ``grads`` as the book does; find shared weights."""
+    def _collect(self, config: dict[str, Any], host: list[Any] | None = None) -> None:
+        """Gather the layers' ``params`` and ``grads`` as the book does; find shared weights.
+
+        `host`, the host arrays the layers were given in the same order, is
+        where the sharing is looked for when given: there a tied transpose
+        is a NumPy view, found exactly, whatever backend the layers moved
+        their weights to (Dask's lazy arrays cannot be compared).
+        """
         self._config = config
         self.params, self.grads = [], []
         for layer in self.layers:
             self.params += layer.params
             self.grads += layer.grads
-        self.sharing: Sharing = find_sharing(self.params)
+        self.sharing: Sharing = find_sharing(self.params if host is None else host)
 
     def reset_state(self) -> None:
         """Forget the recurrent layers' states (each model names its own layers)."""
@@ -307,6 +313,7 @@ class BetterRnnlm(BaseModel):
         self.loss_layer = TimeSoftmaxWithLoss()
         self.lstm_layers = [self.layers[2], self.layers[4]]
         self.drop_layers = [self.layers[1], self.layers[3], self.layers[5]]
+        host = [embed_W, lstm_Wx1, lstm_Wh1, lstm_b1, lstm_Wx2, lstm_Wh2, lstm_b2]
         self._collect(
             {
                 "vocab_size": V,
@@ -314,7 +321,8 @@ class BetterRnnlm(BaseModel):
                 "hidden_size": H,
                 "dropout_ratio": ratio,
                 "dtype": dtype,
-            }
+            },
+            [*host, embed_W.T, affine_b],
         )
 
     def predict(self, xs: Any, train_flg: bool = False) -> Any:

@@ -34,6 +34,7 @@ from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
 from xplayers.book2._sharing import Sharing, find_sharing
 from xplayers.book2.util import clip_grads
+from xplayers.errors import MissingDependencyError
 
 __all__ = ["RnnlmTrainer"]
 
@@ -160,20 +161,13 @@ class RnnlmTrainer:
         self.time_idx = 0
         self.ppl_list = []
         self.eval_interval = eval_interval
-        model, optimizer, sharing = self.model, self.optimizer, self.sharing
         total_loss: Any = 0.0
         loss_count = 0
         start_time = time.time()
         for _ in range(max_epoch):
             for iters in range(max_iters):
                 batch_x, batch_t = self.get_batch(x_dev, t_dev, batch_size, time_size)
-                loss = model.forward(batch_x, batch_t)
-                model.backward()
-                params, grads = sharing.reduce(model.params, _model_grads(model))
-                if max_grad is not None:
-                    clip_grads(grads, max_grad)
-                optimizer.update(params, grads)
-                sharing.write_back(model, params)
+                loss = self.train_step(batch_x, batch_t, max_grad)
                 total_loss = total_loss + loss
                 loss_count += 1
                 if callback is not None:
@@ -188,6 +182,23 @@ class RnnlmTrainer:
                     self.ppl_list.append(float(ppl))
                     total_loss, loss_count = 0.0, 0
             self.current_epoch += 1
+
+    def train_step(self, batch_x: Any, batch_t: Any, max_grad: float | None = None) -> Any:
+        """One update, the body of ``fit``'s loop; return the loss (an array, not read).
+
+        ``forward``, ``backward``, the shared weights' gradients summed
+        (:attr:`sharing`), clipping to `max_grad`, the optimizer's
+        ``update``, and the new weights given back to the model's layers.
+        """
+        model, sharing = self.model, self.sharing
+        loss = model.forward(batch_x, batch_t)
+        model.backward()
+        params, grads = sharing.reduce(model.params, _model_grads(model))
+        if max_grad is not None:
+            clip_grads(grads, max_grad)
+        self.optimizer.update(params, grads)
+        sharing.write_back(model, params)
+        return loss
 
     def _on_model_backend(self, ids: np.ndarray[Any, Any]) -> Any:
         params = self.model.params
@@ -216,9 +227,13 @@ class RnnlmTrainer:
             plt.ylabel("perplexity")
             plt.show()
             return None
-        from xplayers.training import _matplotlib_figure
-
-        fig = _matplotlib_figure()(figsize=(6.0, 4.0), layout="constrained")
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"RnnlmTrainer.plot needs matplotlib, which is not installed ({exc})"
+            ) from exc
+        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
         ax = fig.subplots()
         ax.plot(np.arange(len(ppl)), ppl, label="train")
         ax.set(xlabel=label, ylabel="perplexity")

@@ -33,7 +33,6 @@ from xplayers.backend import to_numpy, use_backend
 from xplayers.book2 import SGD, BetterRnnlm, Rnnlm, RnnlmTrainer
 from xplayers.book2.datasets import grammar, ptb
 from xplayers.book2.rnnlm import BaseModel, load_model
-from xplayers.book2.util import _batches
 from xplayers.cli._common import (
     PROG,
     add_backend_options,
@@ -46,7 +45,7 @@ from xplayers.cli._common import (
     usage,
 )
 from xplayers.errors import LayerInputError, ModelFileError, TrainingError
-from xplayers.training import _ProgressBar, _show_progress
+from xplayers.training import ProgressBar, show_progress
 
 __all__ = ["GENERATE", "TRAIN", "Command"]
 
@@ -201,8 +200,10 @@ def _perplexity(model: BaseModel, corpus: np.ndarray[Any, Any], batch: int, step
         return math.nan
     model.reset_state()
     total: Any = 0.0
-    for i in range(iters):
-        xs, ts = _batches(corpus, batch, steps, i)
+    jump = (len(corpus) - 1) // batch
+    for i in range(iters):  # the book's eval_perplexity batches
+        pos = i * steps + jump * np.arange(batch)[:, None] + np.arange(steps)
+        xs, ts = corpus[pos % len(corpus)], corpus[(pos + 1) % len(corpus)]
         total = total + (
             model.forward(xs, ts, train_flg=False)
             if isinstance(model, BetterRnnlm)
@@ -290,8 +291,8 @@ def _run_train(args: argparse.Namespace) -> int:
             )
         per_epoch = (len(data.train) - 1) // (args.batch_size * args.time_size)
         total = per_epoch * args.epochs
-        bar = _ProgressBar(
-            total, per_epoch, sys.stderr, enabled=_show_progress(False if args.quiet else None)
+        bar = ProgressBar(
+            total, per_epoch, sys.stderr, enabled=show_progress(False if args.quiet else None)
         )
         done = [state.epoch * per_epoch]
 
