@@ -150,7 +150,8 @@ class SharedWeights:
                 i, transposed = tie
                 self.merged[owner[i]].append((j, transposed))
                 owner[j] = owner[i]
-        self._grad_slots, self._param_slots = _slots(params, model)
+        grads = getattr(model, "grads", None) if model is not None else None
+        self._grad_slots, self._param_slots = _slots(params, grads, model)
 
     def _tie(self, params: list[Any], j: int, p: Any) -> tuple[int, bool] | None:
         for i in self.keep:
@@ -212,33 +213,40 @@ def _t(x: Any) -> Any:
     return namespace(x).permute_dims(x, (1, 0))
 
 
-def _slots(params: list[Any], model: Any) -> tuple[list[Slot | None], list[list[Slot]]]:
+def _slots(
+    params: list[Any], grads: list[Any] | None, model: Any
+) -> tuple[list[Slot | None], list[list[Slot]]]:
     """Where each position's gradient is stored and every list slot that holds its weight.
 
-    The gradient slot is in a *leaf* layer (one holding no other layer)
-    that has the same array at the same index of its ``params`` list; None
-    when there is none (the model's own ``grads`` entry is read then).
+    The gradient slot of position ``k`` is the slot of a *leaf* layer (one
+    holding no other layer) that holds the array ``grads[k]``; where the
+    model's list no longer holds the layer's array (it was replaced, JAX),
+    the ``n``-th leaf slot whose weight is ``params[k]`` for the ``n``-th
+    occurrence of that weight in `params`, leaves taken in the order of the
+    model's attributes. None where no layer holds it (the model's own
+    ``grads[k]`` is read then).
     """
     holders = list(_holders(model)) if model is not None else []
     leaves = [h for h in holders if not _has_holders(h)]
+    leaf_slots = [(h, n) for h in leaves for n in range(len(h.params))]
+    by_grad = {id(h.grads[n]): (h.grads, n) for h, n in leaf_slots}
     grad_slots: list[Slot | None] = []
-    param_slots: list[list[Slot]] = []
+    seen: dict[int, int] = {}
+    for k, p in enumerate(params):
+        slot = by_grad.get(id(grads[k])) if grads is not None and k < len(grads) else None
+        occurrence = seen.get(id(p), 0)
+        seen[id(p)] = occurrence + 1
+        if slot is None:
+            same = [(h.grads, n) for h, n in leaf_slots if h.params[n] is p]
+            slot = same[occurrence] if occurrence < len(same) else None
+        grad_slots.append(slot)
     lists = {id(params): params}
     for h in holders:
         lists.setdefault(id(h.params), h.params)
-    for p in params:
-        grad_slots.append(_leaf_slot(leaves, p))
-        slots = [(lst, n) for lst in lists.values() for n, q in enumerate(lst) if q is p]
-        param_slots.append(slots)
+    param_slots = [
+        [(lst, n) for lst in lists.values() for n, q in enumerate(lst) if q is p] for p in params
+    ]
     return grad_slots, param_slots
-
-
-def _leaf_slot(leaves: list[Any], p: Any) -> Slot | None:
-    for h in leaves:
-        for n, q in enumerate(h.params):
-            if q is p:
-                return h.grads, n
-    return None
 
 
 def _is_holder(obj: Any) -> bool:
@@ -261,14 +269,14 @@ def _holders(model: Any) -> Iterator[Any]:
     """Every object with ``params`` and ``grads`` lists inside `model` (itself included)."""
     seen: set[int] = set()
     stack = [model]
-    while stack:
+    while stack:  # depth first, in the order of the attributes and items
         obj = stack.pop()
         if id(obj) in seen or array_api_compat.is_array_api_obj(obj):
             continue
         seen.add(id(obj))
         if _is_holder(obj):
             yield obj
-        stack.extend(_children(obj))
+        stack.extend(reversed(list(_children(obj))))
 
 
 def _has_holders(layer: Any) -> bool:
