@@ -40,6 +40,8 @@ array on the data's device.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 import array_api_compat
@@ -59,6 +61,9 @@ __all__ = [
     "remove_duplicate",
 ]
 
+#: Objects whose attributes are never searched for layers (a module such as the
+#: ``numpy.random`` a sampler draws from, classes, functions).
+_NOT_LAYERS = (ModuleType, type, FunctionType, MethodType, BuiltinFunctionType, partial)
 #: A place in a list: the list and the index.
 Slot = tuple[list[Any], int]
 
@@ -261,7 +266,7 @@ def _children(obj: Any) -> Iterator[Any]:
         yield from obj
     elif isinstance(obj, dict):
         yield from obj.values()
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+    elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_LAYERS):
         yield from vars(obj).values()
 
 

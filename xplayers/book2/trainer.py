@@ -47,8 +47,10 @@ class Trainer:
     -----
     Host data (NumPy arrays, lists) is moved next to the model's weights
     once per :meth:`fit`; each batch is one ``take`` of the data with an
-    index array on its device, the permutation of an epoch being moved
-    there once. The losses are added up on the device; they are read on the
+    index array on its device, the order of an epoch being moved there
+    once. The order is the book's: each epoch permutes the previous
+    epoch's order (the book's ``x = x[idx]``), so with the same global
+    seed the batches are the book's. The losses are added up on the device; they are read on the
     host every `eval_interval` iterations only, where they are printed.
     Shared weights are found once per model (not searched at every step).
     """
@@ -124,8 +126,11 @@ class Trainer:
         total_loss: Any = 0.0
         loss_count = 0
         start_time = time.time()
+        host_order = np.arange(data_size)
         for _ in range(max_epoch):
-            order = self._permutation(data_size, x)
+            # the book shuffles the shuffled data again (x = x[idx]) each epoch
+            host_order = host_order[self.rng.permutation(data_size)]
+            order = index_like(host_order, x)
             for iters in range(max_iters):
                 index = order[iters * batch_size : (iters + 1) * batch_size]
                 loss = model.forward(gather(x, index), gather(t, index))
@@ -150,10 +155,6 @@ class Trainer:
                     self.loss_list.append(avg_loss)
                     total_loss, loss_count = 0.0, 0
             self.current_epoch += 1
-
-    def _permutation(self, n: int, like: Any) -> Any:
-        """A permutation of ``range(n)`` drawn on the host, moved to `like`'s device once."""
-        return index_like(self.rng.permutation(n), like)
 
     def plot(self, ylim: tuple[float, float] | None = None) -> None:
         """Plot ``loss_list`` with matplotlib's pyplot and show it, as the book does."""
