@@ -22,9 +22,10 @@ from xplayers.book2 import (
     Sigmoid,
     SoftmaxWithLoss,
     Trainer,
+    _training,
     clip_grads,
+    trainer,
 )
-from xplayers.book2 import _training, trainer
 from xplayers.book2._training import SharedWeights, remove_duplicate
 from xplayers.book2.datasets import spiral
 from xplayers.errors import LayerInputError
@@ -34,7 +35,7 @@ class TwoLayerNet:
     """Chapter 1's network, as the book writes it."""
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, seed: int = 0):
-        I, H, O = input_size, hidden_size, output_size
+        I, H, O = input_size, hidden_size, output_size  # noqa: E741 (the book's names)
         rng = np.random.default_rng(seed)
         W1 = 0.01 * rng.standard_normal((I, H))
         b1 = np.zeros(H)
@@ -287,3 +288,19 @@ def test_immutable_weights_reach_every_layer():
     assert model.b.params[0] is model.a.params[0]
     assert model.params[0] is model.a.params[0]
     np.testing.assert_array_equal(np.asarray(model.c.params[0]), np.asarray(model.a.params[0]).T)
+
+
+@pytest.mark.backends("dask")
+def test_lazy_weights_are_computed_at_each_step():
+    """On Dask each step's weights, optimizer state and gradients are persisted: graphs stay short."""
+    pytest.importorskip("dask")
+    x, t = spiral.load_data()
+    sizes = []
+    with xpl.use_backend("dask"):
+        model = TwoLayerNet(2, 4, 3)
+        tr = Trainer(model, Adam(), seed=0)
+        for _ in range(2):
+            tr.fit(x, t, max_epoch=1, batch_size=100, eval_interval=None)
+            sizes.append([len(a.__dask_graph__()) for a in model.params + model.layers[0].grads])
+    assert sizes[0] == sizes[1]
+    assert max(sizes[1]) <= 2

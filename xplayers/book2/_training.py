@@ -157,6 +157,7 @@ class SharedWeights:
                 owner[j] = owner[i]
         grads = getattr(model, "grads", None) if model is not None else None
         self._grad_slots, self._param_slots = _slots(params, grads, model)
+        self._model_grads = grads if isinstance(grads, list) and len(grads) == len(params) else None
 
     def _tie(self, params: list[Any], j: int, p: Any) -> tuple[int, bool] | None:
         for i in self.keep:
@@ -192,6 +193,13 @@ class SharedWeights:
             model_grads[k] if slot is None else slot[0][slot[1]]
             for k, slot in enumerate(self._grad_slots)
         ]
+
+    def gradient_slots(self) -> list[Slot]:
+        """Every list slot holding a gradient: the layers' and the model's ``grads`` entries."""
+        slots = [slot for slot in self._grad_slots if slot is not None]
+        if self._model_grads is not None:
+            slots += [(self._model_grads, k) for k in range(len(self._model_grads))]
+        return slots
 
     def hand_back(self, before: list[Any], after: list[Any]) -> None:
         """Put each weight the optimizer replaced where the old one was held.
