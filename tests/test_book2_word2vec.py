@@ -17,11 +17,13 @@ import xplayers as xpl
 from xplayers import sequence as sq
 from xplayers.book2 import (
     CBOW,
+    Adam,
     EmbeddingDot,
     NegativeSamplingLoss,
     SimpleCBOW,
     SimpleSkipGram,
     SkipGram,
+    Trainer,
     UnigramSampler,
     convert_one_hot,
     create_contexts_target,
@@ -328,3 +330,15 @@ def test_models_refuse_contexts_of_the_wrong_shape():
         simple.forward(contexts, target)
     with pytest.raises(LayerInputError, match=r"Embedding.forward: argument 'idx'.*\[0, 7\)"):
         model.forward(np.full_like(contexts, V), target)
+
+
+@pytest.mark.parametrize("cls", [CBOW, SkipGram])
+def test_trainer_trains_the_chapter4_models(cls):
+    """With no seed the sampler draws from the module numpy.random, which the trainer skips."""
+    corpus, _ = preprocess(TEXT)[:2]
+    contexts, target = create_contexts_target(corpus, 2)
+    np.random.seed(0)  # noqa: NPY002 (the book's global generator)
+    model = cls(int(corpus.max()) + 1, 5, 2, corpus)
+    tr = Trainer(model, Adam(lr=0.05))
+    tr.fit(contexts, target, max_epoch=60, batch_size=4, eval_interval=1)
+    assert np.mean(tr.loss_list[-6:]) < np.mean(tr.loss_list[:6]) - 1.0
