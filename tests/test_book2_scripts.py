@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,32 @@ def test_chapter4_cbow_learns_as_the_books(books: dict[str, Path]) -> None:
     tail = max(3, len(ours) // 5)
     assert np.mean(ours[-tail:]) == pytest.approx(np.mean(book[-tail:]), rel=0.1)
     assert np.mean(ours[-tail:]) < ours[0] - 0.5
+
+
+def main() -> None:
+    """Print the losses of each script in the book's modules and in xplayers.book2."""
+    base = Path(tempfile.mkdtemp(prefix="book2-"))
+    roots = {}
+    for name in ("book", "xplayers"):
+        _extract(base / name)
+        _small_ptb(base / name / "dataset" / "ptb.train.txt")
+        roots[name] = base / name
+    for rel in REPLACED:
+        (roots["xplayers"] / rel).write_text("from xplayers.book2 import *\n")
+    print(
+        "| script | reports | first loss (book, xplayers) | mean of the last fifth | largest difference |"
+    )
+    print("|---|---|---|---|---|")
+    for chapter in ("ch01", "ch03", "ch04"):
+        book, ours = _run(roots["book"], chapter), _run(roots["xplayers"], chapter)
+        k = max(3, len(book) // 5)
+        diff = max(abs(a - b) for a, b in zip(book, ours, strict=True))
+        print(
+            f"| `{chapter}/train.py` | {len(book)} | {book[0]:.2f}, {ours[0]:.2f} "
+            f"| {np.mean(book[-k:]):.3f}, {np.mean(ours[-k:]):.3f} | {diff:.2f} |"
+        )
+    shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()
