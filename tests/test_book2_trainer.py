@@ -185,7 +185,7 @@ def test_trainer_clips_like_the_books_clip_grads(monkeypatch):
         calls.append(max_norm)
         clip_grads(grads, max_norm)
 
-    monkeypatch.setattr(trainer, "clip_grads", spy)
+    monkeypatch.setattr(_training, "clip_grads", spy)
     x, t = spiral.load_data()
     Trainer(TwoLayerNet(2, 4, 3), SGD()).fit(x, t, 1, 100, max_grad=0.5, eval_interval=None)
     assert calls == [0.5] * 3

@@ -30,6 +30,12 @@ old one (and its transpose to the lists that held the transposed tie).
 The layers are found once, by walking the model's attributes for objects
 with ``params`` and ``grads`` lists.
 
+Lazy arrays
+-----------
+On Dask every step's weights, optimizer state and gradients are computed
+together (:func:`apply_gradients`): each step writes into the arrays of
+the last one, so their task graphs would otherwise grow with every step.
+
 Batches
 -------
 :func:`on_data_backend` moves host data next to the model's weights once;
@@ -49,11 +55,13 @@ import numpy as np
 
 from xplayers._validation import describe, fail
 from xplayers.backend import backend_name as _backend_name
-from xplayers.backend import namespace, to_backend
+from xplayers.backend import is_lazy, materialize_all, namespace, to_backend
 from xplayers.book2._common import transpose_source
+from xplayers.book2.util import clip_grads
 
 __all__ = [
     "SharedWeights",
+    "apply_gradients",
     "gather",
     "index_like",
     "is_transpose_of",
@@ -328,3 +336,48 @@ def index_like(index: Any, data: Any) -> Any:
     if isinstance(data, np.ndarray):
         return index
     return to_backend(np.asarray(index), _backend_name(data), array_api_compat.device(data))
+
+
+def apply_gradients(
+    model: Any, optimizer: Any, shared: SharedWeights, max_grad: float | None = None
+) -> None:
+    """One update after ``model.backward()``: the book's trainers' step, ties found once.
+
+    The gradients of tied weights are summed (:meth:`SharedWeights.summed`),
+    clipped to a global norm of `max_grad` when given
+    (:func:`~xplayers.book2.clip_grads`), and ``optimizer.update`` is called
+    on the weights kept; weights it replaced (JAX) are handed back to every
+    list that held them, and lazy (Dask) weights, optimizer state and
+    gradients are computed (see the module doc).
+    """
+    params = shared.unique(model.params)
+    grads = shared.summed(shared.gradients(model.grads))
+    if max_grad is not None:
+        clip_grads(grads, max_grad)
+    before = list(params)
+    optimizer.update(params, grads)
+    if params and is_lazy(params[0]):
+        params = _materialized(params, optimizer, shared)
+    shared.hand_back(before, params)
+
+
+def _materialized(params: list[Any], optimizer: Any, shared: SharedWeights) -> list[Any]:
+    """Lazy (Dask) weights, optimizer state and gradients computed now, in one run.
+
+    Each step writes into the arrays of the last one; without this, their
+    task graphs would grow with every step (and each step would compute
+    all the earlier ones again). The optimizer's state lists and every
+    gradient slot get the computed arrays; the new weights are returned
+    (for :meth:`SharedWeights.hand_back`).
+    """
+    state = [
+        (lst, i)
+        for lst in vars(optimizer).values()
+        if isinstance(lst, list)
+        for i in range(len(lst))
+    ]
+    slots = state + shared.gradient_slots()
+    done = materialize_all(list(params) + [lst[i] for lst, i in slots])
+    for (lst, i), value in zip(slots, done[len(params) :], strict=True):
+        lst[i] = value
+    return done[: len(params)]

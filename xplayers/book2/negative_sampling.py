@@ -34,10 +34,10 @@ __all__ = ["EmbeddingDot", "NegativeSamplingLoss", "UnigramSampler"]
 def generator(seed: Any) -> Any:
     """The random source of `seed`: global ``numpy.random`` for None, else ``default_rng(seed)``.
 
-    None (or the module ``numpy.random`` itself) keeps the book's behaviour
-    (a script's ``np.random.seed`` repeats its runs); an int or a :class:`numpy.random.Generator` gives the object
-    its own stream (a Generator is used as it is, so objects given the same
-    one share it).
+    None (or the module ``numpy.random`` itself) keeps the book's
+    behaviour (a script's ``np.random.seed`` repeats its runs); an int or a
+    :class:`numpy.random.Generator` gives the object its own stream (a
+    Generator is used as it is, so objects given the same one share it).
     """
     if seed is None or seed is np.random:
         return np.random

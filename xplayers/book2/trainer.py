@@ -4,8 +4,8 @@
 eval_interval)`` runs the book's loop: each epoch a new permutation of the
 samples, ``max_iters = len(x) // batch_size`` batches of it, and for each
 ``model.forward(batch_x, batch_t)``, ``model.backward()``, shared weights
-summed once (:class:`~xplayers.book2._training.SharedWeights`), optional
-:func:`~xplayers.book2.clip_grads` and ``optimizer.update``. Every
+summed once, optional :func:`~xplayers.book2.clip_grads` and
+``optimizer.update`` (:func:`~xplayers.book2._training.apply_gradients`). Every
 `eval_interval` iterations the mean loss since the last report is printed
 in the book's format and appended to ``loss_list``.
 """
@@ -19,9 +19,14 @@ from typing import Any
 import numpy as np
 
 from xplayers._validation import describe, fail, positive_int, positive_number
-from xplayers.backend import is_lazy, materialize_all, to_numpy
-from xplayers.book2._training import SharedWeights, gather, index_like, on_data_backend
-from xplayers.book2.util import clip_grads
+from xplayers.backend import to_numpy
+from xplayers.book2._training import (
+    SharedWeights,
+    apply_gradients,
+    gather,
+    index_like,
+    on_data_backend,
+)
 from xplayers.errors import MissingDependencyError
 
 __all__ = ["Trainer"]
@@ -122,7 +127,6 @@ class Trainer:
         max_iters = data_size // batch_size
         self.eval_interval = eval_interval
         shared = self.shared_weights()
-        lazy = ref is not None and is_lazy(ref)
         model, optimizer = self.model, self.optimizer
         total_loss: Any = 0.0
         loss_count = 0
@@ -136,15 +140,7 @@ class Trainer:
                 index = order[iters * batch_size : (iters + 1) * batch_size]
                 loss = model.forward(gather(x, index), gather(t, index))
                 model.backward()
-                params = shared.unique(model.params)
-                grads = shared.summed(shared.gradients(model.grads))
-                if max_grad is not None:
-                    clip_grads(grads, max_grad)
-                before = list(params)
-                optimizer.update(params, grads)
-                if lazy:
-                    params = _materialized(params, optimizer, shared)
-                shared.hand_back(before, params)
+                apply_gradients(model, optimizer, shared, max_grad)
                 total_loss = total_loss + loss
                 loss_count += 1
                 if eval_interval is not None and iters % eval_interval == 0:
@@ -169,28 +165,6 @@ class Trainer:
         plt.xlabel("iterations (x" + str(self.eval_interval) + ")")
         plt.ylabel("loss")
         plt.show()
-
-
-def _materialized(params: list[Any], optimizer: Any, shared: SharedWeights) -> list[Any]:
-    """Lazy (Dask) weights, optimizer state and gradients computed now, in one run.
-
-    Each step writes into the arrays of the last one; without this, their
-    task graphs would grow with every step (and each step would compute
-    all the earlier ones again). The optimizer's state lists and every
-    gradient slot get the computed arrays; the new weights are returned
-    (for :meth:`SharedWeights.hand_back`).
-    """
-    state = [
-        (lst, i)
-        for lst in vars(optimizer).values()
-        if isinstance(lst, list)
-        for i in range(len(lst))
-    ]
-    slots = state + shared.gradient_slots()
-    done = materialize_all(list(params) + [lst[i] for lst, i in slots])
-    for (lst, i), value in zip(slots, done[len(params) :], strict=True):
-        lst[i] = value
-    return done[: len(params)]
 
 
 def _pyplot() -> Any:
