@@ -12,10 +12,11 @@ comparison of values for the transposed ties.
 
 :class:`SharedWeights` finds the ties once, from the parameter list, and
 then only adds gradients at each step. A tie is the same array twice, or
-one array the transpose of another: a transposed view of the same memory
-(NumPy, CuPy, torch) or a transpose made by
-:func:`~xplayers.book2._common.adopt` from a host ``W.T`` (every backend,
-JAX and Dask included). Two arrays that merely hold equal values are not
+one array the transpose of another: a transposed NumPy view of the same
+memory, or the transpose :func:`~xplayers.book2._common.adopt` made on
+another backend from a host ``W.T`` (the book's weight tying, on every
+backend). A transpose taken on the device by the model itself is not
+recognised. Two arrays that merely hold equal values are not
 tied (the book merges them when they are square and transposes of each
 other, zero-initialised matrices for instance).
 
@@ -77,7 +78,7 @@ Slot = tuple[list[Any], int]
 
 
 def is_transpose_of(a: Any, b: Any) -> bool:
-    """Whether 2-D `a` is ``b.T``: a transposed view of `b`'s memory, or a moved host ``W.T``.
+    """Whether 2-D `a` is ``b.T``: a NumPy view of `b`'s memory, or the move of a host ``W.T``.
 
     Values are not compared: two arrays that merely hold the same numbers
     are not tied.
@@ -93,23 +94,16 @@ def is_transpose_of(a: Any, b: Any) -> bool:
 
 
 def _memory(x: Any) -> tuple[Any, ...] | None:
-    """``(address, strides in elements...)`` with strides sorted, or None where not known.
+    """``(address, (stride, size) pairs sorted)`` of a NumPy array, None for other arrays.
 
     Two 2-D arrays of swapped shapes with the same address and the same
-    pair of strides swapped are transposes of each other.
+    pairs are transposes of each other.
     """
-    if isinstance(x, np.ndarray):
-        addr = x.__array_interface__["data"][0]
-        strides = tuple(s // x.itemsize for s in x.strides)
-    elif array_api_compat.is_torch_array(x):
-        addr, strides = (x.device, x.data_ptr()), tuple(x.stride())
-    elif array_api_compat.is_cupy_array(x):
-        addr = (x.device.id, x.data.ptr)
-        strides = tuple(s // x.itemsize for s in x.strides)
-    else:
+    if not isinstance(x, np.ndarray):
         return None
-    shape = tuple(int(n) for n in x.shape)
-    return (addr, *sorted(zip(strides, shape, strict=True)))
+    addr = x.__array_interface__["data"][0]
+    strides = (s // x.itemsize for s in x.strides)
+    return (addr, *sorted(zip(strides, x.shape, strict=True)))
 
 
 def remove_duplicate(params: list[Any], grads: list[Any]) -> tuple[list[Any], list[Any]]:
