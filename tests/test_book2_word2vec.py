@@ -27,6 +27,7 @@ from xplayers.book2 import (
     UnigramSampler,
     convert_one_hot,
     create_contexts_target,
+    negative_sampling,
     preprocess,
 )
 from xplayers.book2 import word2vec as w2v
@@ -342,3 +343,13 @@ def test_trainer_trains_the_chapter4_models(cls):
     tr = Trainer(model, Adam(lr=0.05))
     tr.fit(contexts, target, max_epoch=60, batch_size=4, eval_interval=1)
     assert np.mean(tr.loss_list[-6:]) < np.mean(tr.loss_list[:6]) - 1.0
+
+
+def test_samples_drawn_in_chunks_are_the_same(monkeypatch):
+    """Large batches draw their keys a few rows at a time; the samples do not change."""
+    target = np.arange(50).repeat(4)
+    whole = UnigramSampler(np.arange(50), 0.75, 3, seed=0).get_negative_sample(target)
+    monkeypatch.setattr(negative_sampling, "_KEYS_AT_ONCE", 120)  # two rows at a time
+    parts = UnigramSampler(np.arange(50), 0.75, 3, seed=0).get_negative_sample(target)
+    np.testing.assert_array_equal(parts, whole)
+    assert not np.any(parts == target[:, None])

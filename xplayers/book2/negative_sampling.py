@@ -30,6 +30,9 @@ from xplayers.sequence import (
 
 __all__ = ["EmbeddingDot", "NegativeSamplingLoss", "UnigramSampler"]
 
+#: Sampling keys (rows times vocabulary) drawn at once: 32 MiB of float64.
+_KEYS_AT_ONCE = 1 << 22
+
 
 def generator(seed: Any) -> Any:
     """The random source of `seed`: global ``numpy.random`` for None, else ``default_rng(seed)``.
@@ -156,11 +159,15 @@ class UnigramSampler:
             bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
             fail(where, "target", f"ids in [0, {self.vocab_size})", f"id {bad}")
         flat = t.reshape(-1)
-        keys = self._log_p + self.rng.gumbel(size=(flat.size, self.vocab_size))
-        keys[np.arange(flat.size), flat] = -np.inf
         k = self.sample_size
-        picked = np.argpartition(-keys, k - 1, axis=1)[:, :k]
-        return picked.astype(np.int32).reshape(*t.shape, k)
+        out = np.empty((flat.size, k), dtype=np.int32)
+        step = max(1, _KEYS_AT_ONCE // self.vocab_size)  # rows of keys held at once
+        for start in range(0, flat.size, step):
+            rows = flat[start : start + step]
+            keys = self._log_p + self.rng.gumbel(size=(rows.size, self.vocab_size))
+            keys[np.arange(rows.size), rows] = -np.inf
+            out[start : start + rows.size] = np.argpartition(-keys, k - 1, axis=1)[:, :k]
+        return out.reshape(*t.shape, k)
 
 
 def _host_ids(where: str, arg: str, ids: Any, *, ndim: int | None) -> np.ndarray[Any, Any]:
