@@ -66,7 +66,7 @@ def _xplayers_model(name, V, H, layers, xb):
     cls = BetterRnnlm if name == "better" else Rnnlm
     model = cls(V, H, H, seed=0) if name == "rnnlm" else cls(V, H, H, 0.5, seed=0)
     kept = [xb.backend.asarray(a) for a in p.values()]  # the same weights, in params order
-    model.sharing.write_back(model, kept)
+    model.sharing.hand_back(model.sharing.unique(model.params), kept)
     return model
 
 

@@ -26,7 +26,7 @@ from xplayers.book2 import (
     SimpleRnnlm,
     eval_perplexity,
 )
-from xplayers.book2._sharing import find_sharing, remove_duplicate
+from xplayers.book2._training import apply_gradients
 from xplayers.book2.datasets import grammar, ptb
 from xplayers.book2.rnnlm import load_model
 from xplayers.errors import DatasetError, LayerInputError, ModelFileError
@@ -62,10 +62,11 @@ def test_model_gradients_match_central_differences(backend, name):
     model = MODELS[name](seed=1, dtype="float64")
     _loss(model, xs, ts)
     model.backward()
-    kept, grads = model.sharing.reduce(model.params, model.grads)
+    kept = model.sharing.unique(model.params)
+    grads = model.sharing.summed(model.sharing.gradients(model.grads))
     with xpl.use_backend("numpy"):
         host = MODELS[name](seed=1, dtype="float64")
-        host_kept = [host.params[i] for i in host.sharing.kept]
+        host_kept = host.sharing.unique(host.params)
         assert len(host_kept) == len(kept)
         for k, p in enumerate(host_kept):
             numeric = numerical_gradient(lambda _: float(_loss(host, xs, ts)), p)
@@ -78,12 +79,13 @@ def test_tied_gradient_is_the_sum_of_both_uses_once(backend):
     xs, ts = _ids(2)
     model = BetterRnnlm(V, D, D, 0.0, seed=3, dtype="float64")
     embed, affine = model.layers[0], model.layers[-1]
-    assert model.sharing.ties == ((7, 0, True),)  # the output W repeats embed_W, transposed
+    assert model.sharing.merged[0] == [(7, True)]  # the output W repeats embed_W, transposed
     _loss(model, xs, ts)
     model.backward()
     d_embed = backend.to_numpy(embed.grads[0]).copy()
     d_affine = backend.to_numpy(affine.grads[0]).copy()
-    params, grads = model.sharing.reduce(model.params, model.grads)
+    params = model.sharing.unique(model.params)
+    grads = model.sharing.summed(model.sharing.gradients(model.grads))
     assert len(params) == len(model.params) - 1
     want = d_embed + d_affine.T
     np.testing.assert_allclose(backend.to_numpy(grads[0]), want, rtol=1e-12, atol=1e-14)
@@ -98,8 +100,6 @@ def test_tied_gradient_is_the_sum_of_both_uses_once(backend):
 
 
 def test_tied_weights_stay_tied_through_training_steps(backend):
-    if backend.name == "dask":
-        pytest.skip("each lazy update deepens the Dask graph: training runs eagerly elsewhere")
     corpus, _, _ = grammar.load_data("valid", size=200)
     corpus = corpus % V
     model = BetterRnnlm(V, D, D, 0.5, seed=4, dtype="float64")
@@ -122,35 +122,11 @@ def test_one_training_step_equals_the_books_update():
     _loss(model, xs, ts)
     model.backward()
     g = model.layers[0].grads[0] + model.layers[-1].grads[0].T
-    params, grads = model.sharing.reduce(model.params, model.grads)
-    SGD(lr=0.5).update(params, grads)
-    model.sharing.write_back(model, params)
+    trainer = RnnlmTrainer(model, SGD(lr=0.5))
+    assert trainer.sharing is model.sharing
+    apply_gradients(model, trainer.optimizer, model.sharing)
     np.testing.assert_allclose(model.params[0], W0 - 0.5 * g, rtol=1e-12)
     np.testing.assert_allclose(model.layers[-1].params[0], (W0 - 0.5 * g).T, rtol=1e-12)
-
-
-def test_remove_duplicate_is_the_books():
-    rng = np.random.default_rng(0)
-    W, b = rng.normal(size=(3, 4)), rng.normal(size=4)
-    params = [W, b, W, W.T]
-    grads = [np.ones((3, 4)), np.ones(4), 2 * np.ones((3, 4)), 3 * np.ones((4, 3))]
-    kept, summed = remove_duplicate(params, grads)
-    assert len(kept) == 2
-    assert kept[0] is W
-    assert kept[1] is b
-    np.testing.assert_array_equal(summed[0], 6 * np.ones((3, 4)))
-    np.testing.assert_array_equal(grads[0], np.ones((3, 4)))  # not written into
-
-
-def test_equal_values_without_a_view_tie_only_when_not_all_zero():
-    a = np.arange(6.0).reshape(2, 3)
-    copy_t = np.ascontiguousarray(a.T)
-    assert find_sharing([a, copy_t]).ties == ()  # NumPy has views: a copy is another weight
-    jnp = pytest.importorskip("jax.numpy")
-    ja = jnp.asarray(a)
-    assert find_sharing([ja, jnp.asarray(copy_t)]).ties == ((1, 0, True),)
-    zeros = jnp.zeros((2, 3))
-    assert find_sharing([zeros, jnp.zeros((3, 2))]).ties == ()
 
 
 # --------------------------------------------------------------------------- generation
@@ -239,8 +215,6 @@ def test_get_batch_gives_the_books_batches(backend):
 
 
 def test_trainer_lowers_perplexity_on_the_grammar_corpus(backend, capsys):
-    if backend.name == "dask":
-        pytest.skip("each lazy update deepens the Dask graph: training runs eagerly elsewhere")
     train, word_to_id, _ = grammar.load_data("train", size=2000)
     valid, _, _ = grammar.load_data("valid", size=400)
     vocab = len(word_to_id)

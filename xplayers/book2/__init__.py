@@ -7,10 +7,17 @@
 :class:`Embedding`, :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
 :class:`TimeLSTM`, :class:`GRU`, :class:`TimeGRU`, :class:`TimeEmbedding`,
 :class:`TimeAffine`, :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`,
-:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`; the language models
-of chapters 5 to 7 (:class:`SimpleRnnlm`, :class:`Rnnlm`,
-:class:`BetterRnnlm`, :class:`RnnlmGen`, :class:`BetterRnnlmGen`,
-:mod:`xplayers.book2.rnnlm`) and their :class:`RnnlmTrainer`.
+:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`; it also stands for
+``common/optimizer.py``, ``common/util.py``, ``common/trainer.py``
+(:class:`Trainer`) and chapter 4's ``negative_sampling_layer.py``
+(:class:`EmbeddingDot`, :class:`UnigramSampler`,
+:class:`NegativeSamplingLoss`), and has the word2vec models of chapters 3
+and 4 (:class:`SimpleCBOW`, :class:`SimpleSkipGram`, :class:`CBOW`,
+:class:`SkipGram`), and the language models of chapters 5 to 7
+(:class:`SimpleRnnlm`, :class:`Rnnlm`, :class:`BetterRnnlm`,
+:class:`RnnlmGen`, :class:`BetterRnnlmGen`, :mod:`xplayers.book2.rnnlm`)
+with their :class:`RnnlmTrainer`. Volume 2's data sets are in
+:mod:`xplayers.book2.datasets`.
 
 Conventions kept from the book: ``layer.params`` and ``layer.grads`` are
 lists in the same order; ``forward``/``backward``; loss layers take
@@ -42,6 +49,7 @@ from xplayers.book2.layers import (
     Softmax,
     SoftmaxWithLoss,
 )
+from xplayers.book2.negative_sampling import EmbeddingDot, NegativeSamplingLoss, UnigramSampler
 from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xplayers.book2.rnnlm import (
     BaseModel,
@@ -66,6 +74,7 @@ from xplayers.book2.time_layers import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
+from xplayers.book2.trainer import Trainer
 from xplayers.book2.util import (
     clip_grads,
     convert_one_hot,
@@ -80,8 +89,10 @@ from xplayers.book2.util import (
     to_cpu,
     to_gpu,
 )
+from xplayers.book2.word2vec import CBOW, SimpleCBOW, SimpleSkipGram, SkipGram
 
 __all__ = [
+    "CBOW",
     "GRU",
     "LSTM",
     "RNN",
@@ -94,8 +105,10 @@ __all__ = [
     "BetterRnnlmGen",
     "Dropout",
     "Embedding",
+    "EmbeddingDot",
     "MatMul",
     "Momentum",
+    "NegativeSamplingLoss",
     "Nesterov",
     "RMSprop",
     "Rnnlm",
@@ -103,7 +116,10 @@ __all__ = [
     "RnnlmTrainer",
     "Sigmoid",
     "SigmoidWithLoss",
+    "SimpleCBOW",
     "SimpleRnnlm",
+    "SimpleSkipGram",
+    "SkipGram",
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
@@ -115,6 +131,8 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "Trainer",
+    "UnigramSampler",
     "clip_grads",
     "convert_one_hot",
     "cos_similarity",

@@ -21,9 +21,9 @@ Weight tying
 ------------
 ``BetterRnnlm`` gives its output layer ``TimeAffine(embed_W.T, b)``: the
 same matrix as the embedding, transposed. Its ``params`` list holds both
-(as the book's does); :attr:`BaseModel.sharing` says which entries repeat
-another, found once when the model is built
-(:func:`xplayers.book2._sharing.find_sharing`), and the trainer sums
+(as the book's does); ``model.sharing``
+(:class:`xplayers.book2._training.SharedWeights`) says which entries
+repeat another, found once when the model is built, and the trainer sums
 their gradients with it at every step (the book searches for them at
 every step, ``remove_duplicate``).
 """
@@ -40,9 +40,9 @@ import numpy.typing as npt
 
 from xplayers._validation import fail, float_dtype, number_in, positive_int, seed_or_none
 from xplayers.backend import to_numpy
-from xplayers.book2._common import on_layer_backend, store
+from xplayers.book2._common import on_layer_backend
 from xplayers.book2._params_file import npz_path, read_params, write_params
-from xplayers.book2._sharing import Sharing, find_sharing
+from xplayers.book2._training import SharedWeights
 from xplayers.book2.time_layers import (
     TimeAffine,
     TimeDropout,
@@ -82,20 +82,14 @@ class BaseModel:
     layers: list[Any]
     loss_layer: Any
 
-    def _collect(self, config: dict[str, Any], host: list[Any] | None = None) -> None:
-        """Gather the layers' ``params`` and ``grads`` as the book does; find shared weights.
-
-        `host`, the host arrays the layers were given in the same order, is
-        where the sharing is looked for when given: there a tied transpose
-        is a NumPy view, found exactly, whatever backend the layers moved
-        their weights to (Dask's lazy arrays cannot be compared).
-        """
+    def _collect(self, config: dict[str, Any]) -> None:
+        """Gather the layers' ``params`` and ``grads`` as the book does; find shared weights."""
         self._config = config
         self.params, self.grads = [], []
         for layer in self.layers:
             self.params += layer.params
             self.grads += layer.grads
-        self.sharing: Sharing = find_sharing(self.params if host is None else host)
+        self.sharing = SharedWeights(self.params, self)
 
     def reset_state(self) -> None:
         """Forget the recurrent layers' states (each model names its own layers)."""
@@ -138,7 +132,7 @@ class BaseModel:
         """
         name = type(self).__name__
         path = npz_path(file_name, name)
-        arrays = [np.ascontiguousarray(to_numpy(self.params[i])) for i in self.sharing.kept]
+        arrays = [np.ascontiguousarray(to_numpy(p)) for p in self.sharing.unique(self.params)]
         return write_params(path, name, self.config(), arrays, metadata)
 
     def load_params(self, file_name: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -158,7 +152,7 @@ class BaseModel:
         name = type(self).__name__
         path = npz_path(file_name, name)
         doc, arrays = read_params(path)
-        kept = [self.params[i] for i in self.sharing.kept]
+        kept = self.sharing.unique(self.params)
         shapes = [tuple(int(n) for n in p.shape) for p in kept]
         got = [tuple(a.shape) for a in arrays]
         if got != shapes:
@@ -176,9 +170,7 @@ class BaseModel:
         values = [
             on_layer_backend(np.array(a, dtype=dtype), p) for a, p in zip(arrays, kept, strict=True)
         ]
-        for k, v in enumerate(values):
-            store(kept, k, v)
-        self.sharing.write_back(self, kept)
+        self.sharing.hand_back(kept, values)  # every list holding a weight, ties included
         meta = doc.get("metadata", {})
         return dict(meta) if isinstance(meta, dict) else {}
 
@@ -313,7 +305,6 @@ class BetterRnnlm(BaseModel):
         self.loss_layer = TimeSoftmaxWithLoss()
         self.lstm_layers = [self.layers[2], self.layers[4]]
         self.drop_layers = [self.layers[1], self.layers[3], self.layers[5]]
-        host = [embed_W, lstm_Wx1, lstm_Wh1, lstm_b1, lstm_Wx2, lstm_Wh2, lstm_b2]
         self._collect(
             {
                 "vocab_size": V,
@@ -321,8 +312,7 @@ class BetterRnnlm(BaseModel):
                 "hidden_size": H,
                 "dropout_ratio": ratio,
                 "dtype": dtype,
-            },
-            [*host, embed_W.T, affine_b],
+            }
         )
 
     def predict(self, xs: Any, train_flg: bool = False) -> Any:

@@ -11,8 +11,9 @@ an accelerator and none changing the numbers:
 - the corpus goes to the model's backend once per ``fit``, and each batch
   is gathered there with one index array (the book fills host arrays
   element by element);
-- shared weights are found once per model (:mod:`xplayers.book2._sharing`),
-  not searched for at every step;
+- shared weights are found once per model
+  (:class:`~xplayers.book2._training.SharedWeights`), not searched for at
+  every step, and an update is :func:`~xplayers.book2._training.apply_gradients`;
 - :func:`~xplayers.book2.clip_grads` reads nothing back, and the loss is
   summed on the device and read only when a progress line is printed.
 """
@@ -32,8 +33,7 @@ import numpy as np
 from xplayers._files import atomic_writer
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
-from xplayers.book2._sharing import Sharing, find_sharing
-from xplayers.book2.util import clip_grads
+from xplayers.book2._training import SharedWeights, apply_gradients
 from xplayers.errors import MissingDependencyError
 
 __all__ = ["RnnlmTrainer"]
@@ -47,14 +47,6 @@ def _host_ids(where: str, arg: str, ids: Any) -> np.ndarray[Any, Any]:
     if a.ndim != 1 or a.dtype.kind not in "iu":
         fail(where, arg, "a 1-D integer array of word ids", describe(a))
     return a
-
-
-def _model_grads(model: Any) -> list[Any]:
-    """The model's gradients: its layers' current lists where the model is built the book's way."""
-    layers = getattr(model, "layers", None)
-    if layers and sum(len(layer.grads) for layer in layers) == len(model.grads):
-        return [g for layer in layers for g in layer.grads]
-    return list(model.grads)
 
 
 class RnnlmTrainer:
@@ -85,14 +77,15 @@ class RnnlmTrainer:
         self.ppl_list: list[float] | None = None
         self.eval_interval: int | None = None
         self.current_epoch = 0
-        self._sharing: Sharing | None = None
+        self._sharing: SharedWeights | None = None
 
     @property
-    def sharing(self) -> Sharing:
+    def sharing(self) -> SharedWeights:
         """The model's shared weights: its own ``sharing``, else found once from ``params``."""
         if self._sharing is None:
             own = getattr(self.model, "sharing", None)
-            self._sharing = own if isinstance(own, Sharing) else find_sharing(self.model.params)
+            mine = own if isinstance(own, SharedWeights) else None
+            self._sharing = mine or SharedWeights(self.model.params, self.model)
         return self._sharing
 
     def get_batch(self, x: Any, t: Any, batch_size: int, time_size: int) -> tuple[Any, Any]:
@@ -190,14 +183,10 @@ class RnnlmTrainer:
         (:attr:`sharing`), clipping to `max_grad`, the optimizer's
         ``update``, and the new weights given back to the model's layers.
         """
-        model, sharing = self.model, self.sharing
+        model = self.model
         loss = model.forward(batch_x, batch_t)
         model.backward()
-        params, grads = sharing.reduce(model.params, _model_grads(model))
-        if max_grad is not None:
-            clip_grads(grads, max_grad)
-        self.optimizer.update(params, grads)
-        sharing.write_back(model, params)
+        apply_gradients(model, self.optimizer, self.sharing, max_grad)
         return loss
 
     def _on_model_backend(self, ids: np.ndarray[Any, Any]) -> Any:

@@ -1,1 +1,9 @@
-"""Volume 2's datasets (the book's ``dataset/`` package)."""
+"""The data sets of *Deep Learning from Scratch 2* (the book's ``dataset/`` directory).
+
+One module per data set, each with the book's ``load_data``:
+:mod:`xplayers.book2.datasets.spiral` (chapter 1's three spirals),
+:mod:`xplayers.book2.datasets.ptb` (the Penn Treebank, from files you provide) and
+:mod:`xplayers.book2.datasets.grammar` (a small generated corpus for language models).
+"""
+
+from __future__ import annotations
