@@ -100,6 +100,8 @@ def test_tied_gradient_is_the_sum_of_both_uses_once(backend):
 
 
 def test_tied_weights_stay_tied_through_training_steps(backend):
+    if backend.name == "dask":
+        pytest.skip("a Dask step computes the whole model on the host: minutes for this loop")
     corpus, _, _ = grammar.load_data("valid", size=200)
     corpus = corpus % V
     model = BetterRnnlm(V, D, D, 0.5, seed=4, dtype="float64")
