@@ -16,14 +16,15 @@ and max pooling as ``max_pool2d`` with its indices.
 Saved values: :func:`convolution` keeps the input and the filters
 themselves (``col`` is `x`, ``col_W`` is `W`; no im2col matrix is built).
 :func:`max_pooling` returns the book's ``arg_max``, the position of each
-maximum inside its window, shape ``(N, OH, OW, C)``, translated from
-torch's indices into the (zero-padded) image; its backward translates them
-back and adds ``dout`` at them with one ``scatter_add_``. Ties go to the
-first maximum in row-major order, as ``argmax`` (torch's ``max_pool2d``
-keeps the first of equal values); a window holding NaN takes its last NaN
-in torch but its first in ``argmax``, so on the CPU a NaN output defers to
-the generic code, and on a GPU (nothing read on the host) the gradient of
-such a window may go to another of its NaN.
+maximum inside its window, shape ``(N, OH, OW, C)`` (a permuted view),
+translated from torch's indices into the zero-padded image; its backward
+translates them back and adds ``dout`` at them with one ``scatter_add_``
+(overlapping windows add up). Ties go to the first maximum in row-major
+order, as ``argmax``: ``max_pool2d`` keeps the first of equal values. A
+window holding several NaN gives its last NaN in ``max_pool2d`` but its
+first in ``argmax``: on the CPU a NaN in the output (found from its sum)
+defers to the generic code; on a GPU, where nothing is read on the host,
+the gradient of such a window may go to another of its NaN.
 
 Rows whose maximum is not finite (``+inf``, all ``-inf``, NaN) are defined by
 the generic code; torch's fused softmax gives NaN there. On the CPU the
@@ -112,13 +113,16 @@ def relu_backward(dout: Tensor, out: Tensor, /) -> Any:
     """``dout`` where ``out > 0``, else 0, as ``threshold_backward``.
 
     ``threshold_backward`` keeps ``dout`` where ``not (out <= 0)``, which
-    includes NaN, so a NaN in `out` is read as 0 first (``nan_to_num``) and
-    gives 0, as ``out > 0`` does. The two passes take a tenth of the time of
-    ``where(out > 0, dout, 0.0)`` on the CPU at 2048 x 100.
+    includes NaN, so a NaN in `out` must be read as 0 first (``nan_to_num``)
+    to give 0, as ``out > 0`` does. On the CPU that pass is made only when
+    the sum of `out` is NaN (a sum reads `out` once and writes nothing); on
+    a GPU, where reading the sum would wait for the device, always.
     """
     if dout.shape != out.shape or dout.dtype != out.dtype or dout.dtype not in _FLOATS:
         return NotImplemented
-    return _threshold_backward(dout, torch.nan_to_num(out, nan=0.0), 0)
+    if not _on_cpu(out) or math.isnan(torch.sum(out).item()):
+        out = torch.nan_to_num(out, nan=0.0)
+    return _threshold_backward(dout, out, 0)
 
 
 def sigmoid(x: Tensor, /) -> Tensor:
@@ -362,12 +366,12 @@ def convolution_backward(
 def _window_maps(
     oh: int, ow: int, width: int, ph: int, pw: int, stride: int, device: torch.device
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(corner, position, offset)`` to translate torch's pooling indices and back.
+    """``(corner, position, offset)``: torch's pooling indices to window positions and back.
 
     In a padded image `width` wide, the window at output ``(oy, ox)``
-    starts at the flat index ``corner[oy, ox]``; an element at ``r`` past
-    the corner is at window position ``position[r]`` (row-major in the
-    window), and window position ``p`` is ``offset[p]`` past the corner.
+    starts at the flat index ``corner[oy, ox]``; the element ``r`` past the
+    corner is at window position ``position[r]`` (row-major in the window),
+    and window position ``p`` is ``offset[p]`` past the corner.
     """
     rows = torch.arange(oh, device=device) * (stride * width)
     corner = rows[:, None] + torch.arange(ow, device=device) * stride
@@ -384,11 +388,11 @@ def max_pooling(x: Tensor, ph: int, pw: int, stride: int = 1, pad: int = 0, /) -
         return NotImplemented
     img = _zero_pad(x, (pad, pad, pad, pad)) if pad else x  # the book pads with zeros
     out, indices = _max_pool2d(img, (ph, pw), stride, return_indices=True)
-    if _on_cpu(x) and bool(torch.isnan(out).any()):  # argmax takes a window's first NaN
+    if _on_cpu(x) and math.isnan(torch.sum(out).item()):  # a NaN: argmax takes the first
         return NotImplemented
     oh, ow, width = out.shape[2], out.shape[3], img.shape[3]
     corner, position, _ = _window_maps(oh, ow, width, ph, pw, stride, x.device)
-    arg_max = position[indices - corner]  # (N, C, OH, OW)
+    arg_max = torch.take(position, indices - corner)  # (N, C, OH, OW)
     return out, arg_max.permute(0, 2, 3, 1)
 
 
@@ -411,7 +415,8 @@ def max_pooling_backward(
     oh, ow = int(dout.shape[2]), int(dout.shape[3])
     height, width = h + 2 * pad, w + 2 * pad
     corner, _, offset = _window_maps(oh, ow, width, ph, pw, stride, dout.device)
-    indices = corner + offset[arg_max.permute(0, 3, 1, 2).long()]  # (N, C, OH, OW)
+    positions = arg_max.permute(0, 3, 1, 2).to(torch.int64)
+    indices = torch.take(offset, positions).add_(corner)  # (N, C, OH, OW)
     dx = torch.zeros((n * c, height * width), dtype=dout.dtype, device=dout.device)
     dx.scatter_add_(1, indices.reshape(n * c, oh * ow), dout.reshape(n * c, oh * ow))
     dx = dx.view(n, c, height, width)
