@@ -245,9 +245,9 @@ def relu_backward(dout: Any, out: Any, /) -> Any:
     mask has to be kept and nothing is written into `dout`.
 
     The NumPy kernel multiplies `dout` by the mask instead of selecting with
-    ``where``: NumPy's ``where`` branches per element and runs about 7x
-    slower on a half-random mask. The two agree for finite `dout`; a
-    non-finite `dout` where ``x <= 0`` gives NaN there instead of 0.
+    ``where``: NumPy's ``where`` branches per element and is slower on a
+    half-random mask. The two agree for finite `dout`; a non-finite `dout`
+    where ``x <= 0`` gives NaN there instead of 0.
 
     Examples
     --------
@@ -269,8 +269,8 @@ def sigmoid(x: Any, /) -> Any:
     overflow, so ``sigmoid(-1000.0)`` is 0 without a warning. The two cases
     are joined without a branch as :math:`e^{\min(x, 0)} / (1 + e)`: the
     factor is exactly 1 for :math:`x \ge 0` and exactly :math:`e` for
-    :math:`x < 0` (a ``where`` would branch per element on NumPy and run
-    twice as slow).
+    :math:`x < 0` (a ``where`` would branch per element on NumPy, which is
+    slower).
 
     Examples
     --------
@@ -767,6 +767,10 @@ def batch_norm_backward(dout: Any, gamma: Any, xc: Any, xn: Any, std: Any) -> tu
 # * On NumPy, the kernels of :func:`windows` and :func:`fold`
 #   (``xplayers/backend/kernels_numpy.py``) build the matrix from one strided
 #   view (one copy, no loop) and sum the windows into a buffer they own.
+# * On torch and JAX, :func:`convolution` and :func:`max_pooling` and their
+#   backward functions are the libraries' own operations (``conv2d``,
+#   ``max_pool2d``; ``lax.conv_general_dilated``, ``lax.reduce_window``),
+#   which keep the input itself instead of the im2col matrix.
 #
 # Memory: the im2col matrix holds ``FH * FW / stride**2`` times the values of
 # the (padded) input, e.g. 25x for the book's 5x5 filters with stride 1.
@@ -1067,6 +1071,11 @@ def max_pooling(x: Any, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0)
     >>> out[0, 0, ...], arg_max[0, 0, 0, ...]
     (Array([[3.]], dtype=array_api_strict.float64), Array([1], dtype=array_api_strict.int64))
     """
+    return _window_maxima(x, pool_h, pool_w, stride, pad)
+
+
+def _window_maxima(x: Any, pool_h: int, pool_w: int, stride: int, pad: int) -> tuple[Any, Any]:
+    """The generic :func:`max_pooling`: window maxima ``(N, C, OH, OW)`` and their positions."""
     xp = namespace(x)
     t = windows(x, pool_h, pool_w, stride, pad)  # (N, OH, OW, C, PH*PW)
     arg_max = xp.argmax(t, axis=-1)
@@ -1098,7 +1107,7 @@ def max_pooling_backward(
     """
     xp = namespace(dout)
     if xp.isdtype(arg_max.dtype, "real floating"):  # the input, kept by a native kernel
-        _, arg_max = max_pooling.generic(arg_max, pool_h, pool_w, stride, pad)
+        _, arg_max = _window_maxima(arg_max, pool_h, pool_w, stride, pad)
     d = xp.expand_dims(xp.permute_dims(dout, (0, 2, 3, 1)), axis=-1)  # (N, OH, OW, C, 1)
     positions = xp.arange(pool_h * pool_w, dtype=arg_max.dtype, device=device(arg_max))
     dmax = xp.where(xp.expand_dims(arg_max, axis=-1) == positions, d, 0.0)

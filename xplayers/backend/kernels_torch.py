@@ -6,7 +6,7 @@ Each function has the name and signature of a function of
 matrix products of the affine backward without array-api-compat's wrappers,
 ``relu``/``sigmoid`` in torch's own operations, the ReLU backward as
 ``threshold_backward`` (the operation autograd runs; ``where`` with a scalar
-is up to 25x slower on the CPU), ``softmax``/``log_softmax`` and the
+is much slower on the CPU), ``softmax``/``log_softmax`` and the
 cross-entropy as torch's fused ``softmax``, ``log_softmax`` and ``nll_loss``,
 the cross-entropy backward as one ``scatter_add_`` of ``-1`` into a copy
 of the probabilities, the convolution as ``conv2d`` and its backward as
@@ -66,9 +66,8 @@ def affine(x: Tensor, W: Tensor, b: Tensor, /) -> Any:
 
     From a batch of 2048 in float64, ``W`` is first copied into
     ``nn.Linear``'s weight layout (``W.T`` contiguous, viewed back as
-    ``(D, M)``): the same sums took 0.88x-0.91x the time at batches 2048 and
-    8192 (784 x 100, one thread, the two timed in turn, the copy included);
-    in float32 the two took the same time.
+    ``(D, M)``), where the same sums take less time, the copy included
+    (see ``docs/performance.md``).
     """
     if x.ndim != 2 or not (x.dtype == W.dtype == b.dtype):
         return NotImplemented
@@ -89,12 +88,10 @@ def affine_backward(
 
     From a batch of 2048, ``dW`` is computed as ``(dout.T @ x).T``, the
     product autograd computes for ``nn.Linear`` (whose weight is stored
-    transposed): the same sums, returned as a transposed view. With torch
-    2.13's CPU BLAS on one thread, that product plus the optimizer's ``add_``
-    of the view took 0.79x (float64) to 0.92x (float32) the time of
-    ``x.T @ dout`` at batches 2048 and 8192 (784 x 100, the two timed in
-    turn), but up to 3x longer at batches 1 to 32, where the strided update
-    dominates; at 512 the result depended on the thread count.
+    transposed): the same sums, returned as a transposed view. That product
+    plus the optimizer's ``add_`` of the view takes less time than
+    ``x.T @ dout`` at large batches but longer at small ones, where the
+    strided update dominates (see ``docs/performance.md``).
     """
     if dout.ndim != 2 or x.ndim != 2 or not (dout.dtype == x.dtype == W.dtype):
         return NotImplemented
