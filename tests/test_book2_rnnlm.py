@@ -217,6 +217,8 @@ def test_get_batch_gives_the_books_batches(backend):
 
 
 def test_trainer_lowers_perplexity_on_the_grammar_corpus(backend, capsys):
+    if backend.name == "dask":
+        pytest.skip("a Dask step computes the whole model on the host: minutes for this loop")
     train, word_to_id, _ = grammar.load_data("train", size=2000)
     valid, _, _ = grammar.load_data("valid", size=400)
     vocab = len(word_to_id)
