@@ -56,7 +56,7 @@ Cache = tuple[Any, ...]
 
 
 def weight_sum(hs: Any, a: Any, /) -> tuple[Any, Cache]:
-    """The context ``c[n] = sum_t a[n, t] * hs[n, t]``: ``(N, H)`` from ``(N, T, H)``, ``(N, T)``."""
+    """The context vectors ``c[n] = sum_t a[n, t] * hs[n, t]``, shape ``(N, H)``."""
     xp = namespace(hs)
     return xp.sum(hs * a[:, :, None], axis=1), (hs, a)
 
@@ -192,7 +192,10 @@ class AttentionWeight(Book2Layer):
 
 
 class Attention(Book2Layer):
-    """:class:`AttentionWeight` then :class:`WeightSum`; the weights kept in ``attention_weight``."""
+    """:class:`AttentionWeight` then :class:`WeightSum`; the weights kept in ``attention_weight``.
+
+    ``forward(hs, h)`` returns the context vector of the decoder state `h`.
+    """
 
     def __init__(self) -> None:
         self.params, self.grads = [], []

@@ -1,5 +1,4 @@
-"""Volume 2's sequence-to-sequence models: chapter 7's ``seq2seq.py`` and ``peeky_seq2seq.py``,
-chapter 8's ``attention_seq2seq.py``.
+"""Volume 2's sequence-to-sequence models (``ch07/seq2seq.py``, ``peeky_seq2seq.py``, ``ch08``).
 
 :class:`Seq2seq`, :class:`PeekySeq2seq` and :class:`AttentionSeq2seq` keep the
 book's constructors ``(vocab_size, wordvec_size, hidden_size)``, its
@@ -299,7 +298,7 @@ def _last(memory: Any) -> Any:
 def _start_id(where: str, start_id: object, vocab: int) -> int:
     if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)):
         try:
-            start_id = int(to_numpy(start_id).reshape(()))  # type: ignore[arg-type]
+            start_id = int(to_numpy(start_id).reshape(()))
         except (TypeError, ValueError, AttributeError):
             fail(where, "start_id", f"an integer id in [0, {vocab})", describe(start_id))
     if not 0 <= int(start_id) < vocab:
@@ -478,16 +477,19 @@ class Seq2seq(_Model):
         return [int(i) for i in self.generate_batch(xs, start_id, sample_size)[0]]
 
     def save_params(self, file_name: str | os.PathLike[str] | None = None) -> Path:
-        """Write the parameters to `file_name` (default ``ClassName.npz``), atomically; no pickle."""
+        """Write the parameters to `file_name` (``ClassName.npz``) atomically, without pickle."""
         target = Path(f"{type(self).__name__}.npz" if file_name is None else file_name)
         arrays = {f"p{i}": np.asarray(to_numpy(p)) for i, p in enumerate(self.params)}
         header = {
             "class": type(self).__name__,
             "params": [[list(a.shape), str(a.dtype)] for a in arrays.values()],
         }
-        members = {PARAMS_KEY: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        members: dict[str, Any] = {
+            PARAMS_KEY: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            **arrays,
+        }
         with atomic_writer(target) as f:
-            np.savez(f, **members, **arrays)
+            np.savez(f, **members)
         return target
 
     def load_params(self, file_name: str | os.PathLike[str] | None = None) -> None:
