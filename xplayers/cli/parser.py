@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from xplayers.cli import evaluate, info, train
+from xplayers.cli import evaluate, info, seq2seq, train
 from xplayers.cli._common import PROG
 
 __all__ = ["COMMANDS", "Parser", "build_parser"]
 
 #: The subcommands, each a module with ``add_parser(sub)`` and ``run(args)``.
-COMMANDS = {"train": train, "evaluate": evaluate, "info": info}
+COMMANDS = {"train": train, "evaluate": evaluate, "info": info, "seq2seq": seq2seq}
 
 
 class Parser(argparse.ArgumentParser):

@@ -53,6 +53,7 @@ __all__ = [
     "addition_lines",
     "char_to_id",
     "date_lines",
+    "from_lines",
     "get_vocab",
     "id_to_char",
     "load_data",
@@ -65,10 +66,21 @@ SIZE = 50000
 ADDITION_QUESTION_LEN, ADDITION_ANSWER_LEN = 7, 5
 DATE_QUESTION_LEN, DATE_ANSWER_LEN = 29, 11
 
-_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
-_DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _FIRST, _LAST = datetime.date(1970, 1, 1).toordinal(), datetime.date(2017, 12, 31).toordinal()
 
 #: The vocabulary of the last :func:`load_data`, as the book's module-level dicts.
@@ -179,9 +191,7 @@ def _split_lines(name: str, lines: list[str]) -> tuple[list[str], list[str]]:
 
 def load_data(
     file_name: str | os.PathLike[str] = "addition.txt", seed: int | None = 1984
-) -> tuple[
-    tuple[npt.NDArray[Any], npt.NDArray[Any]], tuple[npt.NDArray[Any], npt.NDArray[Any]]
-]:
+) -> tuple[tuple[npt.NDArray[Any], npt.NDArray[Any]], tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
     """The book's ``load_data``: ``(x_train, t_train), (x_test, t_test)`` of character ids.
 
     Parameters
@@ -209,7 +219,14 @@ def load_data(
         No such file (and not a generated name), or a line without ``_``
         or of another length than the first.
     """
-    questions, answers = _split_lines(str(file_name), read_lines(file_name))
+    return from_lines(read_lines(file_name), seed, name=str(file_name))
+
+
+def from_lines(
+    lines: list[str], seed: int | None = 1984, *, name: str = "lines"
+) -> tuple[tuple[npt.NDArray[Any], npt.NDArray[Any]], tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+    """:func:`load_data` of the given ``question_answer`` lines (`name` names them in errors)."""
+    questions, answers = _split_lines(name, lines)
     char_to_id.clear()
     id_to_char.clear()
     for q, a in zip(questions, answers, strict=True):
@@ -223,7 +240,7 @@ def load_data(
     if seed is not None:
         np.random.RandomState(seed).shuffle(indices)
     else:
-        np.random.shuffle(indices)
+        np.random.shuffle(indices)  # noqa: NPY002 - the book shuffles with the global generator
     x, t = x[indices], t[indices]
     split_at = len(x) - len(x) // 10
     return (x[:split_at], t[:split_at]), (x[split_at:], t[split_at:])
