@@ -36,6 +36,7 @@ def test_the_page_has_a_part_for_every_command() -> None:
             "xplayers train",
             "xplayers evaluate",
             "xplayers info",
+            "xplayers seq2seq",
         }
     )
 

@@ -451,7 +451,7 @@ def check_chance(history: History, labels: Any, split: str = "test") -> str | No
 # --------------------------------------------------------------------------- progress bar
 
 
-class _ProgressBar:
+class ProgressBar:
     """A one-line progress bar, redrawn in place at most ten times a second."""
 
     def __init__(self, total: int, per_epoch: int, stream: TextIO, *, enabled: bool) -> None:
@@ -495,7 +495,8 @@ class _ProgressBar:
             self.last = -math.inf
 
 
-def _show_progress(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
+    """`progress` when given, else whether standard error is a terminal."""
     if progress is not None:
         return bool(progress)
     try:
@@ -756,7 +757,7 @@ def train(
     plot_path = _check_output("plot", plot)
     if plot_path is not None:
         _matplotlib_figure()  # fail now, not after training
-    bar = _ProgressBar(total, per_epoch, sys.stderr, enabled=_show_progress(progress))
+    bar = ProgressBar(total, per_epoch, sys.stderr, enabled=show_progress(progress))
     history, it, skip, data = _start(
         resume, network, optimizer, rng, loader, total, checkpoint, controls
     )

@@ -43,7 +43,7 @@ from xplayers.cli._common import (
     usage,
 )
 from xplayers.errors import ModelFileError, TrainingError
-from xplayers.training import SMALL_GEMM, _ProgressBar, _show_progress
+from xplayers.training import SMALL_GEMM, ProgressBar, show_progress
 
 __all__ = ["CHECKPOINT_KEY", "MODELS", "TASKS", "add_parser", "run"]
 
@@ -378,11 +378,11 @@ def _train(
     x_train, t_train = train_set
     per_epoch = len(x_train) // args.batch_size
     first = int(state["epoch"])
-    bar = _ProgressBar(
+    bar = ProgressBar(
         max(per_epoch * (epochs - first), 1),
         per_epoch,
         sys.stderr,
-        enabled=not args.quiet and _show_progress(None),
+        enabled=not args.quiet and show_progress(None),
     )
     start = time.perf_counter()
     for epoch in range(first, epochs):
