@@ -62,6 +62,10 @@ OTHER_BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
 OTHER_BOOK_NAMES += ["preprocess", "create_co_matrix", "cos_similarity", "most_similar", "ppmi"]
 OTHER_BOOK_NAMES += ["create_contexts_target", "convert_one_hot", "to_cpu", "to_gpu"]
 OTHER_BOOK_NAMES += ["eval_perplexity", "eval_seq2seq"]
+#: ch07/seq2seq.py, ch07/peeky_seq2seq.py, ch08/attention_layer.py, ch08/attention_seq2seq.py.
+OTHER_BOOK_NAMES += ["Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "PeekySeq2seq"]
+OTHER_BOOK_NAMES += ["WeightSum", "AttentionWeight", "Attention", "TimeAttention"]
+OTHER_BOOK_NAMES += ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,14 @@ current are moved there once, tied weights staying tied; this takes the
 place of the book's ``config.GPU`` (details: :mod:`xplayers.book2._common`
 and the docs' volume 2 page).
 
+Chapters 7 and 8 are here too: the attention layers of
+``ch08/attention_layer.py`` (:class:`WeightSum`, :class:`AttentionWeight`,
+:class:`Attention`, :class:`TimeAttention`) and the models of
+``ch07/seq2seq.py``, ``ch07/peeky_seq2seq.py`` and
+``ch08/attention_seq2seq.py`` (:class:`Seq2seq`, :class:`PeekySeq2seq`,
+:class:`AttentionSeq2seq` and their encoders and decoders);
+``xplayers.book2.datasets.sequence`` is the book's ``dataset/sequence.py``.
+
 The math is the pure functions of :mod:`xplayers.sequence` and
 :mod:`xplayers.functional`; every backend of xplayers runs it.
 """
@@ -39,7 +47,18 @@ from xplayers.book2.layers import (
     Softmax,
     SoftmaxWithLoss,
 )
+from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xplayers.book2.seq2seq import (
+    AttentionDecoder,
+    AttentionEncoder,
+    AttentionSeq2seq,
+    Decoder,
+    Encoder,
+    PeekyDecoder,
+    PeekySeq2seq,
+    Seq2seq,
+)
 from xplayers.book2.time_layers import (
     GRU,
     LSTM,
@@ -70,6 +89,18 @@ from xplayers.book2.util import (
 )
 
 __all__ = [
+    "Attention",
+    "AttentionDecoder",
+    "AttentionEncoder",
+    "AttentionSeq2seq",
+    "AttentionWeight",
+    "Decoder",
+    "Encoder",
+    "PeekyDecoder",
+    "PeekySeq2seq",
+    "Seq2seq",
+    "TimeAttention",
+    "WeightSum",
     "GRU",
     "LSTM",
     "RNN",
