@@ -37,6 +37,7 @@ The math is the pure functions of :mod:`xplayers.sequence` and
 
 from __future__ import annotations
 
+from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (
     Affine,
     Dropout,
@@ -47,7 +48,6 @@ from xplayers.book2.layers import (
     Softmax,
     SoftmaxWithLoss,
 )
-from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xplayers.book2.seq2seq import (
     AttentionDecoder,
@@ -89,18 +89,6 @@ from xplayers.book2.util import (
 )
 
 __all__ = [
-    "Attention",
-    "AttentionDecoder",
-    "AttentionEncoder",
-    "AttentionSeq2seq",
-    "AttentionWeight",
-    "Decoder",
-    "Encoder",
-    "PeekyDecoder",
-    "PeekySeq2seq",
-    "Seq2seq",
-    "TimeAttention",
-    "WeightSum",
     "GRU",
     "LSTM",
     "RNN",
@@ -108,17 +96,28 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "Affine",
+    "Attention",
+    "AttentionDecoder",
+    "AttentionEncoder",
+    "AttentionSeq2seq",
+    "AttentionWeight",
+    "Decoder",
     "Dropout",
     "Embedding",
+    "Encoder",
     "MatMul",
     "Momentum",
     "Nesterov",
+    "PeekyDecoder",
+    "PeekySeq2seq",
     "RMSprop",
+    "Seq2seq",
     "Sigmoid",
     "SigmoidWithLoss",
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
+    "TimeAttention",
     "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
@@ -127,6 +126,7 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "WeightSum",
     "clip_grads",
     "convert_one_hot",
     "cos_similarity",
