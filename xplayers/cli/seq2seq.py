@@ -33,6 +33,8 @@ from threadpoolctl import threadpool_limits
 from xplayers._files import atomic_writer
 from xplayers._validation import FLOAT_DTYPES, dtype_name
 from xplayers.backend import namespace, to_numpy, use_backend
+from xplayers.book2 import Adam, clip_grads, seq2seq
+from xplayers.book2.datasets import sequence
 from xplayers.cli._common import (
     add_backend_options,
     backend_args,
@@ -187,8 +189,6 @@ Pair = tuple[npt.NDArray[Any], npt.NDArray[Any]]
 
 def _data(args: argparse.Namespace) -> tuple[Pair, Pair, dict[int, str]]:
     """The training and test questions and answers, reversed with --reverse, and the vocabulary."""
-    from xplayers.book2.datasets import sequence
-
     name = args.data if args.data is not None else TASKS[args.task][0]
     if args.data is not None and not Path(args.data).is_file():
         usage(args, f"--data {args.data!r}: no such file")
@@ -216,8 +216,6 @@ def _accuracy(model: Any, x: Any, t: Any) -> float:
 
 def _step(model: Any, optimizer: Any, xb: Any, tb: Any, max_grad: float) -> Any:
     """One update of the book's Trainer; returns the loss (an array on the device)."""
-    from xplayers.book2 import clip_grads
-
     loss = model.forward(xb, tb)
     model.backward()
     params, grads = model.params, model.grads
@@ -290,8 +288,6 @@ def _resume(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers seq2seq`` with parsed arguments; return the exit status."""
-    from xplayers.book2 import Adam, seq2seq
-
     for option in ("output", "checkpoint"):
         check_writable(args, option)
     if args.examples < 0:
