@@ -154,9 +154,7 @@ class _Coder(_Model):
         self._dtype = float_dtype(type(self).__name__, dtype)
         self._rn = _draw(rng)
         self._build(V, D, H)
-
-    def _weight(self, scale: float, *shape: int) -> npt.NDArray[Any]:
-        return (self._rn(*shape) * scale).astype(self._dtype)
+        del self._rn  # the generator is needed only while the weights are drawn
 
     def _lstm_weights(self, D: int, H: int) -> tuple[Any, Any, Any]:
         """The book's ``lstm_Wx, lstm_Wh, lstm_b`` for inputs of size `D`."""
