@@ -8,9 +8,9 @@ xplayers and prints its test accuracy. The book's chapter-5 experiment is::
         --optimizer sgd --lr 0.1 --batch-size 100 --iterations 10000
 
 One module per part: :mod:`~xplayers.cli.parser` (the parser),
-:mod:`~xplayers.cli.train`, :mod:`~xplayers.cli.evaluate` and
+:mod:`~xplayers.cli.train`, :mod:`~xplayers.cli.evaluate`,
 :mod:`~xplayers.cli.info` and :mod:`~xplayers.cli.seq2seq` (volume 2's
-sequence-to-sequence models) (one per command).
+sequence-to-sequence models), one per command.
 
 Errors are reported on one line of standard error, ``xplayers: error: ...``,
 with exit status 2 for bad arguments and 1 for anything else that fails
