@@ -16,6 +16,7 @@ import pytest
 import xplayers as xpl
 from xplayers.book2 import Adam
 from xplayers.book2 import attention as at
+from xplayers.book2 import seq2seq as seq2seq_module
 from xplayers.book2.seq2seq import (
     AttentionSeq2seq,
     PeekySeq2seq,
@@ -321,3 +322,20 @@ def test_bad_sizes_are_refused():
         Seq2seq(V, D, 0)
     with pytest.raises(LayerInputError, match=r"dtype"):
         Seq2seq(V, D, HM, dtype="int32")
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_generation_reads_the_ids_back_once(monkeypatch, cls):
+    """The argmax of each step stays on the device; one transfer after the last step."""
+    xs, _ = _data()
+    model = _model(cls)
+    calls = []
+    real = seq2seq_module.to_numpy
+
+    def counting(x):
+        calls.append(tuple(x.shape))
+        return real(x)
+
+    monkeypatch.setattr(seq2seq_module, "to_numpy", counting)
+    model.generate_batch(xs, 0, 6)
+    assert calls == [(N, 6)]
