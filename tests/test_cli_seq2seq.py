@@ -94,6 +94,16 @@ def test_resume_refuses_another_run_and_other_files(capsys, tmp_path):
     code, _, err = _run(capsys, *TINY, "--epochs", "2", "--model", "peeky", "--resume", str(ck))
     assert code == 2
     assert "the checkpoint's run has --model 'plain', not 'peeky'" in _one_line_error(err)
+    params = tmp_path / "params.npz"
+    AttentionSeq2seq(13, 4, 8).save_params(params)
+    code, _, err = _run(capsys, *TINY, "--epochs", "2", "--resume", str(params))
+    assert code == 1
+    assert "not a checkpoint of xplayers seq2seq" in _one_line_error(err)
+    header = np.frombuffer(b'{"epoch": 1}', dtype=np.uint8)
+    np.savez(tmp_path / "partial.npz", __xplayers_seq2seq__=header)
+    code, _, err = _run(capsys, *TINY, "--resume", str(tmp_path / "partial.npz"))
+    assert code == 1
+    assert "an incomplete checkpoint" in _one_line_error(err)
     other = tmp_path / "other.npz"
     other.write_bytes(b"PK not really")
     code, _, err = _run(capsys, *TINY, "--epochs", "2", "--resume", str(other))

@@ -258,7 +258,11 @@ def _resume(
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"{path}: not a readable checkpoint ({exc})") from None
-    saved = doc.get("options", {})
+    missing = {"options", "epoch", "history", "adam_iter", "rng"} - set(doc)
+    wanted = {f"p{i}" for i in range(len(model.params))}
+    if missing or not isinstance(doc["options"], dict) or not wanted <= set(arrays):
+        raise ModelFileError(f"{path}: an incomplete checkpoint of xplayers seq2seq")
+    saved = doc["options"]
     for key, value in _run_options(args).items():
         if saved.get(key) != value:
             option = "--" + key.replace("_", "-")
@@ -268,8 +272,6 @@ def _resume(
                 f"not {value!r}; give the options of the run that wrote it",
             )
     params = model.params
-    if sum(k.startswith("p") for k in arrays) != len(params):
-        raise ModelFileError(f"{path}: holds another number of parameters than the model")
     for i, p in enumerate(params):
         value = arrays[f"p{i}"]
         if value.shape != tuple(int(s) for s in p.shape):
