@@ -66,6 +66,9 @@ OTHER_BOOK_NAMES += ["eval_perplexity", "eval_seq2seq"]
 OTHER_BOOK_NAMES += ["Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "PeekySeq2seq"]
 OTHER_BOOK_NAMES += ["WeightSum", "AttentionWeight", "Attention", "TimeAttention"]
 OTHER_BOOK_NAMES += ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq"]
+#: common/trainer.py, ch04/negative_sampling_layer.py and the word2vec models of chapters 3 and 4.
+OTHER_BOOK_NAMES += ["Trainer", "EmbeddingDot", "UnigramSampler", "NegativeSamplingLoss"]
+OTHER_BOOK_NAMES += ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,14 @@
 :class:`Embedding`, :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
 :class:`TimeLSTM`, :class:`GRU`, :class:`TimeGRU`, :class:`TimeEmbedding`,
 :class:`TimeAffine`, :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`,
-:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`.
+:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`; it also stands for
+``common/optimizer.py``, ``common/util.py``, ``common/trainer.py``
+(:class:`Trainer`) and chapter 4's ``negative_sampling_layer.py``
+(:class:`EmbeddingDot`, :class:`UnigramSampler`,
+:class:`NegativeSamplingLoss`), and has the word2vec models of chapters 3
+and 4 (:class:`SimpleCBOW`, :class:`SimpleSkipGram`, :class:`CBOW`,
+:class:`SkipGram`). Volume 2's data sets are in
+:mod:`xplayers.book2.datasets`.
 
 Conventions kept from the book: ``layer.params`` and ``layer.grads`` are
 lists in the same order; ``forward``/``backward``; loss layers take
@@ -48,6 +55,7 @@ from xplayers.book2.layers import (
     Softmax,
     SoftmaxWithLoss,
 )
+from xplayers.book2.negative_sampling import EmbeddingDot, NegativeSamplingLoss, UnigramSampler
 from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xplayers.book2.seq2seq import (
     AttentionDecoder,
@@ -73,6 +81,7 @@ from xplayers.book2.time_layers import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
+from xplayers.book2.trainer import Trainer
 from xplayers.book2.util import (
     clip_grads,
     convert_one_hot,
@@ -87,8 +96,10 @@ from xplayers.book2.util import (
     to_cpu,
     to_gpu,
 )
+from xplayers.book2.word2vec import CBOW, SimpleCBOW, SimpleSkipGram, SkipGram
 
 __all__ = [
+    "CBOW",
     "GRU",
     "LSTM",
     "RNN",
@@ -104,9 +115,11 @@ __all__ = [
     "Decoder",
     "Dropout",
     "Embedding",
+    "EmbeddingDot",
     "Encoder",
     "MatMul",
     "Momentum",
+    "NegativeSamplingLoss",
     "Nesterov",
     "PeekyDecoder",
     "PeekySeq2seq",
@@ -114,6 +127,9 @@ __all__ = [
     "Seq2seq",
     "Sigmoid",
     "SigmoidWithLoss",
+    "SimpleCBOW",
+    "SimpleSkipGram",
+    "SkipGram",
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
@@ -126,6 +142,8 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "Trainer",
+    "UnigramSampler",
     "WeightSum",
     "clip_grads",
     "convert_one_hot",

@@ -1,6 +1,10 @@
-"""Volume 2's ``dataset`` package: the data sets of the book's examples.
+"""The data sets of *Deep Learning from Scratch 2* (the book's ``dataset/`` directory).
 
-``from xplayers.book2.datasets import sequence`` stands in for the book's
-``from dataset import sequence`` (chapters 7 and 8: the addition and date
-sets, made by seeded generators, see :mod:`xplayers.book2.datasets.sequence`).
+One module per data set, each with the book's ``load_data``:
+:mod:`xplayers.book2.datasets.spiral` (chapter 1's three spirals) and
+:mod:`xplayers.book2.datasets.sequence` (chapters 7 and 8: the addition and
+date questions, made by seeded generators; ``from xplayers.book2.datasets
+import sequence`` stands in for the book's ``from dataset import sequence``).
 """
+
+from __future__ import annotations
