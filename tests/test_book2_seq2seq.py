@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
-from xplayers.book2 import Adam
+from xplayers.book2 import Adam, Trainer
 from xplayers.book2 import attention as at
 from xplayers.book2 import seq2seq as seq2seq_module
 from xplayers.book2.seq2seq import (
@@ -339,3 +339,16 @@ def test_generation_reads_the_ids_back_once(monkeypatch, cls):
     monkeypatch.setattr(seq2seq_module, "to_numpy", counting)
     model.generate_batch(xs, 0, 6)
     assert calls == [(N, 6)]
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_the_books_trainer_trains_the_models(cls):
+    """``Trainer.fit(x, t, max_grad=5.0)``, as chapters 7 and 8 call it."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, V, size=(64, TQ))
+    t = np.concatenate((np.zeros((64, 1), dtype=x.dtype), x[:, :2]), axis=1)  # echo the question
+    model = _model(cls, dtype="float32")
+    before = float(model.forward(x, t))
+    trainer = Trainer(model, Adam(lr=0.02), seed=0)
+    trainer.fit(x, t, max_epoch=10, batch_size=16, max_grad=5.0, eval_interval=None)
+    assert float(model.forward(x, t)) < 0.9 * before
