@@ -8,7 +8,8 @@ chapter-8 run (dates, ``ch08/train.py``) are::
 
 Each epoch shuffles the training questions, makes ``N // batch_size``
 updates (the book's ``Trainer``: forward, backward, ``clip_grads``,
-``Adam``) and measures the accuracy on the held-out tenth: the share of
+``Adam``, through the update step :class:`xplayers.book2.Trainer` uses, which
+also keeps Dask's task graphs short) and measures the accuracy on the held-out tenth: the share of
 test questions whose whole greedy answer is right, decoded a batch at a
 time.
 """
@@ -33,7 +34,8 @@ from threadpoolctl import threadpool_limits
 from xplayers._files import atomic_writer
 from xplayers._validation import FLOAT_DTYPES, dtype_name
 from xplayers.backend import namespace, to_numpy, use_backend
-from xplayers.book2 import Adam, clip_grads, seq2seq
+from xplayers.book2 import Adam, seq2seq
+from xplayers.book2._training import SharedWeights, apply_gradients
 from xplayers.book2.datasets import sequence
 from xplayers.cli._common import (
     add_backend_options,
@@ -214,13 +216,13 @@ def _accuracy(model: Any, x: Any, t: Any) -> float:
     return right / len(x)
 
 
-def _step(model: Any, optimizer: Any, xb: Any, tb: Any, max_grad: float) -> Any:
-    """One update of the book's Trainer; returns the loss (an array on the device)."""
+def _step(
+    model: Any, optimizer: Any, shared: SharedWeights, xb: Any, tb: Any, max_grad: float
+) -> Any:
+    """One update of the book's Trainer (:func:`apply_gradients`); returns the loss."""
     loss = model.forward(xb, tb)
     model.backward()
-    params, grads = model.params, model.grads
-    clip_grads(grads, max_grad)
-    optimizer.update(params, grads)
+    apply_gradients(model, optimizer, shared, max_grad)
     return loss
 
 
@@ -376,6 +378,7 @@ def _train(
     x_train, t_train = train_set
     per_epoch = len(x_train) // args.batch_size
     first = int(state["epoch"])
+    shared = SharedWeights(model.params, model)
     bar = ProgressBar(
         max(per_epoch * (epochs - first), 1),
         per_epoch,
@@ -389,7 +392,7 @@ def _train(
         total = 0.0
         for it in range(per_epoch):
             batch = slice(it * args.batch_size, (it + 1) * args.batch_size)
-            loss = float(_step(model, optimizer, xs[batch], ts[batch], args.max_grad))
+            loss = float(_step(model, optimizer, shared, xs[batch], ts[batch], args.max_grad))
             if not math.isfinite(loss):
                 bar.clear()
                 raise TrainingError(
