@@ -6,9 +6,10 @@
 #
 # First the test suite on the GPU columns of the matrix (CuPy, torch CUDA), which
 # fails if a backend is not usable or a GPU test is skipped; then, one process each,
-# the GPU benchmarks: xplayers on CuPy and on torch CUDA, PyTorch eager on CUDA, volume 2's
-# language-model step against torch CUDA nn.LSTM (bench/test_book2.py), and
-# the GPU's GEMM and bandwidth limits, TF32 off. Everything ends within
+# the GPU benchmarks: xplayers on CuPy and on torch CUDA, PyTorch eager on CUDA,
+# volume 2's AttentionSeq2seq step on CuPy and torch CUDA, volume 2's language-model
+# step against torch CUDA nn.LSTM (bench/test_book2.py), and the GPU's GEMM and
+# bandwidth limits, TF32 off. Everything ends within
 # XPLAYERS_GPU_BUDGET seconds (default 450): a step runs for at most its cap or what
 # is left, and one with under 10 s left is recorded as not run (exit 124).
 #
@@ -120,7 +121,8 @@ sys.exit("GPU tests incomplete: " + "; ".join(bad) if bad else 0)
 EOF
 
 for run in "cupy xplayers 120" "torch:cuda xplayers 120" "torch:cuda torch_eager 60" \
-    "torch:cuda book2 60" "cupy limits 45" "torch:cuda limits 45"; do
+    "cupy book2_seq2seq 40" "torch:cuda book2_seq2seq 40" "torch:cuda book2 60" \
+    "cupy limits 45" "torch:cuda limits 45"; do
     read -r backend suite cap <<< "$run"
     stem="$suite-${backend/:/-}"
     XPLAYERS_BACKEND=$backend step "$cap" "$OUT/raw/$stem.log" \

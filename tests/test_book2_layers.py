@@ -64,6 +64,10 @@ OTHER_BOOK_NAMES += ["create_contexts_target", "convert_one_hot", "to_cpu", "to_
 OTHER_BOOK_NAMES += ["eval_perplexity", "eval_seq2seq"]
 OTHER_BOOK_NAMES += ["BaseModel", "SimpleRnnlm", "Rnnlm", "BetterRnnlm", "RnnlmGen"]
 OTHER_BOOK_NAMES += ["BetterRnnlmGen", "RnnlmTrainer"]
+#: ch07/seq2seq.py, ch07/peeky_seq2seq.py, ch08/attention_layer.py, ch08/attention_seq2seq.py.
+OTHER_BOOK_NAMES += ["Encoder", "Decoder", "Seq2seq", "PeekyDecoder", "PeekySeq2seq"]
+OTHER_BOOK_NAMES += ["WeightSum", "AttentionWeight", "Attention", "TimeAttention"]
+OTHER_BOOK_NAMES += ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq"]
 #: common/trainer.py, ch04/negative_sampling_layer.py and the word2vec models of chapters 3 and 4.
 OTHER_BOOK_NAMES += ["Trainer", "EmbeddingDot", "UnigramSampler", "NegativeSamplingLoss"]
 OTHER_BOOK_NAMES += ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram"]

@@ -38,6 +38,7 @@ def test_the_page_has_a_part_for_every_command() -> None:
             "xplayers info",
             "xplayers lm-train",
             "xplayers lm-generate",
+            "xplayers seq2seq",
         }
     )
 

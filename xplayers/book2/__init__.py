@@ -33,12 +33,21 @@ current are moved there once, tied weights staying tied; this takes the
 place of the book's ``config.GPU`` (details: :mod:`xplayers.book2._common`
 and the docs' volume 2 page).
 
+Chapters 7 and 8 are here too: the attention layers of
+``ch08/attention_layer.py`` (:class:`WeightSum`, :class:`AttentionWeight`,
+:class:`Attention`, :class:`TimeAttention`) and the models of
+``ch07/seq2seq.py``, ``ch07/peeky_seq2seq.py`` and
+``ch08/attention_seq2seq.py`` (:class:`Seq2seq`, :class:`PeekySeq2seq`,
+:class:`AttentionSeq2seq` and their encoders and decoders);
+``xplayers.book2.datasets.sequence`` is the book's ``dataset/sequence.py``.
+
 The math is the pure functions of :mod:`xplayers.sequence` and
 :mod:`xplayers.functional`; every backend of xplayers runs it.
 """
 
 from __future__ import annotations
 
+from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (
     Affine,
     Dropout,
@@ -60,6 +69,16 @@ from xplayers.book2.rnnlm import (
     SimpleRnnlm,
 )
 from xplayers.book2.rnnlm_trainer import RnnlmTrainer
+from xplayers.book2.seq2seq import (
+    AttentionDecoder,
+    AttentionEncoder,
+    AttentionSeq2seq,
+    Decoder,
+    Encoder,
+    PeekyDecoder,
+    PeekySeq2seq,
+    Seq2seq,
+)
 from xplayers.book2.time_layers import (
     GRU,
     LSTM,
@@ -100,20 +119,30 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "Affine",
+    "Attention",
+    "AttentionDecoder",
+    "AttentionEncoder",
+    "AttentionSeq2seq",
+    "AttentionWeight",
     "BaseModel",
     "BetterRnnlm",
     "BetterRnnlmGen",
+    "Decoder",
     "Dropout",
     "Embedding",
     "EmbeddingDot",
+    "Encoder",
     "MatMul",
     "Momentum",
     "NegativeSamplingLoss",
     "Nesterov",
+    "PeekyDecoder",
+    "PeekySeq2seq",
     "RMSprop",
     "Rnnlm",
     "RnnlmGen",
     "RnnlmTrainer",
+    "Seq2seq",
     "Sigmoid",
     "SigmoidWithLoss",
     "SimpleCBOW",
@@ -123,6 +152,7 @@ __all__ = [
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
+    "TimeAttention",
     "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
@@ -133,6 +163,7 @@ __all__ = [
     "TimeSoftmaxWithLoss",
     "Trainer",
     "UnigramSampler",
+    "WeightSum",
     "clip_grads",
     "convert_one_hot",
     "cos_similarity",

@@ -1,4 +1,4 @@
-r"""The ``xplayers`` command: ``train``, ``evaluate`` and ``info``.
+r"""The ``xplayers`` command: ``train``, ``evaluate``, ``info`` and ``seq2seq``.
 
 Run ``xplayers --help`` (or ``python -m xplayers --help``). With no options,
 ``xplayers train`` trains a network on the 8x8 digits that ship with
@@ -8,8 +8,9 @@ xplayers and prints its test accuracy. The book's chapter-5 experiment is::
         --optimizer sgd --lr 0.1 --batch-size 100 --iterations 10000
 
 One module per part: :mod:`~xplayers.cli.parser` (the parser),
-:mod:`~xplayers.cli.train`, :mod:`~xplayers.cli.evaluate` and
-:mod:`~xplayers.cli.info` (one per command).
+:mod:`~xplayers.cli.train`, :mod:`~xplayers.cli.evaluate`,
+:mod:`~xplayers.cli.info` and :mod:`~xplayers.cli.seq2seq` (volume 2's
+sequence-to-sequence models), one per command.
 
 Errors are reported on one line of standard error, ``xplayers: error: ...``,
 with exit status 2 for bad arguments and 1 for anything else that fails

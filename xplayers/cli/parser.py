@@ -6,7 +6,7 @@ import argparse
 from typing import Any, NoReturn
 
 from xplayers._version import __version__
-from xplayers.cli import evaluate, info, lm, train
+from xplayers.cli import evaluate, info, lm, seq2seq, train
 from xplayers.cli._common import PROG
 
 __all__ = ["COMMANDS", "Parser", "build_parser"]
@@ -19,6 +19,7 @@ COMMANDS: dict[str, Any] = {
     "info": info,
     "lm-train": lm.TRAIN,
     "lm-generate": lm.GENERATE,
+    "seq2seq": seq2seq,
 }
 
 
