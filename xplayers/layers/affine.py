@@ -169,7 +169,7 @@ class Affine(Layer):
         grads: Mapping[str, Any] | None = None,
         state: Mapping[str, Any] | None = None,
     ) -> None:
-        """Keep a forward's ``saved`` (``x``, ``original_x_shape``) and a backward's ``dW``, ``db``."""
+        """Keep a forward's ``x`` and ``original_x_shape``, a backward's ``dW`` and ``db``."""
         if saved is not None:
             self._saved = dict(saved)
             self.x, self.original_x_shape = saved["x"], saved["shape"]

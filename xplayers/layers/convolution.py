@@ -159,7 +159,7 @@ class Convolution(Layer):
     def forward(self, x: Any) -> Any:
         """Return the convolution of images `x` ``(N, C, H, W)``, shape ``(N, FN, OH, OW)``."""
         where = "Convolution.forward"
-        xp = image_batch(where, x)
+        image_batch(where, x)
         W = self.W
         same_backend(where, "x", x, "the layer's parameters W, b", W)
         _, c, fh, fw = W.shape

@@ -119,7 +119,7 @@ class Dropout(Layer):
         self._ref: Any = None
 
     def reseed(self, seed: Any = None) -> None:
-        """Restart the mask sequence from `seed` (an int, a sequence of int, a Generator or None)."""
+        """Restart the masks from `seed` (an int, a sequence of int, a Generator or None)."""
         self.seed_words = dropout_seed(seed)
         self.count: Any = 0
 
