@@ -44,6 +44,13 @@ class LayerFn:
     #: The names of the state the forward takes and returns (running averages, a seed).
     state_names: ClassVar[tuple[str, ...]] = ()
 
+    def check(self, params: Mapping[str, Any], x: Any) -> None:
+        """Refuse an input the layer cannot take (``LayerInputError`` naming the layer).
+
+        Reads shapes and dtypes only, so it runs on traced and lazy arrays
+        too: a network's chain checks its input with its first layer's.
+        """
+
     def forward(
         self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool
     ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
@@ -65,6 +72,10 @@ class LayerFn:
 @dataclass(frozen=True)
 class LossFn:
     """A loss layer's math: ``forward(x, t) -> (loss, saved)``, ``backward(saved, dout) -> dx``."""
+
+    def check(self, x: Any, t: Any, check_labels: bool | None = None) -> Any:
+        """Check targets `t` against the logits `x`; return them as :meth:`forward` takes them."""
+        return t
 
     def forward(self, x: Any, t: Any) -> tuple[Any, dict[str, Any]]:
         """The scalar loss of logits `x` against targets `t`, and what backward needs."""

@@ -27,6 +27,12 @@ class AffineFn(LayerFn):
 
     param_names: ClassVar[tuple[str, ...]] = ("W", "b")
 
+    def check(self, params: Mapping[str, Any], x: Any) -> None:
+        """See :func:`check_input`; `x` of the parameters' backend and device too."""
+        W = params["W"]
+        check_input(x, W)
+        same_backend("Affine.forward", "x", x, "the layer's parameters W, b", W)
+
     def forward(
         self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
     ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
@@ -179,10 +185,10 @@ class Affine(Layer):
     def forward(self, x: Any) -> Any:
         """Return ``x @ W + b`` of shape ``(N, M)``; `x` is ``(N, D)`` or ``(N, ...)``."""
         W = self.W
+        params = {"W": W, "b": self.b}
         if not (like(x, W) and x.ndim == 2 and x.shape[1] == W.shape[0]):  # else check it
-            check_input(x, W)
-            same_backend("Affine.forward", "x", x, "the layer's parameters W, b", W)
-        y, saved, _ = self.fn.forward({"W": W, "b": self.b}, x, NO_STATE)
+            self.fn.check(params, x)
+        y, saved, _ = self.fn.forward(params, x, NO_STATE)
         self.take(saved)
         return y
 

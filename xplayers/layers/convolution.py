@@ -34,6 +34,17 @@ class ConvolutionFn(LayerFn):
 
     param_names: ClassVar[tuple[str, ...]] = ("W", "b")
 
+    def check(self, params: Mapping[str, Any], x: Any) -> None:
+        """Images ``(N, C, H, W)`` of `W`'s channels and backend, large enough for the filter."""
+        where = "Convolution.forward"
+        image_batch(where, x)
+        W = params["W"]
+        same_backend(where, "x", x, "the layer's parameters W, b", W)
+        _, c, fh, fw = W.shape
+        if x.shape[1] != c:
+            fail(where, "x", f"{c} channels, shape (N, {c}, H, W), to match W", describe(x))
+        check_fits(where, x, fh, fw, self.pad, f"{fh}x{fw} filter")
+
     def forward(
         self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
     ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
@@ -158,14 +169,7 @@ class Convolution(Layer):
 
     def forward(self, x: Any) -> Any:
         """Return the convolution of images `x` ``(N, C, H, W)``, shape ``(N, FN, OH, OW)``."""
-        where = "Convolution.forward"
-        image_batch(where, x)
-        W = self.W
-        same_backend(where, "x", x, "the layer's parameters W, b", W)
-        _, c, fh, fw = W.shape
-        if x.shape[1] != c:
-            fail(where, "x", f"{c} channels, shape (N, {c}, H, W), to match W", describe(x))
-        check_fits(where, x, fh, fw, self.pad, f"{fh}x{fw} filter")
+        self.fn.check(self.params, x)
         out, saved, _ = self.fn.forward(self.params, x, NO_STATE)
         self.take(saved)
         self._out_shape = tuple(out.shape)

@@ -31,6 +31,10 @@ class SoftmaxWithLossFn(LossFn):
     `t` is taken as checked (:func:`targets`: labels ``(N,)`` or rows ``(N, C)``).
     """
 
+    def check(self, x: Any, t: Any, check_labels: bool | None = None) -> Any:
+        """The targets as :func:`targets` checks them (a label column becomes ``(N,)``)."""
+        return targets("SoftmaxWithLoss.forward", x, t, check_labels)
+
     def forward(self, x: Any, t: Any) -> tuple[Any, dict[str, Any]]:
         """``(mean cross-entropy, {"y": softmax(x), "t": t, "loss": loss})``."""
         loss, y = softmax_cross_entropy(x, t)
