@@ -117,7 +117,7 @@ def adagrad_step(g: Any, state: Mapping[str, Any], *, lr: float) -> tuple[Any, d
 def rmsprop_step(
     g: Any, state: Mapping[str, Any], *, lr: float, decay_rate: float
 ) -> tuple[Any, dict[str, Any]]:
-    r"""RMSprop: :math:`h' = \rho h + (1-\rho) g^2`; amount :math:`\eta g / (\sqrt{h'} + \epsilon)`."""
+    r"""RMSprop: :math:`h' = \rho h + (1-\rho) g^2`; amount :math:`\eta g/(\sqrt{h'}+\epsilon)`."""
     h = decay_rate * state["h"] + (1.0 - decay_rate) * (g * g)
     return lr * g / (namespace(h).sqrt(h) + EPS), {"h": h}
 
@@ -696,7 +696,7 @@ class Adam(Optimizer):
     stores = ("m", "v")
 
     def begin_step(self) -> dict[str, float]:
-        """Count the update (:attr:`iter`); the rate :math:`\\eta_t` of this step and the betas."""
+        """Count the update (:attr:`iter`); the rate of this step (``lr_t``) and the betas."""
         self.iter += 1
         t = self.iter
         lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)

@@ -235,7 +235,7 @@ class Chain:
         weight : float, default 1.0
             Scale of the loss and gradients (``n_i / N`` for a chunk of a larger batch).
         weight_decay : float, default 0.0
-            The book's L2 strength :math:`\\lambda` (0: none).
+            The book's L2 strength lambda (0: none).
         """
         logits, saved, new_state = self.forward(params, state, x, train=train)
         t = self.loss.check(logits, t, self.check_labels)
