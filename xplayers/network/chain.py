@@ -171,6 +171,10 @@ class Chain:
             if fn.state_names
         }
 
+    def check(self, params: Mapping[str, Any], x: Any) -> None:
+        """Refuse an input `x` the first layer cannot take (shapes and dtypes only)."""
+        self.fns[0].check({attr: params[key] for attr, key in self.keys[0]}, x)
+
     def forward(
         self,
         params: Mapping[str, Any],
