@@ -250,6 +250,8 @@ def chunked_gradient(
     Returns
     -------
     (loss, grads) : float and dict of str to numpy.ndarray
+        The network's loss and gradient, the book's L2 weight decay
+        included (as ``network.loss`` and ``network.gradient``).
         The gradients have the parameters' shapes and dtype; with
         `with_state`, ``(loss, grads, state)``, the layers' new state by
         layer name (host values).
@@ -295,10 +297,28 @@ def chunked_gradient(
     else:
         flat = _on_cluster(client, host, pair, (xs, ts), f, (size, classes), split, tries)
     loss, grads, summed = _unflat(np.asarray(flat), f, host)
+    loss, grads = _decayed(loss, grads, host, chain, float(network.weight_decay_lambda))
     if not with_state:
         return loss, grads
     new_state = {name: {**entries, **summed.get(name, {})} for name, entries in probed.items()}
     return loss, grads, new_state
+
+
+def _decayed(
+    loss: float,
+    grads: dict[str, npt.NDArray[Any]],
+    host: Mapping[str, npt.NDArray[Any]],
+    chain: Chain,
+    lam: float,
+) -> tuple[float, dict[str, npt.NDArray[Any]]]:
+    """The book's L2 weight decay, added once to the summed loss and gradients."""
+    if not (lam and chain.decayed):
+        return loss, grads
+    for key in chain.decayed:
+        W = host[key]
+        loss += 0.5 * lam * float(np.sum(W.astype(np.float64) ** 2))
+        grads[key] = (grads[key] + lam * W).astype(W.dtype)
+    return loss, grads
 
 
 def _host_params(
