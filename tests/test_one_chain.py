@@ -126,8 +126,8 @@ def _state(net: Any) -> dict[str, Any]:
 def _close(got: dict[str, Any], want: dict[str, Any], dtype: str) -> None:
     tol = {"rtol": 1e-9, "atol": 1e-12} if dtype == "float64" else {"rtol": 2e-4, "atol": 1e-5}
     assert sorted(got) == sorted(want)
-    for key in want:
-        np.testing.assert_allclose(_host(got[key]), _host(want[key]), **tol, err_msg=key)
+    for key, value in want.items():
+        np.testing.assert_allclose(_host(got[key]), _host(value), **tol, err_msg=key)
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
@@ -144,7 +144,7 @@ def test_every_path_runs_the_same_chain(backend: Any, name: str) -> None:
 
     net = make()  # the chain, as a pure function
     chain = Chain.from_network(net)
-    loss, chain_grads, new_state = chain.loss_and_grads(
+    _, chain_grads, new_state = chain.loss_and_grads(
         dict(net.params), chain.state_of(net), x, t, weight_decay=net.weight_decay_lambda
     )
     _close(chain_grads, grads, dtype)
@@ -208,9 +208,7 @@ def test_batch_norm_chunks_are_each_a_layer_path_batch() -> None:
     for layer in net.layers.values():
         if isinstance(layer, xpl.Dropout):
             layer.dropout_ratio = 0.0
-    got_loss, got = chunked_gradient(
-        net, da.from_array(x, chunks=(3, 6)), da.from_array(t, chunks=3)
-    )
+    _, got = chunked_gradient(net, da.from_array(x, chunks=(3, 6)), da.from_array(t, chunks=3))
     want: dict[str, Any] = {}
     for part in (slice(0, 3), slice(3, 6)):
         ref = make("float64")
@@ -220,9 +218,9 @@ def test_batch_norm_chunks_are_each_a_layer_path_batch() -> None:
         for k, g in ref.gradient(x[part], t[part]).items():
             decay = ref.weight_decay_lambda * _host(ref.params[k]) if k[0] == "W" else 0.0
             want[k] = want.get(k, 0.0) + 0.5 * (_host(g) - decay)
-    for k in want:
+    for k, value in want.items():
         if k[0] == "W":
-            want[k] = want[k] + net.weight_decay_lambda * _host(net.params[k])
+            want[k] = value + net.weight_decay_lambda * _host(net.params[k])
     _close(got, want, "float64")
 
 

@@ -707,9 +707,8 @@ def dropout_seed(seed: Any = None) -> tuple[int, ...]:
     True
     """
     if isinstance(seed, np.random.Generator):
-        words = seed.integers(0, 2**32, size=SEED_WORDS, dtype=np.uint64)
-    else:
-        words = np.random.SeedSequence(seed).generate_state(SEED_WORDS, dtype=np.uint32)
+        return tuple(int(w) for w in seed.integers(0, 2**32, size=SEED_WORDS, dtype=np.uint64))
+    words = np.random.SeedSequence(seed).generate_state(SEED_WORDS, dtype=np.uint32)
     return tuple(int(w) for w in words)
 
 
@@ -720,7 +719,7 @@ def host_dropout_mask(
     words = [int(w) for w in np.asarray(seed).reshape(-1)]
     rng = np.random.default_rng([*words, int(np.asarray(count))])
     if skip:  # one 64-bit step per float64 drawn: the rows before this batch's
-        rng.bit_generator.advance(int(skip) * math.prod(shape[1:]))
+        rng.bit_generator.advance(int(skip) * math.prod(shape[1:]))  # type: ignore[attr-defined]
     return (rng.random(shape) > ratio).astype(dtype)
 
 

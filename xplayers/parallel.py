@@ -654,7 +654,7 @@ def full_batch_step(
                 for k, v in entries.items()
             }
         )
-    return loss
+    return float(loss)
 
 
 def _like(host: npt.NDArray[Any], ref: Any) -> Any:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -1133,7 +1133,7 @@ def _draw_state(state: object, what: str, path: str | os.PathLike[str]) -> dict[
     )
     if not ok:
         raise _bad_state(path, f"{what} is not a Dropout layer's seed and count: {state!r}"[:300])
-    return {"seed": tuple(words), "count": count}
+    return {"seed": tuple(cast(list[int], words)), "count": count}
 
 
 def _generator_state(state: object, what: str, path: str | os.PathLike[str]) -> Any:

@@ -41,5 +41,5 @@ def dropout_draw(like: Any, seed: Any, count: Any, ratio: float, /, skip: int = 
     draw = functools.partial(
         host_dropout_mask, shape=shape, skip=skip, ratio=ratio, dtype=jnp.dtype(dtype).name
     )
-    out = jax.ShapeDtypeStruct(shape, dtype)
+    out = jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
     return jax.pure_callback(draw, out, seed, count, vmap_method="broadcast_all")

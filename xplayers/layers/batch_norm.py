@@ -255,7 +255,7 @@ class BatchNormalization(Layer):
         return {"running_mean": self.running_mean, "running_var": self.running_var}
 
     @property
-    def fn(self) -> BatchNormFn:  # type: ignore[override]
+    def fn(self) -> BatchNormFn:
         """The layer's pure pair, of its current hyper-parameters."""
         return BatchNormFn(self.momentum)
 

@@ -176,7 +176,7 @@ class Convolution(Layer):
         return out
 
     @property
-    def fn(self) -> ConvolutionFn:  # type: ignore[override]
+    def fn(self) -> ConvolutionFn:
         """The layer's pure pair, of its current hyper-parameters."""
         return ConvolutionFn(self.stride, self.pad)
 

@@ -128,7 +128,7 @@ class Dropout(Layer):
         return {"seed": self.seed_words, "count": self.count}
 
     @property
-    def fn(self) -> DropoutFn:  # type: ignore[override]
+    def fn(self) -> DropoutFn:
         """The layer's pure pair, of its current hyper-parameters."""
         return DropoutFn(self.dropout_ratio)
 

@@ -113,7 +113,7 @@ class Pooling(Layer):
         return out
 
     @property
-    def fn(self) -> PoolingFn:  # type: ignore[override]
+    def fn(self) -> PoolingFn:
         """The layer's pure pair, of its current hyper-parameters."""
         return PoolingFn(self.pool_h, self.pool_w, self.stride, self.pad)
 

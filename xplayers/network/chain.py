@@ -184,7 +184,7 @@ class Chain:
         train: bool = False,
     ) -> tuple[Any, tuple[dict[str, Any], ...], dict[str, dict[str, Any]]]:
         """The logits of `x`, what each layer saved, and the layers' new state."""
-        saved = []
+        saved: list[dict[str, Any]] = []
         new_state: dict[str, dict[str, Any]] = {}
         for name, fn, keys in zip(self.names, self.fns, self.keys, strict=True):
             local = {attr: params[key] for attr, key in keys}
