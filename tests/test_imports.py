@@ -152,3 +152,46 @@ def test_old_exception_paths_still_work():
     assert ModelFileError is errors.ModelFileError
     assert TrainingError is errors.TrainingError
     assert MissingDependencyError is errors.MissingDependencyError
+
+
+def _local_imports(path: Path) -> list[str]:
+    """The imports of package modules made inside a function body of `path`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[str] = []
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").split(".")[0] == "xplayers"
+            ):
+                found.append(
+                    f"{func.name}: from {'.' * node.level}{node.module or ''} (line {node.lineno})"
+                )
+            elif isinstance(node, ast.Import) and any(
+                a.name.split(".")[0] == "xplayers" for a in node.names
+            ):
+                found.append(f"{func.name}: import (line {node.lineno})")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_package_modules_are_imported_at_the_top(name):
+    """A function-local import of the package would hide a circle from the check above.
+
+    Optional libraries (matplotlib, zarr, distributed, the backends) are
+    still imported where they are used, so the package imports without them.
+    """
+    assert _local_imports(MODULES[name]) == []
+
+
+def test_the_checker_finds_a_local_import(tmp_path):
+    (tmp_path / "mod.py").write_text(
+        "import numpy\ndef f():\n    import zarr\n    from xplayers.io import save\n"
+        "def g():\n    from . import io\n",
+        encoding="utf-8",
+    )
+    assert _local_imports(tmp_path / "mod.py") == [
+        "f: from xplayers.io (line 4)",
+        "g: from . (line 6)",
+    ]

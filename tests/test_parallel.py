@@ -487,8 +487,7 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
 ) -> None:
     """The scheduler process is killed while training uses it: one clean line, exit 1."""
     pytest.importorskip("distributed")
-    from xplayers import parallel
-    from xplayers.cli import main
+    from xplayers.cli import main, stream
     from xplayers.datasets import streaming
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -499,7 +498,7 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
         assert child.stdout is not None
         address = child.stdout.readline().strip()
         calls: list[int] = []
-        step, read = parallel.full_batch_step, streaming._LazyRows.read
+        step, read = stream.full_batch_step, streaming._LazyRows.read
 
         def kill_at_the_second_call(*args: Any, **kwargs: Any) -> Any:
             calls.append(1)
@@ -509,7 +508,7 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
             return (step if mode == "--full-batch" else read)(*args, **kwargs)
 
         if mode == "--full-batch":
-            monkeypatch.setattr(parallel, "full_batch_step", kill_at_the_second_call)
+            monkeypatch.setattr(stream, "full_batch_step", kill_at_the_second_call)
         else:
             monkeypatch.setattr(streaming._LazyRows, "read", kill_at_the_second_call)
         assert main([*_FULL, mode, "--scheduler", address]) == 1

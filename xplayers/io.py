@@ -58,8 +58,10 @@ import numpy.typing as npt
 
 from xplayers._files import atomic_writer, writable_file
 from xplayers._validation import FLOAT_DTYPES, fail
+from xplayers._version import __version__
 from xplayers.backend import to_numpy, use_backend
 from xplayers.errors import ModelFileError, ModelFileWarning
+from xplayers.network import NETWORKS, buffer_shapes, from_config, param_shapes
 
 if sys.platform != "win32":  # a live writer holds a lock on its temporary file
     import fcntl
@@ -234,7 +236,6 @@ def _prepare(
                 f"the {what} its config() implies (else load could not rebuild it)",
                 _mismatch(stored, implied),
             )
-    from xplayers._version import __version__
 
     version = 3 if buffer_entries else 1 if state is None else 2
     doc = {
@@ -816,8 +817,6 @@ def _mismatch(
 
 def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
     """The parameter names, shapes and dtypes a network config implies, allocating nothing."""
-    from xplayers.network import NETWORKS, param_shapes
-
     shapes = param_shapes(config)  # checks the class, the keys and the sizes
     dtype = NETWORKS[config["class"]].dtype(config, "param_shapes")
     return {name: (shape, dtype) for name, shape in shapes.items()}
@@ -825,8 +824,6 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...],
 
 def _buffer_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
     """The buffer names, shapes and dtypes a network config implies, allocating nothing."""
-    from xplayers.network import NETWORKS, buffer_shapes
-
     shapes = buffer_shapes(config)
     dtype = NETWORKS[config["class"]].dtype(config, "buffer_shapes")
     return {name: (shape, dtype) for name, shape in shapes.items()}
@@ -985,7 +982,6 @@ def _build(
     arrays: dict[str, npt.NDArray[Any]],
     buffers: dict[str, npt.NDArray[Any]],
 ) -> Any:
-    from xplayers.network import from_config
 
     try:
         network = from_config(config, params=arrays)

@@ -43,6 +43,7 @@ from xplayers.errors import (
     TrainingError,
 )
 from xplayers.functional import SEED_WORDS
+from xplayers.io import atomic_writer, read_checkpoint, save, save_checkpoint
 from xplayers.monitoring import EarlyStopping
 from xplayers.schedules import Schedule
 
@@ -199,8 +200,6 @@ class History:
         MissingDependencyError
             matplotlib is not installed (an ``ImportError``).
         """
-        from xplayers.io import atomic_writer
-
         figure_cls = _matplotlib_figure()
         fig = figure_cls(figsize=(9.0, 3.6), layout="constrained")
         ax_loss, ax_acc = fig.subplots(1, 2)
@@ -1070,8 +1069,6 @@ def _save_checkpoint(
     where: dict[str, Any],
     controls: RunControls,
 ) -> None:
-    from xplayers.io import save, save_checkpoint
-
     metadata = {
         "checkpoint": {"epoch": history.epoch[-1], "iteration": history.iteration[-1]},
         "history": history.to_dict(),
@@ -1269,8 +1266,6 @@ def _resume(
     changes: the checkpoint against this run (network config, optimizer,
     data, batches, length), then every value of its training state.
     """
-    from xplayers.io import read_checkpoint
-
     saved = read_checkpoint(path)
     state = saved.state.get("train")
     name = repr(str(path))

@@ -26,6 +26,7 @@ from xplayers._validation import (
     seed_or_none,
 )
 from xplayers.backend import BACKENDS, get_backend, to_numpy
+from xplayers.datasets import load_digits, load_mnist, train_test_split
 from xplayers.errors import DatasetError, LayerInputError
 from xplayers.init import WEIGHT_INIT_NAMES
 
@@ -215,8 +216,6 @@ def load_data(
     name: str, mnist_dir: str | None, test_size: float, seed: int, dtype: str
 ) -> tuple[Pair, Pair]:
     """The training and test sets of dataset `name` (:data:`DATASETS`)."""
-    from xplayers.datasets import load_digits, load_mnist, train_test_split
-
     if name not in DATASETS:
         raise LayerInputError(f"unknown dataset {name!r}; expected one of {list(DATASETS)}")
     if name == "mnist":

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from xplayers._version import __version__
 from xplayers.backend import ENV_VAR, get_backend, report
 from xplayers.errors import XplayersError
 
@@ -67,8 +68,6 @@ def _blas() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers info``; return the exit status."""
-    from xplayers._version import __version__
-
     print(f"xplayers {__version__}")
     print(f"Python {platform.python_version()} ({sys.executable}) on {platform.platform()}")
     print(f"numpy {np.__version__}, array-api-compat {_version('array_api_compat')}")

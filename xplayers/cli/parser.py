@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from xplayers._version import __version__
 from xplayers.cli import evaluate, info, train
 from xplayers.cli._common import PROG
 
@@ -28,8 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     Each parsed namespace carries ``handler``, the ``run`` function of its
     command.
     """
-    from xplayers._version import __version__
-
     parser = Parser(
         prog=PROG,
         description="Train and evaluate the networks of Deep Learning from Scratch "

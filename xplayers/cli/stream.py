@@ -19,7 +19,10 @@ from typing import Any, cast
 
 from xplayers.backend import record
 from xplayers.cli._common import PROG, load_data, scheduler_address, usage
+from xplayers.datasets.streaming import open_dataset
 from xplayers.errors import ClusterError, MissingDependencyError, TrainingError, XplayersError
+from xplayers.parallel import full_batch_step, to_chunked
+from xplayers.training import History, evaluate
 
 __all__ = ["add_stream_options", "cluster", "full_batch", "route_backend", "training_data"]
 
@@ -74,15 +77,11 @@ def route_backend(args: argparse.Namespace, name: str, device: Any) -> tuple[str
 
 def training_data(args: argparse.Namespace, test_size: float) -> tuple[Any, Any]:
     """The training and test sets: streamed from --data, else loaded (and streamed for dask)."""
-    from xplayers.datasets.streaming import open_dataset
-
     if args.data is not None:
         test = None if args.test_data is None else open_dataset(args.test_data)
         return open_dataset(args.data), test
     train_set, test_set = load_data(args.dataset, args.mnist_dir, test_size, args.seed, args.dtype)
     if getattr(args, "stream", False) or args.full_batch:
-        from xplayers.parallel import to_chunked
-
         train_set = (to_chunked(train_set[0], BLOCK_ROWS), to_chunked(train_set[1], BLOCK_ROWS))
     return train_set, test_set
 
@@ -161,9 +160,6 @@ def full_batch(
     The loss of an epoch is the mean loss over all training rows before its
     update; accuracies are measured after it, streamed chunk by chunk.
     """
-    from xplayers.parallel import full_batch_step
-    from xplayers.training import History, evaluate
-
     history = History()
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):

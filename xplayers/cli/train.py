@@ -46,10 +46,13 @@ from xplayers.cli.stream import (
 )
 from xplayers.errors import LayerInputError
 from xplayers.init import WEIGHT_INIT_NAMES
+from xplayers.io import save
 from xplayers.layers import ACTIVATIONS
-from xplayers.monitoring import METRICS
-from xplayers.optim import OPTIMIZERS
-from xplayers.schedules import SCHEDULES
+from xplayers.monitoring import METRICS, EarlyStopping
+from xplayers.network import MultiLayerNet, SimpleConvNet, TwoLayerNet
+from xplayers.optim import OPTIMIZERS, get_optimizer
+from xplayers.schedules import SCHEDULES, CosineDecay, ReduceOnPlateau, StepDecay
+from xplayers.training import check_chance, train
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "NETWORKS", "add_parser", "run"]
 
@@ -274,9 +277,6 @@ def _add_control_options(t: argparse.ArgumentParser) -> None:
 
 def _controls(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of train for the control options; usage errors first."""
-    from xplayers.monitoring import EarlyStopping
-    from xplayers.schedules import CosineDecay, ReduceOnPlateau, StepDecay
-
     uses_monitor = args.patience is not None or args.restore_best or args.lr_schedule == "plateau"
     if uses_monitor and args.monitor.startswith("val_") and args.validation_split is None:
         usage(
@@ -346,7 +346,6 @@ def _metric(history: Any, name: str, index: int) -> float:
 
 
 def _network(args: argparse.Namespace, input_size: int, output_size: int) -> Any:
-    from xplayers.network import MultiLayerNet, SimpleConvNet, TwoLayerNet
 
     if args.network != "conv" and (args.filter_size is not None or args.filters != 30):
         usage(args, "--filters and --filter-size apply to --network conv only")
@@ -457,10 +456,6 @@ def _evaluated_labels(train_set: Any, test_set: Any) -> tuple[Any, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers train`` with parsed arguments; return the exit status."""
-    from xplayers.io import save
-    from xplayers.optim import get_optimizer
-    from xplayers.training import check_chance, train
-
     if args.dataset == "mnist" and args.test_size is not None:
         usage(args, "--test-size applies to --dataset digits only (MNIST has its own test set)")
     test_size = 0.2 if args.test_size is None else args.test_size

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from xplayers._validation import describe, fail, number_in, positive_int
 from xplayers.backend import asarray, is_lazy
+from xplayers.datasets.streaming import HINT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -22,8 +23,6 @@ _Seed = int | np.random.Generator | None
 
 def _host(where: str, arg: str, a: object) -> _Array:
     if is_lazy(a):  # random rows of a Dask array would compute (read) all of it per batch
-        from xplayers.datasets.streaming import HINT
-
         fail(where, arg, "a host (NumPy) array", "a lazy array", HINT)
     try:
         arr = np.asarray(a)
