@@ -253,12 +253,6 @@ def test_conv_step(measure, xb, dtype, path):
             opt.update(net.params, net.gradient(x, t))
         xb.done(*net.params.values())
 
-    eager = "torch eager gpu" if xb.gpu else "torch eager cpu"
-    goals = [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
-    if xb.backend.name == "numpy":
-        goals = [
-            {"goal": f"NumPy SimpleConvNet {path} ≥ 1.5× the book's", "vs": "book", "min": 1.5}
-        ]
     measure(
         run,
         f"SimpleConvNet step {dtype} N=100",
@@ -267,5 +261,24 @@ def test_conv_step(measure, xb, dtype, path):
         row=dtype,
         samples=100,
         device=_device(xb),
-        goals=goals,
+        goals=conv_goals(xb, path),
     )
+
+
+def conv_goals(xb, path):
+    """The goals of SimpleConvNet's step on this backend."""
+    eager = "torch eager gpu" if xb.gpu else "torch eager cpu"
+    where = "GPU" if xb.gpu else "CPU"
+    name = xb.backend.name
+    if name == "numpy":
+        return [{"goal": f"NumPy SimpleConvNet {path} ≥ 3× the book's", "vs": "book", "min": 3.0}]
+    if name == "torch":
+        goal = f"torch SimpleConvNet {path} on the {where} ≥ 1.0× PyTorch eager {where}"
+        return [{"goal": goal, "vs": eager, "min": 1.0}]
+    goals = [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
+    if name == "jax" and path == "train_step":
+        vs = f"jax.jit {_device(xb)}"
+        goals.append(
+            {"goal": "JAX SimpleConvNet train_step vs a hand-written jax.jit step", "vs": vs}
+        )
+    return goals

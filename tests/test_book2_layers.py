@@ -62,6 +62,9 @@ OTHER_BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
 OTHER_BOOK_NAMES += ["preprocess", "create_co_matrix", "cos_similarity", "most_similar", "ppmi"]
 OTHER_BOOK_NAMES += ["create_contexts_target", "convert_one_hot", "to_cpu", "to_gpu"]
 OTHER_BOOK_NAMES += ["eval_perplexity", "eval_seq2seq"]
+#: common/trainer.py, ch04/negative_sampling_layer.py and the word2vec models of chapters 3 and 4.
+OTHER_BOOK_NAMES += ["Trainer", "EmbeddingDot", "UnigramSampler", "NegativeSamplingLoss"]
+OTHER_BOOK_NAMES += ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:

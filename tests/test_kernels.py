@@ -171,10 +171,33 @@ def _cases() -> list[tuple[str, str, Builder]]:
         "3x3 stride 2 pad 1": ((2, 1, 6, 5), 3, 2, 1),
         "2x2 tiles": ((2, 3, 4, 6), 2, 2, 0),
         "2x2 tiles, odd size": ((1, 2, 5, 5), 2, 2, 0),
+        "2x2 tiles pad 1": ((2, 2, 4, 5), 2, 2, 1),
+        "3x3 stride 2 pad 3": ((1, 2, 5, 4), 3, 2, 3),
         "empty batch": ((0, 2, 4, 4), 2, 2, 0),
+        "ties": ((2, 3, 6, 6), 2, 2, 0),
+        "ties, overlapping": ((2, 2, 6, 5), 3, 1, 1),
+        "-inf and huge": ((1, 2, 4, 4), 2, 1, 0),
     }.items():
         img = rng.normal(size=shape)
+        if key.startswith("ties"):  # few distinct values: most windows hold equal maxima
+            img = rng.integers(-1, 2, size=shape).astype(float)
+        elif key == "-inf and huge":
+            img = np.where(rng.random(shape) < 0.5, -np.inf, np.sign(img) * 1e308)
+            img[0, 0] = -np.inf  # windows of -inf only
         n, c, h, w = shape
+        filters, bias = rng.normal(size=(3, c, f, f + 1)), rng.normal(size=3)
+        if key != "-inf and huge":  # a convolution of infinities gives NaN (inf - inf)
+            cases.append(
+                (
+                    "convolution",
+                    key,
+                    lambda b_, d, lay, x=img, W=filters, b=bias, s=stride, p=pad: (
+                        *on(b_, d, lay, x, W, b),
+                        s,
+                        p,
+                    ),
+                )
+            )
         oh, ow = (h + 2 * pad - f) // stride + 1, (w + 2 * pad - f) // stride + 1
         win = rng.normal(size=(n, oh, ow, c, f * f))
         cases.append(
@@ -243,6 +266,30 @@ def _tolerance(dtype: str) -> dict[str, float]:
     return {"rtol": 4e-3, "atol": 1e-6}  # float16: a few units in the last place
 
 
+#: The functions whose saved values may have a kernel's own form (the input itself, for
+#: torch's and JAX's convolution; torch's pooling indices), by their backward: compared
+#: through the gradients the backward computes from them.
+SAVED: dict[str, Callable[..., Any]] = {
+    "convolution": fn.convolution_backward,
+    "max_pooling": fn.max_pooling_backward,
+}
+
+
+def _through_backward(
+    backend: Any, name: str, args: tuple[Any, ...], result: tuple[Any, ...], backward: Any
+) -> tuple[Any, ...]:
+    """`result` with its saved values replaced by the gradients `backward` gives from them."""
+    out = result[0]
+    host = np.random.default_rng(5).normal(size=tuple(out.shape))
+    dout = backend.xp.astype(backend.asarray(host), out.dtype)
+    if name == "convolution":
+        x, W, _, stride, pad = args
+        shapes = (tuple(x.shape), tuple(W.shape), stride, pad)
+        return (out, *backward(dout, result[1], result[2], *shapes))
+    x, ph, pw, stride, pad = args
+    return out, backward(dout, result[1], tuple(x.shape), ph, pw, stride, pad)
+
+
 def _check_kernel(backend: Any, name: str, build: Builder, dtype: str, layout: str) -> None:
     """The kernel of `name` equals the generic version on the arguments `build` makes."""
     public = getattr(fn, name)
@@ -255,6 +302,9 @@ def _check_kernel(backend: Any, name: str, build: Builder, dtype: str, layout: s
     want = public.generic(*args)
     if got is NotImplemented:  # the kernel defers these inputs; the public function runs generic
         got = public(*args)
+    if name in SAVED:
+        got = _through_backward(backend, name, args, got, SAVED[name])
+        want = _through_backward(backend, name, args, want, SAVED[name].generic)
     after = [backend.to_numpy(a) for a in args if hasattr(a, "shape")]
     for a, b in zip(before, after, strict=True):  # nothing written into the arguments
         np.testing.assert_array_equal(a, b)

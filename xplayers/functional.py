@@ -252,9 +252,9 @@ def relu_backward(dout: Any, out: Any, /) -> Any:
     mask has to be kept and nothing is written into `dout`.
 
     The NumPy kernel multiplies `dout` by the mask instead of selecting with
-    ``where``: NumPy's ``where`` branches per element and runs about 7x
-    slower on a half-random mask. The two agree for finite `dout`; a
-    non-finite `dout` where ``x <= 0`` gives NaN there instead of 0.
+    ``where``: NumPy's ``where`` branches per element and is slower on a
+    half-random mask. The two agree for finite `dout`; a non-finite `dout`
+    where ``x <= 0`` gives NaN there instead of 0.
 
     Examples
     --------
@@ -276,8 +276,8 @@ def sigmoid(x: Any, /) -> Any:
     overflow, so ``sigmoid(-1000.0)`` is 0 without a warning. The two cases
     are joined without a branch as :math:`e^{\min(x, 0)} / (1 + e)`: the
     factor is exactly 1 for :math:`x \ge 0` and exactly :math:`e` for
-    :math:`x < 0` (a ``where`` would branch per element on NumPy and run
-    twice as slow).
+    :math:`x < 0` (a ``where`` would branch per element on NumPy, which is
+    slower).
 
     Examples
     --------
@@ -891,6 +891,10 @@ def batch_norm_backward(dout: Any, gamma: Any, xc: Any, xn: Any, std: Any) -> tu
 # * On NumPy, the kernels of :func:`windows` and :func:`fold`
 #   (``xplayers/backend/kernels_numpy.py``) build the matrix from one strided
 #   view (one copy, no loop) and sum the windows into a buffer they own.
+# * On torch and JAX, :func:`convolution` and :func:`max_pooling` and their
+#   backward functions are the libraries' own operations (``conv2d``,
+#   ``max_pool2d``; ``lax.conv_general_dilated``, ``lax.reduce_window``),
+#   which keep the input itself instead of the im2col matrix.
 #
 # Memory: the im2col matrix holds ``FH * FW / stride**2`` times the values of
 # the (padded) input, e.g. 25x for the book's 5x5 filters with stride 1.
@@ -1065,6 +1069,7 @@ def fold(
 # --------------------------------------------------------------------------- chapter 7: convolution
 
 
+@kernel
 def convolution(x: Any, W: Any, b: Any, stride: int = 1, pad: int = 0) -> tuple[Any, Any, Any]:
     r"""2-D convolution (cross-correlation) of images `x` with filters `W`, by im2col.
 
@@ -1073,6 +1078,9 @@ def convolution(x: Any, W: Any, b: Any, stride: int = 1, pad: int = 0) -> tuple[
             x^{pad}_{n,c,\,i s + u,\,j s + v}
 
     computed as ``im2col(x) @ col_W + b`` with ``col_W = W.reshape(FN, -1).T``.
+    The kernels of torch and JAX call the library's own convolution instead
+    and keep the input and the filters themselves for the backward pass (see
+    Returns).
 
     Parameters
     ----------
@@ -1084,9 +1092,13 @@ def convolution(x: Any, W: Any, b: Any, stride: int = 1, pad: int = 0) -> tuple[
     Returns
     -------
     out : array, shape (N, FN, OH, OW)
-    col : array, shape (N * OH * OW, C * FH * FW)
-        Kept for :func:`convolution_backward`.
-    col_W : array, shape (C * FH * FW, FN)
+    col : array
+        What :func:`convolution_backward` needs of `x`: ``im2col(x)``, shape
+        ``(N * OH * OW, C * FH * FW)``, or, from the kernels of torch and
+        JAX, `x` itself, shape ``(N, C, H, W)`` (no window copy is made).
+    col_W : array
+        ``W.reshape(FN, -1).T``, shape ``(C * FH * FW, FN)``, or, from the
+        kernels of torch and JAX, `W` itself, shape ``(FN, C, FH, FW)``.
 
     Examples
     --------
@@ -1108,6 +1120,7 @@ def convolution(x: Any, W: Any, b: Any, stride: int = 1, pad: int = 0) -> tuple[
     return out, col, col_W
 
 
+@kernel
 def convolution_backward(
     dout: Any,
     col: Any,
@@ -1128,6 +1141,10 @@ def convolution_backward(
         dW = (col^\top D)^\top \text{ as } (FN, C, FH, FW), \qquad
         dx = \mathrm{col2im}(D\, col_W^\top)
 
+    `col` and `col_W` are what :func:`convolution` returned, in either of
+    its forms: the im2col matrices, or the input images and filters
+    themselves (4-d), which this generic version unfolds first.
+
     Returns
     -------
     dx : array, shape (N, C, H, W), or None without `input_grad`
@@ -1136,6 +1153,10 @@ def convolution_backward(
     """
     xp = namespace(dout)
     fn, c, fh, fw = filter_shape
+    if col.ndim == 4:  # the input images, as the native kernels keep them
+        col = im2col(col, fh, fw, stride, pad)
+    if col_W.ndim == 4:  # the filters
+        col_W = xp.reshape(col_W, (fn, -1)).T
     d = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (-1, fn))
     dcol, dW_col, db = affine_backward(d, col, col_W, input_grad=input_grad)
     dW = xp.reshape(dW_col.T, (fn, c, fh, fw))
@@ -1161,7 +1182,9 @@ def max_pooling(x: Any, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0)
     arg_max : array, shape (N, OH, OW, C), the index type
         The position of the maximum inside each window (row-major, the first
         one when several are equal, as ``argmax``); flattened, it is the
-        book's ``arg_max``.
+        book's ``arg_max``. The JAX kernel returns `x` itself here instead
+        (floating, shape ``(N, C, H, W)``): its backward pass finds the
+        maxima again (``select_and_scatter``, the same first-maximum rule).
 
     Examples
     --------
@@ -1172,6 +1195,11 @@ def max_pooling(x: Any, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0)
     >>> out[0, 0, ...], arg_max[0, 0, 0, ...]
     (Array([[3.]], dtype=array_api_strict.float64), Array([1], dtype=array_api_strict.int64))
     """
+    return _window_maxima(x, pool_h, pool_w, stride, pad)
+
+
+def _window_maxima(x: Any, pool_h: int, pool_w: int, stride: int, pad: int) -> tuple[Any, Any]:
+    """The generic :func:`max_pooling`: window maxima ``(N, C, OH, OW)`` and their positions."""
     xp = namespace(x)
     t = windows(x, pool_h, pool_w, stride, pad)  # (N, OH, OW, C, PH*PW)
     arg_max = xp.argmax(t, axis=-1)
@@ -1193,13 +1221,17 @@ def max_pooling_backward(
 
     The book's ``dmax[arange, arg_max] = dout`` is written without index
     assignment: a one-hot of `arg_max` (a comparison) times `dout`; then
-    :func:`col2im` adds the windows up where they overlap.
+    :func:`col2im` adds the windows up where they overlap. A floating
+    `arg_max` is the pooled input itself (what the JAX kernel of
+    :func:`max_pooling` keeps): the positions are found from it first.
 
     Returns
     -------
     array, shape (N, C, H, W)
     """
     xp = namespace(dout)
+    if xp.isdtype(arg_max.dtype, "real floating"):  # the input, kept by a native kernel
+        _, arg_max = _window_maxima(arg_max, pool_h, pool_w, stride, pad)
     d = xp.expand_dims(xp.permute_dims(dout, (0, 2, 3, 1)), axis=-1)  # (N, OH, OW, C, 1)
     positions = xp.arange(pool_h * pool_w, dtype=arg_max.dtype, device=device(arg_max))
     dmax = xp.where(xp.expand_dims(arg_max, axis=-1) == positions, d, 0.0)

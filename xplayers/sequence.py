@@ -50,12 +50,16 @@ __all__ = [
     "SCATTER_CHUNK",
     "embedding",
     "embedding_backward",
+    "embedding_dot",
+    "embedding_dot_backward",
     "gru",
     "gru_backward",
     "lstm",
     "lstm_backward",
     "matmul",
     "matmul_backward",
+    "negative_sampling_loss",
+    "negative_sampling_loss_backward",
     "rnn",
     "rnn_backward",
     "scatter_add",
@@ -588,3 +592,105 @@ def time_affine_backward(cache: Cache, dout: Any, /) -> tuple[Any, tuple[Any, An
     d2 = xp.reshape(dout, (n * t, int(dout.shape[2])))
     dx, dW, db = affine_backward(d2, rx, W)
     return xp.reshape(dx, (n, t, int(rx.shape[1]))), (dW, db)
+
+
+# --------------------------------------------------------------------------- word2vec
+
+
+def embedding_dot(W: Any, h: Any, idx: Any, /) -> tuple[Any, Cache]:
+    r"""Dot products of rows of `W` with rows of `h`: ``out[n, ...] = W[idx[n, ...]] . h[n]``.
+
+    The book's ``EmbeddingDot`` (chapter 4), for ids of any shape ``(N, ...)``:
+    every id of row ``n`` is scored against ``h[n]``.
+
+    Parameters
+    ----------
+    W : array, shape (V, H)
+    h : array, shape (N, H)
+    idx : integer array, shape (N, ...)
+
+    Returns
+    -------
+    (out, cache) : scores of shape ``idx.shape``, and what the backward needs
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import embedding_dot
+    >>> W = xp.reshape(xp.arange(6.0), (3, 2))
+    >>> embedding_dot(W, xp.asarray([[1.0, 1.0]]), xp.asarray([[2, 0]]))[0]
+    Array([[9., 1.]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(W)
+    rows = embedding(W, idx)
+    hb = _rows_for(h, idx, xp)
+    return xp.sum(rows * hb, axis=-1), (W, hb, idx, rows)
+
+
+def _rows_for(h: Any, idx: Any, xp: ModuleType) -> Any:
+    """`h` ``(N, H)`` reshaped to broadcast against the rows of `idx` ``(N, ...)``."""
+    return xp.reshape(h, (int(h.shape[0]), *([1] * (idx.ndim - 1)), int(h.shape[1])))
+
+
+def embedding_dot_backward(cache: Cache, dout: Any, /) -> tuple[Any, Any]:
+    r"""Gradients of :func:`embedding_dot`: ``(dh, dW)``.
+
+    .. math::
+        dh_n = \textstyle\sum_k dout_{nk} W_{idx_{nk}}, \qquad
+        dW_v = \textstyle\sum_{(n, k):\, idx_{nk} = v} dout_{nk}\, h_n
+
+    ``dW`` is one :func:`scatter_add` of all the ids.
+    """
+    W, hb, idx, rows = cache
+    xp = namespace(dout)
+    d = xp.expand_dims(dout, axis=-1)
+    n, width = int(hb.shape[0]), int(hb.shape[-1])
+    dh = xp.sum(xp.reshape(d * rows, (n, -1, width)), axis=1)
+    dW = embedding_backward(d * hb, idx, int(W.shape[0]))
+    return dh, dW
+
+
+def negative_sampling_loss(W: Any, h: Any, target: Any, negatives: Any, /) -> tuple[Any, Cache]:
+    r"""The book's negative-sampling loss: one positive and ``S`` negative words per target.
+
+    Scores :math:`s = W_{w} \cdot h_n` for the target word (label 1) and
+    each of its negative samples (label 0), and
+
+    .. math::
+        L = \frac1N \sum_{n, \ldots} \Big(\log(1 + e^{-s_{\text{target}}})
+            + \sum_{k=1}^{S} \log(1 + e^{s_k})\Big),
+
+    the sum over the ``S + 1`` words of the mean binary cross-entropy over
+    the batch (the book's ``S + 1`` ``SigmoidWithLoss`` layers), computed
+    from the scores (no ``1e-7`` guard). With targets of shape ``(N, C)``
+    (skip-gram's ``C`` context words) it is the sum of the ``C`` losses.
+
+    Parameters
+    ----------
+    W : array, shape (V, H)
+        The output-side word vectors.
+    h : array, shape (N, H)
+    target : integer array, shape (N,) or (N, C)
+    negatives : integer array, shape ``target.shape + (S,)``
+
+    Returns
+    -------
+    (loss, cache) : 0-d array in `h`'s dtype, and what the backward needs
+    """
+    xp = namespace(W)
+    ids = xp.concat((xp.expand_dims(target, axis=-1), negatives), axis=-1)
+    scores, dot_cache = embedding_dot(W, h, ids)
+    width = int(ids.shape[-1])
+    label = xp.astype(xp.arange(width, device=device(scores)) == 0, scores.dtype)
+    per = label * _softplus(-scores, xp) + (1.0 - label) * _softplus(scores, xp)
+    n = max(1, int(h.shape[0]))
+    return xp.sum(per) / n, (dot_cache, sigmoid(scores), label, n)
+
+
+def negative_sampling_loss_backward(cache: Cache, dout: Any = 1.0, /) -> tuple[Any, Any]:
+    r"""Gradients of :func:`negative_sampling_loss`: ``(dh, dW)``.
+
+    The scores' gradient is :math:`ds = (y - t)\,dout / N`, ``y`` the sigmoid of the scores.
+    """
+    dot_cache, y, label, n = cache
+    return embedding_dot_backward(dot_cache, (y - label) * (dout / n))

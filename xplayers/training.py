@@ -944,9 +944,8 @@ def _blas_threads(network: Any, batch_size: int) -> contextlib.AbstractContextMa
     """One BLAS thread for small matrix products, where threads only wait for each other.
 
     OpenBLAS's threads spin while waiting; on small products (the digits
-    network, MNIST at batch 100) they gain nothing and, beside one other busy
-    process on a 2-core machine, made ``xplayers train`` ten times slower
-    (12 s instead of 1.1 s, measured with ``time python -m xplayers train``).
+    network, MNIST at batch 100) they gain nothing, and beside another busy
+    process they slow training down many times (``docs/performance.md``).
     Uses threadpoolctl when it is installed.
     """
     try:

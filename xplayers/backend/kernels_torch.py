@@ -6,10 +6,25 @@ Each function has the name and signature of a function of
 matrix products of the affine backward without array-api-compat's wrappers,
 ``relu``/``sigmoid`` in torch's own operations, the ReLU backward as
 ``threshold_backward`` (the operation autograd runs; ``where`` with a scalar
-is up to 25x slower on the CPU), ``softmax``/``log_softmax`` and the
+is much slower on the CPU), ``softmax``/``log_softmax`` and the
 cross-entropy as torch's fused ``softmax``, ``log_softmax`` and ``nll_loss``,
-and the cross-entropy backward as one ``scatter_add_`` of ``-1`` into a copy
-of the probabilities.
+the cross-entropy backward as one ``scatter_add_`` of ``-1`` into a copy
+of the probabilities, the convolution as ``conv2d`` and its backward as
+``convolution_backward`` (the operations autograd runs for ``F.conv2d``),
+and max pooling as ``max_pool2d`` with its indices.
+
+Saved values: :func:`convolution` keeps the input and the filters
+themselves (``col`` is `x`, ``col_W`` is `W`; no im2col matrix is built).
+:func:`max_pooling` returns the book's ``arg_max``, the position of each
+maximum inside its window, shape ``(N, OH, OW, C)`` (a permuted view),
+translated from torch's indices into the zero-padded image; its backward
+translates them back and adds ``dout`` at them with one ``scatter_add_``
+(overlapping windows add up). Ties go to the first maximum in row-major
+order, as ``argmax``: ``max_pool2d`` keeps the first of equal values. A
+window holding several NaN gives its last NaN in ``max_pool2d`` but its
+first in ``argmax``: on the CPU a NaN in the output (found from its sum)
+defers to the generic code; on a GPU, where nothing is read on the host,
+the gradient of such a window may go to another of its NaN.
 
 Rows whose maximum is not finite (``+inf``, all ``-inf``, NaN) are defined by
 the generic code; torch's fused softmax gives NaN there. On the CPU the
@@ -24,6 +39,7 @@ the class numbers, as the generic code does, and never index with them.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -39,6 +55,10 @@ _W_COPY_FROM = 2048
 _INTS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _nll_loss = torch.nn.functional.nll_loss
 _threshold_backward = torch.ops.aten.threshold_backward.default
+_conv_backward = torch.ops.aten.convolution_backward.default
+_conv2d = torch.nn.functional.conv2d
+_max_pool2d = torch.nn.functional.max_pool2d
+_zero_pad = torch.nn.functional.pad
 
 
 def affine(x: Tensor, W: Tensor, b: Tensor, /) -> Any:
@@ -46,9 +66,8 @@ def affine(x: Tensor, W: Tensor, b: Tensor, /) -> Any:
 
     From a batch of 2048 in float64, ``W`` is first copied into
     ``nn.Linear``'s weight layout (``W.T`` contiguous, viewed back as
-    ``(D, M)``): the same sums took 0.88x-0.91x the time at batches 2048 and
-    8192 (784 x 100, one thread, the two timed in turn, the copy included);
-    in float32 the two took the same time.
+    ``(D, M)``), where the same sums take less time, the copy included
+    (see ``docs/performance.md``).
     """
     if x.ndim != 2 or not (x.dtype == W.dtype == b.dtype):
         return NotImplemented
@@ -69,12 +88,10 @@ def affine_backward(
 
     From a batch of 2048, ``dW`` is computed as ``(dout.T @ x).T``, the
     product autograd computes for ``nn.Linear`` (whose weight is stored
-    transposed): the same sums, returned as a transposed view. With torch
-    2.13's CPU BLAS on one thread, that product plus the optimizer's ``add_``
-    of the view took 0.79x (float64) to 0.92x (float32) the time of
-    ``x.T @ dout`` at batches 2048 and 8192 (784 x 100, the two timed in
-    turn), but up to 3x longer at batches 1 to 32, where the strided update
-    dominates; at 512 the result depended on the thread count.
+    transposed): the same sums, returned as a transposed view. That product
+    plus the optimizer's ``add_`` of the view takes less time than
+    ``x.T @ dout`` at large batches but longer at small ones, where the
+    strided update dominates (see ``docs/performance.md``).
     """
     if dout.ndim != 2 or x.ndim != 2 or not (dout.dtype == x.dtype == W.dtype):
         return NotImplemented
@@ -93,13 +110,16 @@ def relu_backward(dout: Tensor, out: Tensor, /) -> Any:
     """``dout`` where ``out > 0``, else 0, as ``threshold_backward``.
 
     ``threshold_backward`` keeps ``dout`` where ``not (out <= 0)``, which
-    includes NaN, so a NaN in `out` is read as 0 first (``nan_to_num``) and
-    gives 0, as ``out > 0`` does. The two passes take a tenth of the time of
-    ``where(out > 0, dout, 0.0)`` on the CPU at 2048 x 100.
+    includes NaN, so a NaN in `out` must be read as 0 first (``nan_to_num``)
+    to give 0, as ``out > 0`` does. On the CPU that pass is made only when
+    the sum of `out` is NaN (a sum reads `out` once and writes nothing); on
+    a GPU, where reading the sum would wait for the device, always.
     """
     if dout.shape != out.shape or dout.dtype != out.dtype or dout.dtype not in _FLOATS:
         return NotImplemented
-    return _threshold_backward(dout, torch.nan_to_num(out, nan=0.0), 0)
+    if not _on_cpu(out) or math.isnan(torch.sum(out).item()):
+        out = torch.nan_to_num(out, nan=0.0)
+    return _threshold_backward(dout, out, 0)
 
 
 def sigmoid(x: Tensor, /) -> Tensor:
@@ -282,3 +302,121 @@ def scatter_add(values: Tensor, indices: Tensor, num_rows: int, /) -> Any:
         return NotImplemented
     out = torch.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
     return out.index_add_(0, indices.to(torch.int64), values)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def _floats(*tensors: Tensor) -> bool:
+    """Whether the tensors share one dtype, float32 or float64."""
+    dtype = tensors[0].dtype
+    return dtype in _FLOATS and all(t.dtype == dtype for t in tensors)
+
+
+def convolution(x: Tensor, W: Tensor, b: Tensor, stride: int = 1, pad: int = 0) -> Any:
+    """``conv2d(x, W, b)``; keeps `x` and `W` themselves as ``col`` and ``col_W``."""
+    if x.ndim != 4 or W.ndim != 4 or b.ndim != 1 or not _floats(x, W, b):
+        return NotImplemented
+    return _conv2d(x, W, b, stride, pad), x, W
+
+
+def convolution_backward(
+    dout: Tensor,
+    col: Tensor,
+    col_W: Tensor,
+    input_shape: tuple[int, int, int, int],
+    filter_shape: tuple[int, int, int, int],
+    stride: int = 1,
+    pad: int = 0,
+    *,
+    input_grad: bool = True,
+) -> Any:
+    """``dx``, ``dW``, ``db`` from aten's ``convolution_backward`` (autograd's for ``conv2d``).
+
+    Takes the input and filters that :func:`convolution` keeps; the im2col
+    matrices of the generic forward go to the generic backward.
+    """
+    if col.ndim != 4 or col_W.ndim != 4 or dout.ndim != 4 or not _floats(dout, col, col_W):
+        return NotImplemented
+    if col.shape[0] == 0:  # nothing to sum: the generic code gives the zeros
+        return NotImplemented
+    dx, dW, db = _conv_backward(
+        dout,
+        col,
+        col_W,
+        [int(filter_shape[0])],
+        [stride, stride],
+        [pad, pad],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [input_grad, True, True],
+    )
+    return dx, dW, db
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+@functools.lru_cache(maxsize=16)
+def _window_maps(
+    oh: int, ow: int, width: int, ph: int, pw: int, stride: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(corner, position, offset)``: torch's pooling indices to window positions and back.
+
+    In a padded image `width` wide, the window at output ``(oy, ox)``
+    starts at the flat index ``corner[oy, ox]``; the element ``r`` past the
+    corner is at window position ``position[r]`` (row-major in the window),
+    and window position ``p`` is ``offset[p]`` past the corner.
+    """
+    rows = torch.arange(oh, device=device) * (stride * width)
+    corner = rows[:, None] + torch.arange(ow, device=device) * stride
+    r = torch.arange((ph - 1) * width + pw, device=device)
+    position = torch.div(r, width, rounding_mode="floor") * pw + r % width
+    p = torch.arange(ph * pw, device=device)
+    offset = torch.div(p, pw, rounding_mode="floor") * width + p % pw
+    return corner, position, offset
+
+
+def max_pooling(x: Tensor, ph: int, pw: int, stride: int = 1, pad: int = 0, /) -> Any:
+    """``max_pool2d`` of the zero-padded input; torch's indices become the book's ``arg_max``."""
+    if x.ndim != 4 or x.numel() == 0 or x.dtype not in _FLOATS:
+        return NotImplemented
+    img = _zero_pad(x, (pad, pad, pad, pad)) if pad else x  # the book pads with zeros
+    out, indices = _max_pool2d(img, (ph, pw), stride, return_indices=True)
+    if _on_cpu(x) and math.isnan(torch.sum(out).item()):  # a NaN: argmax takes the first
+        return NotImplemented
+    oh, ow, width = out.shape[2], out.shape[3], img.shape[3]
+    corner, position, _ = _window_maps(oh, ow, width, ph, pw, stride, x.device)
+    arg_max = torch.take(position, indices - corner)  # (N, C, OH, OW)
+    return out, arg_max.permute(0, 2, 3, 1)
+
+
+def max_pooling_backward(
+    dout: Tensor,
+    arg_max: Tensor,
+    input_shape: tuple[int, int, int, int],
+    ph: int,
+    pw: int,
+    stride: int = 1,
+    pad: int = 0,
+    /,
+) -> Any:
+    """``dout`` added at each window's maximum with one ``scatter_add_`` (overlaps add up)."""
+    if dout.ndim != 4 or dout.dtype not in _FLOATS or arg_max.dtype not in _INTS:
+        return NotImplemented
+    n, c, h, w = (int(s) for s in input_shape)
+    if n * c == 0:
+        return NotImplemented
+    oh, ow = int(dout.shape[2]), int(dout.shape[3])
+    height, width = h + 2 * pad, w + 2 * pad
+    corner, _, offset = _window_maps(oh, ow, width, ph, pw, stride, dout.device)
+    positions = arg_max.permute(0, 3, 1, 2).to(torch.int64)
+    indices = torch.take(offset, positions).add_(corner)  # (N, C, OH, OW)
+    dx = torch.zeros((n * c, height * width), dtype=dout.dtype, device=dout.device)
+    dx.scatter_add_(1, indices.reshape(n * c, oh * ow), dout.reshape(n * c, oh * ow))
+    dx = dx.view(n, c, height, width)
+    if pad:
+        dx = dx[:, :, pad : pad + h, pad : pad + w]
+    return dx

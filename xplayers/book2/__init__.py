@@ -7,7 +7,14 @@
 :class:`Embedding`, :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
 :class:`TimeLSTM`, :class:`GRU`, :class:`TimeGRU`, :class:`TimeEmbedding`,
 :class:`TimeAffine`, :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`,
-:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`.
+:class:`TimeBiLSTM` and :class:`TimeSigmoidWithLoss`; it also stands for
+``common/optimizer.py``, ``common/util.py``, ``common/trainer.py``
+(:class:`Trainer`) and chapter 4's ``negative_sampling_layer.py``
+(:class:`EmbeddingDot`, :class:`UnigramSampler`,
+:class:`NegativeSamplingLoss`), and has the word2vec models of chapters 3
+and 4 (:class:`SimpleCBOW`, :class:`SimpleSkipGram`, :class:`CBOW`,
+:class:`SkipGram`). Volume 2's data sets are in
+:mod:`xplayers.book2.datasets`.
 
 Conventions kept from the book: ``layer.params`` and ``layer.grads`` are
 lists in the same order; ``forward``/``backward``; loss layers take
@@ -39,6 +46,7 @@ from xplayers.book2.layers import (
     Softmax,
     SoftmaxWithLoss,
 )
+from xplayers.book2.negative_sampling import EmbeddingDot, NegativeSamplingLoss, UnigramSampler
 from xplayers.book2.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xplayers.book2.time_layers import (
     GRU,
@@ -54,6 +62,7 @@ from xplayers.book2.time_layers import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
+from xplayers.book2.trainer import Trainer
 from xplayers.book2.util import (
     clip_grads,
     convert_one_hot,
@@ -68,8 +77,10 @@ from xplayers.book2.util import (
     to_cpu,
     to_gpu,
 )
+from xplayers.book2.word2vec import CBOW, SimpleCBOW, SimpleSkipGram, SkipGram
 
 __all__ = [
+    "CBOW",
     "GRU",
     "LSTM",
     "RNN",
@@ -79,12 +90,17 @@ __all__ = [
     "Affine",
     "Dropout",
     "Embedding",
+    "EmbeddingDot",
     "MatMul",
     "Momentum",
+    "NegativeSamplingLoss",
     "Nesterov",
     "RMSprop",
     "Sigmoid",
     "SigmoidWithLoss",
+    "SimpleCBOW",
+    "SimpleSkipGram",
+    "SkipGram",
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
@@ -96,6 +112,8 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "Trainer",
+    "UnigramSampler",
     "clip_grads",
     "convert_one_hot",
     "cos_similarity",

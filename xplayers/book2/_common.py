@@ -54,11 +54,14 @@ __all__ = [
     "forwarded",
     "on_layer_backend",
     "store",
+    "transpose_source",
     "zeros_like_all",
 ]
 
 #: Moved host arrays by (id of the host array, backend); an entry lives as long as its host array.
 _MOVED: dict[tuple[int, str], Any] = {}
+#: Moved transposes by id: the moved array each is the transpose of (for as long as it lives).
+_TRANSPOSES: dict[int, Any] = {}
 #: Array types that refuse item assignment (JAX): their gradients are replaced, not written.
 _IMMUTABLE: set[type] = set()
 
@@ -80,7 +83,11 @@ def adopt(where: str, arg: str, w: Any) -> Any:
 def _moved(w: np.ndarray[Any, Any], target: Any) -> Any:
     base = w.base
     if isinstance(base, np.ndarray) and base.ndim == 2 and _is_transpose(w, base):
-        return target.xp.permute_dims(_moved(base, target), (1, 0))
+        source = _moved(base, target)
+        moved = target.xp.permute_dims(source, (1, 0))
+        _TRANSPOSES[id(moved)] = source
+        weakref.finalize(moved, _TRANSPOSES.pop, id(moved), None)
+        return moved
     key = (id(w), str(target))
     hit = _MOVED.get(key)
     if hit is None:
@@ -96,6 +103,16 @@ def _is_transpose(w: np.ndarray[Any, Any], base: np.ndarray[Any, Any]) -> bool:
         and w.strides == base.strides[::-1]
         and w.__array_interface__["data"][0] == base.__array_interface__["data"][0]
     )
+
+
+def transpose_source(w: Any) -> Any:
+    """The moved array whose transpose :func:`adopt` made `w` from a host ``W.T``, or None.
+
+    Libraries without views (JAX, Dask) give the transpose an array of its
+    own; this is how a trainer finds such a tie (see
+    :mod:`xplayers.book2._training`).
+    """
+    return _TRANSPOSES.get(id(w))
 
 
 def on_layer_backend(x: Any, ref: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from xplayers._validation import describe, fail, float_array, number_in
@@ -85,8 +86,19 @@ class MatMul(Book2Layer):
         self._cache: Any = None
 
     def forward(self, x: Any) -> Any:
-        """Return ``x @ W``, ``x`` of shape ``(N, D)``."""
-        x = self._input("forward", x, int(self.params[0].shape[0]))
+        """Return ``x @ W``, ``x`` of shape ``(N, D)``.
+
+        Integer or boolean `x` (the one-hot rows of chapter 3) is converted
+        to ``W``'s dtype first; NumPy would promote ``int32 @ float32`` to
+        float64.
+        """
+        W = self.params[0]
+        x = on_layer_backend(x, W)
+        if array_api_compat.is_array_api_obj(x):
+            xp = namespace(x)
+            if xp.isdtype(x.dtype, ("integral", "bool")):
+                x = xp.astype(x, W.dtype)
+        x = self._input("forward", x, int(W.shape[0]))
         out, self._cache = matmul(x, self.params[0])
         self.x = x
         return out

@@ -1,7 +1,7 @@
 """``xplayers train`` on data larger than memory: --data, --test-data, --scheduler, --full-batch.
 
-Dask-array parameters cost a scheduler run per step (100-300 ms against
-under 1 ms on NumPy, measured on the 2-core development machine), so
+Dask-array parameters cost a scheduler run per step (far more than a NumPy
+step of the book's networks, see ``docs/performance.md``), so
 ``--backend dask`` keeps the model on NumPy in memory and streams the data
 from Dask arrays block by block (:mod:`xplayers.datasets.streaming`).
 """
@@ -68,8 +68,8 @@ def route_backend(args: argparse.Namespace, name: str, device: Any) -> tuple[str
     if not args.quiet:
         print(
             f"{PROG}: --backend dask: the model trains on NumPy in memory and the data are "
-            "streamed from Dask arrays block by block (Dask-array parameters take 100-300 ms "
-            "per step, NumPy under 1 ms); see docs/larger-than-memory.md",
+            "streamed from Dask arrays block by block (Dask-array parameters cost a "
+            "scheduler run per step); see docs/larger-than-memory.md",
             file=sys.stderr,
         )
     return "numpy", None
