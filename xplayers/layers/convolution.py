@@ -1,4 +1,4 @@
-"""The Convolution layer (the book's chapter 7), by im2col."""
+"""The Convolution layer (the book's chapter 7)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ __all__ = ["Convolution", "ConvolutionFn"]
 
 @dataclass(frozen=True)
 class ConvolutionFn(LayerFn):
-    """The pure pair of :class:`Convolution`, by im2col.
+    """The pure pair of :class:`Convolution` (im2col, or the backend's native convolution).
 
     The forward casts `x` to `W`'s dtype; ``saved`` holds that ``x``,
     ``col``, ``col_W`` and the input's ``dtype``, to which ``dx`` is cast back.
@@ -118,9 +118,11 @@ class Convolution(Layer):
         The last input (in the parameters' dtype).
     col : array or None
         ``im2col(x)``, shape ``(N*OH*OW, C*FH*FW)``: ``FH*FW/stride**2``
-        times the input's size.
+        times the input's size. On a backend with a native convolution
+        (PyTorch, JAX) it is `x` itself; see "Convolution and max pooling on
+        each backend" in the backends page of the docs.
     col_W : array or None
-        ``W.reshape(FN, -1).T``.
+        ``W.reshape(FN, -1).T`` (`W` itself with a native convolution).
 
     Examples
     --------

@@ -75,6 +75,8 @@ class Pooling(Layer):
         The last input.
     arg_max : array or None
         Position of each window's maximum, shape ``(N, OH, OW, C)`` (the book's, flattened).
+        On JAX, whose native pooling finds the maxima again in backward, it
+        is the pooled input (see the backends page of the docs).
 
     Examples
     --------
