@@ -131,17 +131,17 @@ def test_read_bandwidth(measure: Any, dataset: SimpleNamespace) -> None:
 def test_one_block_gradient(measure: Any, dataset: SimpleNamespace) -> None:
     from threadpoolctl import threadpool_limits
 
-    from xplayers.stateless import stateless
+    from xplayers.network.chain import Chain
 
     x = np.load(sorted(dataset.folder.glob("*.npy"))[0])
     t = dataset.t[: x.shape[0]]
     net = _net()
-    f, params = stateless(net), dict(net.params)
+    f, params = Chain.from_network(net), dict(net.params)
     # one BLAS thread, as in a worker process (dask.distributed's nanny sets
     # OPENBLAS_NUM_THREADS=1 for the workers it starts): the rate of one worker
     with threadpool_limits(1, user_api="blas"):
         measure(
-            lambda: f.grad(params, x, t),
+            lambda: f.loss_and_grads(params, {}, x, t),
             "dask gradient",
             "one block's gradient in memory",
             table=TABLE_GRAD,

@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 import xplayers as xpl
+from xplayers.functional import dropout_seed
+
+
+def _host_mask(seed, count, shape, ratio):
+    """Mask `count` of a seed: the host generator of ``[*dropout_seed(seed), count]``."""
+    return np.random.default_rng([*dropout_seed(seed), count]).random(shape) > ratio
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -13,7 +19,7 @@ def test_seeded_mask_is_the_host_generators(backend, rng, dtype):
     x = rng.normal(size=(4, 5)).astype(dtype)
     layer = xpl.Dropout(0.3, seed=7)
     out = layer.forward(backend.asarray(x))
-    expected_mask = np.random.default_rng(7).random((4, 5)) > 0.3
+    expected_mask = _host_mask(7, 0, (4, 5), 0.3)
     assert out.dtype == backend.dtype(dtype)
     np.testing.assert_array_equal(backend.to_numpy(out), x * expected_mask)
     dout = rng.normal(size=(4, 5)).astype(dtype)
@@ -25,6 +31,8 @@ def test_seeded_mask_is_the_host_generators(backend, rng, dtype):
         backend.to_numpy(layer.forward(backend.asarray(x))), x * expected_mask
     )
     assert not np.array_equal(second, x * expected_mask)
+    np.testing.assert_array_equal(second, x * _host_mask(7, 1, (4, 5), 0.3))
+    assert layer.count == 1
 
 
 def test_test_time_scales_and_backward(backend, rng):
@@ -43,7 +51,7 @@ def test_against_torch_autograd_with_the_same_mask(backend, rng):
     layer = xpl.Dropout(0.5, seed=3)
     out = layer.forward(backend.asarray(x))
     dx = layer.backward(backend.asarray(r))
-    mask = torch.tensor(np.random.default_rng(3).random((2, 3, 4)) > 0.5)
+    mask = torch.tensor(_host_mask(3, 0, (2, 3, 4), 0.5))
     tx = torch.tensor(x, requires_grad=True)
     tout = tx * mask
     (tout * torch.tensor(r)).sum().backward()

@@ -402,7 +402,7 @@ def test_softmax_with_loss_memory_stays_below_the_books():
 
 
 def test_numpy_kernels_are_safe_on_many_threads():
-    # The stateless gradient runs on worker threads; the kernels' small caches of
+    # The chain gradient (xplayers.parallel) runs on worker threads; the kernels' small caches of
     # ones and row indices see more than their 8 entries' worth of batch sizes.
     from concurrent.futures import ThreadPoolExecutor
 

@@ -19,8 +19,8 @@ from tests.limits import reaped
 from xplayers.datasets.streaming import NpyFolder
 from xplayers.errors import ClusterError
 from xplayers.network import MultiLayerNet, Sequential, TwoLayerNet
+from xplayers.network.chain import Chain
 from xplayers.optim import SGD, Adam
-from xplayers.stateless import stateless
 
 pytestmark = pytest.mark.backends("dask")
 
@@ -48,18 +48,25 @@ def _close(got: dict[str, np.ndarray], want: dict[str, Any], rtol: float = 2e-5)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-def test_stateless_grad_equals_the_layers(activation: str) -> None:
+def test_chain_grad_equals_the_layers(activation: str) -> None:
     x, t = _data(50)
     net = MultiLayerNet(20, [8, 6], 4, activation=activation, seed=0, dtype="float32")
-    loss, grads = stateless(net).grad(dict(net.params), x, t)
+    loss, grads, _ = Chain.from_network(net).loss_and_grads(dict(net.params), {}, x, t)
     _close({k: np.asarray(v) for k, v in grads.items()}, net.gradient(x, t), 1e-6)
     assert float(loss) == pytest.approx(float(net.loss(x, t)), rel=1e-6)
 
 
-def test_stateless_refuses_other_layers() -> None:
-    net = Sequential({"Relu": xpl.Relu()})
-    with pytest.raises(xpl.LayerInputError, match="first layer is Affine"):
-        stateless(net)
+def test_chain_refuses_layers_without_a_pure_pair() -> None:
+    class Double:
+        def forward(self, x: Any) -> Any:
+            return 2.0 * x
+
+        def backward(self, dout: Any) -> Any:
+            return 2.0 * dout
+
+    net = Sequential({"Double": Double()})
+    with pytest.raises(xpl.LayerInputError, match="a layer with a pure pair"):
+        Chain.from_network(net)
 
 
 def test_networks_optimizers_and_backends_pickle() -> None:
@@ -527,5 +534,7 @@ def test_params_and_chunk_sizes_are_checked() -> None:
     for rows in (0, -3, 1.5, (20, 0, 40)):
         with pytest.raises(xpl.LayerInputError, match=r"to_chunked: argument 'rows'"):
             to_chunked(x, rows)  # type: ignore[arg-type]
-    with pytest.raises(xpl.LayerInputError, match=r"'x': expected 20 values per sample"):
+    with pytest.raises(
+        xpl.LayerInputError, match=r"Affine.forward: argument 'x': expected at least 2"
+    ):
         chunked_gradient(net, da.from_array(x[:, 0], chunks=20), t)

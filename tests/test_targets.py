@@ -18,8 +18,8 @@ from xplayers.datasets import train_test_split
 from xplayers.errors import LayerInputError
 from xplayers.gradcheck import gradient_check
 from xplayers.network import SimpleConvNet, TwoLayerNet
+from xplayers.network.chain import Chain
 from xplayers.optim import SGD
-from xplayers.stateless import stateless
 from xplayers.training import evaluate, train
 
 C = 3
@@ -113,14 +113,14 @@ def test_label_column_in_the_loss_layer_and_the_pure_functions(backend, rng):
             np.testing.assert_allclose(_host(backend, g(y, tc)), dx, rtol=1e-12, atol=1e-15)
 
 
-def test_label_column_in_the_stateless_gradient(backend, rng):
+def test_label_column_in_the_chain_gradient(backend, rng):
     net = TwoLayerNet(4, 5, C, weight_init_std=1.0, seed=0)
     x, t = _data(rng)
-    f = stateless(net)
+    f = Chain.from_network(net)
     params = dict(net.params)
     xb = backend.asarray(x)
-    loss_c, grads_c = f.grad(params, xb, backend.asarray(t[:, None]))
-    loss_l, grads_l = f.grad(params, xb, backend.asarray(t))
+    loss_c, grads_c, _ = f.loss_and_grads(params, {}, xb, backend.asarray(t[:, None]))
+    loss_l, grads_l, _ = f.loss_and_grads(params, {}, xb, backend.asarray(t))
     assert _host(backend, loss_c) == pytest.approx(_host(backend, loss_l))
     for key in grads_l:
         np.testing.assert_allclose(_host(backend, grads_c[key]), _host(backend, grads_l[key]))

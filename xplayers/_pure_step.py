@@ -5,32 +5,32 @@ the layers one call at a time. On a backend whose record compiles pure
 functions (:meth:`Record.jit <xplayers.backend.Record.jit>`: ``jax.jit`` on
 JAX) it runs instead :class:`PureStep`, the same step as a function of arrays::
 
-    (params, optimizer state, hyper-parameters, x, t)
-        -> (new params, new state, loss, gradients, the values the layers keep)
+    (params, optimizer state, layer state, hyper-parameters, x, t)
+        -> (new params, new optimizer state, loss, new layer state,
+            gradients, what each layer saved)
 
-written with the formulas of :mod:`xplayers.functional` (through
-:class:`~xplayers.stateless.Stateless`), with the optimizer's own ``_step``
-applied to a stand-in whose state dictionaries hold the arrays passed in. It
-is compiled once per structure (network, optimizer class, weight decay on or
-off) and traced once per shape and dtype of the batch; the hyper-parameters,
-Adam's rate for step :math:`t` and the weight-decay strength are traced as
-values, so changing them compiles nothing.
+made of the network's :class:`~xplayers.network.chain.Chain` (the layers'
+own pure pairs) and the optimizer's own rule (:attr:`Optimizer.step
+<xplayers.optim.Optimizer.step>`, applied by :func:`xplayers.optim.apply_step`).
+It covers every network whose layers have pure pairs (every layer of the
+library: Dropout draws its masks inside the compiled step, the same masks
+the layers draw; BatchNorm's running averages are state in and out), with
+or without the book's L2 weight decay, and the optimizers of
+:mod:`xplayers.optim` (and subclasses that keep their ``update``, ``step``,
+``begin_step`` and ``_state``). It is compiled once per structure (the
+chain, the optimizer class, weight decay on or off) and traced once per
+shape and dtype of the batch; the hyper-parameters, Adam's rate for step
+:math:`t` and the weight-decay strength are traced as values.
 
-After the step, everything is where the layer path leaves it: the new
-parameters in the layers (so in ``network.params``), the new state arrays in
-the optimizer's dictionaries (``optimizer.state()``, checkpoints and resume
-read them), Adam's ``iter`` counted on the host, and in the layers their
-gradients (``network.grads``, ``Affine.dW``, ``Affine.db``) and kept forward
-values (``Affine.x``, ``Relu.out``, ``Sigmoid.out``, ``SoftmaxWithLoss.loss``,
-``y``, ``t``), so ``layer.backward`` works afterwards as after ``gradient``.
-
-Covered: networks that :func:`~xplayers.stateless.stateless` describes
-(``Affine``, ``Relu``, ``Sigmoid``, ending in ``SoftmaxWithLoss``), with all
-parameters of one array type and dtype, with or without the book's L2 weight
-decay, and the optimizers of :mod:`xplayers.optim` (and subclasses that keep
-their ``update``, ``_begin``, ``_step`` and ``_state``). Anything else (a
-``Dropout`` or ``BatchNormalization`` layer, an optimizer of your own) runs the
-layer path, as on every other backend.
+After the step, everything is where the layer path leaves it, each object
+taking its own values through its public methods: the new parameters
+through ``network.params``, the optimizer's state through
+:meth:`Optimizer.take_step_state <xplayers.optim.Optimizer.take_step_state>`
+(Adam's ``iter`` counted on the host), and in each layer, through
+:meth:`Layer.take <xplayers.layers.Layer.take>`, what its pair saved, its
+gradients and its new state, so ``network.grads``, ``Affine.x``,
+``Dropout.mask``, the running averages and ``layer.backward`` work as after
+``gradient``.
 
 The checks of the layers' inputs (shapes, dtypes, the targets' form) run
 when the step is traced, so once per shape. The one check that reads array
@@ -42,26 +42,23 @@ labels of the whole dataset once before the first step.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from xplayers import functional
-from xplayers.backend import Record, namespace, record_of
+from xplayers.backend import Record, record_of
 from xplayers.errors import LayerInputError
-from xplayers.layers.affine import check_input
-from xplayers.layers.softmax_with_loss import targets
-from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop
-from xplayers.stateless import Stateless, stateless
+from xplayers.network.chain import Chain, ChainResult
+from xplayers.optim import SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop, apply_step
 
 __all__ = ["PureStep", "compiled_step", "optimizer_formulas", "train_step"]
 
-#: The optimizers whose ``_step`` the pure step applies.
+#: The optimizers whose rule the pure step applies.
 BOOK_OPTIMIZERS: tuple[type[Optimizer], ...] = (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)
 
-#: The methods a subclass must keep for the pure step to apply its formulas.
-_HOOKS = ("update", "_begin", "_step", "_state")
+#: The methods a subclass must keep for the pure step to apply its rule.
+_HOOKS = ("update", "begin_step", "step", "_state", "step_state", "take_step_state")
 
 _FORMULAS: dict[type, type[Optimizer] | None] = {}
 
@@ -69,8 +66,9 @@ _FORMULAS: dict[type, type[Optimizer] | None] = {}
 def optimizer_formulas(optimizer: object) -> type[Optimizer] | None:
     """The class of :data:`BOOK_OPTIMIZERS` whose update `optimizer` runs unchanged, or None.
 
-    A subclass that overrides ``update``, ``_begin``, ``_step`` or ``_state``
-    (or any other object with an ``update``) gets None: its update is its own.
+    A subclass that overrides ``update``, ``step``, ``begin_step`` or the
+    state methods (or any other object with an ``update``) gets None: its
+    update is its own.
 
     Examples
     --------
@@ -95,41 +93,54 @@ def optimizer_formulas(optimizer: object) -> type[Optimizer] | None:
     return base
 
 
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
 class PureStep:
-    """One training step of a network structure and an optimizer class, as a pure function.
+    """One training step of a chain and an optimizer class, as a pure function.
 
     Parameters
     ----------
-    structure : Stateless
-        The network's layers (see :func:`~xplayers.stateless.stateless`).
+    chain : Chain
+        The network's structure.
     optimizer : type
         One of :data:`BOOK_OPTIMIZERS`.
-    decayed : tuple of str
-        The weights the L2 penalty covers (``W1, W2, ...``); empty for none.
+    decay : bool
+        Whether the book's L2 weight decay applies (its strength is an input).
 
     Attributes
     ----------
     traces : int
         How many times the function ran in Python: under ``jax.jit``, the
         number of times it was traced (once per shape and dtype of the batch).
+    static : dict
+        What the layers saved that is not an array (input shapes, dtypes,
+        the training flag), by the batch's shapes and dtypes: a compiled
+        function returns arrays only, and these are fixed by the shapes.
     """
 
-    def __init__(
-        self, structure: Stateless, optimizer: type[Optimizer], decayed: tuple[str, ...] = ()
-    ) -> None:
-        self.structure = structure
+    def __init__(self, chain: Chain, optimizer: type[Optimizer], decay: bool = False) -> None:
+        self.chain = chain
         self.optimizer = optimizer
-        self.decayed = decayed
+        self.decay = decay
         self.traces = 0
+        self.static: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
 
     def __repr__(self) -> str:
-        return f"PureStep({self.structure.steps}, {self.optimizer.__name__}, {self.decayed})"
+        return f"PureStep({self.chain.names}, {self.optimizer.__name__}, decay={self.decay})"
+
+    @staticmethod
+    def signature(x: Any, t: Any) -> tuple[Any, ...]:
+        """The key of :attr:`static` for a batch."""
+        return (tuple(x.shape), str(x.dtype), tuple(t.shape), str(t.dtype))
 
     def __call__(
         self,
         params: Mapping[str, Any],
-        stores: Mapping[str, Mapping[str, Any]],
-        hyper: Mapping[str, float],
+        opt_state: Mapping[str, Mapping[str, Any]],
+        state: Mapping[str, Mapping[str, Any]],
+        hyper: Mapping[str, Any],
         x: Any,
         t: Any,
     ) -> tuple[Any, ...]:
@@ -138,161 +149,81 @@ class PureStep:
         Parameters
         ----------
         params : mapping of str to array
-            The parameters by the book's names.
-        stores : mapping of str to mapping of str to array
-            The optimizer's state dictionaries (``{"v": {"W1": ...}}``), one
-            array for every parameter.
-        hyper : mapping of str to float
-            The optimizer's float attributes (``lr``, ``momentum``, Adam's
-            rate ``_lr_t`` of this step, ...) and, with weight decay,
-            ``weight_decay_lambda``.
+            The parameters by the network's keys.
+        opt_state : mapping of str to mapping of str to array
+            The optimizer's state (:meth:`Optimizer.step_state`).
+        state : mapping of str to mapping
+            The layers' state by layer name (:meth:`Chain.state_of`).
+        hyper : mapping
+            ``{"step": the rule's keyword arguments, "weight_decay": lambda}``.
         x, t : array
             The batch and its targets.
 
         Returns
         -------
         tuple
-            ``(new_params, new_stores, loss, layer_loss, grads, x0, outs, y, t0)``:
-            `loss` includes the weight-decay penalty and `layer_loss` (the
-            ``SoftmaxWithLoss.loss``, None when that is `loss`) does not; `grads` are the layers'
-            gradients (without the decay term); `x0` is the input as the
-            first ``Affine`` keeps it, or None when that is `x` itself; `outs`
-            holds each step's output (the last one only when it is not the
-            logits); `t0` the targets as the loss layer keeps them, or None
-            when that is `t`.
+            ``(new_params, new_opt_state, loss, new_state, layer_loss,
+            layer_grads, saved_arrays, loss_saved)``.
         """
         self.traces += 1
-        f = self.structure
-        check_input(x, params[f.steps[0][1]])
-        logits, kept = f.forward(params, x)
-        t_in = t
-        t = targets("SoftmaxWithLoss.forward", logits, t)
-        layer_loss, y = functional.softmax_cross_entropy(logits, t)
-        grads = f.backward(params, kept, y, t)
-        loss, total = layer_loss, grads
-        if self.decayed:
-            lam = hyper["weight_decay_lambda"]
-            xp = namespace(loss)
-            total = dict(grads)
-            for key in self.decayed:  # the order of Sequential.loss and _total_grads
-                W = params[key]
-                loss = loss + 0.5 * lam * xp.sum(W * W)
-                total[key] = grads[key] + lam * W
-        opt = self.optimizer.__new__(self.optimizer)
-        for name, value in hyper.items():
-            setattr(opt, name, value)
-        for name, store in stores.items():
-            setattr(opt, name, dict(store))
-        new = {key: p - opt._step(key, p, total[key]) for key, p in params.items()}
-        new_stores = {name: getattr(opt, name) for name in stores}
-        x0 = kept[0][0]
-        last = len(kept) - (f.steps[-1][0] == "affine")
-        outs = [out for _, out in kept[:last]]
-        return (
-            new,
-            new_stores,
-            loss,
-            layer_loss if self.decayed else None,
-            grads,
-            None if x0 is x else x0,
-            outs,
-            y,
-            None if t is t_in else t,
+        r = self.chain.evaluate(
+            params, state, x, t, train=True, weight_decay=hyper.get("weight_decay", 0.0)
         )
+        new, new_opt = apply_step(self.optimizer.step, params, r.grads, opt_state, hyper["step"])
+        arrays = tuple({k: v for k, v in s.items() if _is_array(v)} for s in r.saved)
+        self.static[self.signature(x, t)] = tuple(
+            {k: v for k, v in s.items() if not _is_array(v)} for s in r.saved
+        )
+        return new, new_opt, r.loss, r.state, r.layer_loss, r.layer_grads, arrays, r.loss_saved
 
 
-@dataclass
-class _Compiled:
-    """A :class:`PureStep` and the function the record compiled from it."""
+#: Per network: the record that compiles its steps, or None (its steps run the layers).
+_RECORDS: weakref.WeakKeyDictionary[Any, Record | None] = weakref.WeakKeyDictionary()
 
-    pure: PureStep
-    fn: Callable[..., Any]
-
-
-@dataclass
-class _Plan:
-    """What the compiled step of one network needs, found once per network."""
-
-    structure: Stateless
-    record: Record
-    array_type: type
-    dtype: Any
-    slots: list[tuple[str, Any, str]]  # (key, layer, attribute)
-    layers: list[tuple[str, Any, str, str]]  # per step: (kind, layer, W key, b key)
-    last: Any
-    decayed: tuple[str, ...]
-    compiled: dict[tuple[type, bool], _Compiled | None] = field(default_factory=dict)
+#: Compiled steps shared by every network of one structure, by (record, chain, class, decay).
+_COMPILED: dict[tuple[str, Chain, type, bool], tuple[PureStep, Callable[..., Any]] | None] = {}
 
 
-#: The plan of each network (None: its steps run the layer path).
-_PLANS: weakref.WeakKeyDictionary[Any, _Plan | None] = weakref.WeakKeyDictionary()
-
-#: Compiled steps shared by every network of one structure, by (record, structure, ...).
-_COMPILED: dict[tuple[str, Stateless, type, tuple[str, ...]], _Compiled | None] = {}
-
-
-def _plan(network: Any) -> _Plan | None:
-    """The plan of `network`, or None when the pure step does not cover it."""
+def _record(network: Any) -> Record | None:
+    """The record that compiles `network`'s steps (its parameters' backend), or None."""
     try:
-        structure = stateless(network)
-    except LayerInputError:
-        return None
-    layers = list(network.layers.values())
-    slots = [(key, layer, attr) for key, (layer, attr) in network.params.slots.items()]
-    values = [getattr(layer, attr) for _, layer, attr in slots]
-    record = record_of(values[0])
-    kinds = {type(v) for v in values}
-    if record is None or len(kinds) != 1 or len({v.dtype for v in values}) != 1:
-        return None
-    steps = []
-    for i, (step, layer) in enumerate(zip(structure.steps, layers, strict=True)):
-        if step[0] == "affine" and i > 0 and not layer.input_grad:
-            return None  # the layer path refuses this network; let it say so
-        steps.append((step[0], layer, *step[1:], "", "")[:4])
-    decayed = tuple(k for k in structure.keys if k[:1] == "W" and k[1:].isdigit())
-    return _Plan(
-        structure, record, kinds.pop(), values[0].dtype, slots, steps, network.last_layer, decayed
-    )
-
-
-def _compiled(plan: _Plan, optimizer: type[Optimizer], decay: bool) -> _Compiled | None:
-    key = (optimizer, decay)
-    try:
-        return plan.compiled[key]
+        return _RECORDS[network]
     except KeyError:
         pass
-    decayed = plan.decayed if decay else ()
-    shared = (plan.record.name, plan.structure, optimizer, decayed)
-    if shared not in _COMPILED:
-        pure = PureStep(plan.structure, optimizer, decayed)
-        fn = plan.record.jit(pure)
-        _COMPILED[shared] = None if fn is None else _Compiled(pure, fn)
-    found = plan.compiled[key] = _COMPILED[shared]
+    values = list(network.params.values())
+    found = record_of(values[0]) if values else None
+    if found is not None and found.jit(lambda a: a) is None:
+        found = None
+    _RECORDS[network] = found
     return found
 
 
-def _lookup(network: Any, optimizer: object) -> tuple[_Plan, _Compiled] | None:
-    try:
-        plan = _PLANS[network]
-    except KeyError:
-        plan = _PLANS[network] = _plan(network)
-    if plan is None:
+def _lookup(network: Any, optimizer: object) -> tuple[Chain, PureStep, Callable[..., Any]] | None:
+    record = _record(network)
+    if record is None:
         return None
     base = optimizer_formulas(optimizer)
-    if base is None or network.last_layer is not plan.last:
+    if base is None:
         return None
-    compiled = _compiled(plan, base, bool(network.weight_decay_lambda))
-    if compiled is None:
-        _PLANS[network] = None  # the record compiles nothing: never ask again
-        return None
-    return plan, compiled
+    try:
+        chain = Chain.from_network(network)
+    except LayerInputError:
+        return None  # a layer of the user's own: the layer path runs it
+    decay = bool(network.weight_decay_lambda) and bool(chain.decayed)
+    key = (record.name, chain, base, decay)
+    if key not in _COMPILED:
+        pure = PureStep(chain, base, decay)
+        fn = record.jit(pure)
+        _COMPILED[key] = None if fn is None else (pure, fn)
+    found = _COMPILED[key]
+    return None if found is None else (chain, *found)
 
 
 def compiled_step(network: Any, optimizer: object) -> PureStep | None:
     """The :class:`PureStep` that ``network.train_step(x, t, optimizer)`` compiles, or None.
 
     None when the step runs the layer path: a backend that does not compile
-    (every one but JAX), a network or optimizer the pure step does not cover.
+    (every one but JAX), a layer or optimizer of the user's own.
 
     Examples
     --------
@@ -303,7 +234,7 @@ def compiled_step(network: Any, optimizer: object) -> PureStep | None:
     None
     """
     found = _lookup(network, optimizer)
-    return None if found is None else found[1].pure
+    return None if found is None else found[1]
 
 
 def train_step(network: Any, x: Any, t: Any, optimizer: Any) -> Any:
@@ -326,61 +257,26 @@ def train_step(network: Any, x: Any, t: Any, optimizer: Any) -> Any:
     found = _lookup(network, optimizer)
     if found is None:
         return NotImplemented
-    plan, compiled = found
-    params = {key: getattr(layer, attr) for key, layer, attr in plan.slots}
+    chain, pure, fn = found
+    params = dict(network.params)
     x, t = network.to_own(x), network.to_own(t)
-    kind = plan.array_type
-    if type(x) is not kind or type(t) is not kind:
+    kinds = {type(p) for p in params.values()}
+    if len(kinds) != 1 or type(x) not in kinds or type(t) not in kinds:
         return NotImplemented
-    for p in params.values():
-        if type(p) is not kind or p.dtype != plan.dtype:
-            return NotImplemented
-    state = vars(optimizer)
-    stores = {name: value for name, value in state.items() if isinstance(value, dict)}
-    for store in stores.values():
-        for key, p in params.items():
-            if key not in store:  # created as Optimizer._state creates them
-                store[key] = namespace(p).zeros_like(p)
-    arrays = {name: {key: store[key] for key in params} for name, store in stores.items()}
-    before = dict(state)
-    optimizer._begin()
-    hyper = {
-        name: float(value)
-        for name, value in state.items()
-        if type(value) is float or (type(value) is int and name not in optimizer._counters)
-    }
-    if compiled.pure.decayed:
-        hyper["weight_decay_lambda"] = float(network.weight_decay_lambda)
-    try:
-        out = compiled.fn(params, arrays, hyper, x, t)
-    except BaseException:
-        state.update(before)  # Adam's step count as it was
-        raise
-    return _write_back(plan, stores, x, t, out)
-
-
-def _write_back(
-    plan: _Plan, stores: Mapping[str, dict[str, Any]], x: Any, t: Any, out: tuple[Any, ...]
-) -> Any:
-    """Put the compiled step's results where the layer path leaves them; return the loss."""
-    new, new_stores, loss, layer_loss, grads, x0, outs, y, t0 = out
-    for key, layer, attr in plan.slots:
-        setattr(layer, attr, new[key])
-    for name, values in new_stores.items():
-        stores[name].update(values)
-    inp = x if x0 is None else x0
-    for i, (kind, layer, wk, bk) in enumerate(plan.layers):
-        if kind == "affine":
-            src = x if i == 0 else inp
-            layer.original_x_shape = tuple(src.shape)
-            layer._x_dtype = src.dtype
-            layer.x = inp
-            layer.dW, layer.db = grads[wk], grads[bk]
-        else:
-            layer.out = outs[i]
-        if i < len(outs):
-            inp = outs[i]
-    last = plan.last
-    last.loss = loss if layer_loss is None else layer_loss
-    last.y, last.t = y, t if t0 is None else t0
+    if len({p.dtype for p in params.values()}) != 1:
+        return NotImplemented
+    hyper: dict[str, Any] = {"step": copy.copy(optimizer).begin_step()}  # counted once it ran
+    if pure.decay:
+        hyper["weight_decay"] = float(network.weight_decay_lambda)
+    opt_state = optimizer.step_state(params)
+    out = fn(params, opt_state, chain.state_of(network), hyper, x, t)
+    new, new_opt, loss, state, layer_loss, layer_grads, arrays, loss_saved = out
+    optimizer.begin_step()
+    optimizer.take_step_state(new_opt)
+    for key, value in new.items():
+        network.params[key] = value
+    static = pure.static[pure.signature(x, t)]
+    saved = tuple({**s, **a} for s, a in zip(static, arrays, strict=True))
+    result = ChainResult(loss, layer_grads, state, layer_loss, layer_grads, saved, loss_saved)
+    chain.take(network, result)
     return loss

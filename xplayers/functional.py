@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
@@ -60,17 +61,22 @@ from xplayers.backend import namespace, record_of
 
 __all__ = [
     "BATCH_NORM_EPS",
+    "SEED_WORDS",
     "affine",
     "affine_backward",
     "batch_norm",
     "batch_norm_backward",
+    "batch_norm_eval",
+    "batch_norm_eval_backward",
     "col2im",
     "conv_output_size",
     "convolution",
     "convolution_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "dropout_draw",
     "dropout_mask",
+    "dropout_seed",
     "fold",
     "im2col",
     "kernel",
@@ -81,6 +87,7 @@ __all__ = [
     "one_hot",
     "relu",
     "relu_backward",
+    "running_average",
     "sigmoid",
     "sigmoid_backward",
     "softmax",
@@ -672,6 +679,123 @@ def dropout_mask(rng: np.random.Generator, like: Any, ratio: float) -> Any:
     xp = namespace(like)
     host = (rng.random(tuple(like.shape)) > ratio).astype(dtype_name(like.dtype))
     return xp.asarray(host, device=device(like))
+
+
+#: How many 32-bit words a Dropout seed holds (:func:`dropout_seed`).
+SEED_WORDS = 4
+
+
+def dropout_seed(seed: Any = None) -> tuple[int, ...]:
+    """The 32-bit words a seed fixes, for :func:`dropout_draw`.
+
+    Parameters
+    ----------
+    seed : int, sequence of int, numpy.random.Generator or None
+        An integer or a sequence of them (``[seed, k]``) is hashed by
+        :class:`numpy.random.SeedSequence`; a Generator gives words drawn
+        from it (advancing it); None draws fresh entropy.
+
+    Returns
+    -------
+    tuple of int
+        :data:`SEED_WORDS` integers in ``[0, 2**32)``.
+
+    Examples
+    --------
+    >>> from xplayers.functional import dropout_seed
+    >>> dropout_seed(0) == dropout_seed(0) != dropout_seed(1)
+    True
+    """
+    if isinstance(seed, np.random.Generator):
+        return tuple(int(w) for w in seed.integers(0, 2**32, size=SEED_WORDS, dtype=np.uint64))
+    words = np.random.SeedSequence(seed).generate_state(SEED_WORDS, dtype=np.uint32)
+    return tuple(int(w) for w in words)
+
+
+def host_dropout_mask(
+    seed: Any, count: Any, shape: tuple[int, ...], skip: int, ratio: float, dtype: str
+) -> np.ndarray[Any, Any]:
+    """The host keep-mask of draw `count` from `seed`, from its row `skip` on."""
+    words = [int(w) for w in np.asarray(seed).reshape(-1)]
+    rng = np.random.default_rng([*words, int(np.asarray(count))])
+    if skip:  # one 64-bit step per float64 drawn: the rows before this batch's
+        rng.bit_generator.advance(int(skip) * math.prod(shape[1:]))  # type: ignore[attr-defined]
+    return (rng.random(shape) > ratio).astype(dtype)
+
+
+@kernel
+def dropout_draw(like: Any, seed: Any, count: Any, ratio: float, /, skip: int = 0) -> Any:
+    """The keep-mask of draw number `count` from `seed`, shaped like `like`.
+
+    A pure function of its arguments: the mask is
+    ``numpy.random.default_rng([*seed, count]).random(shape) > ratio``,
+    drawn in float64 on the host and copied to `like`'s backend, dtype and
+    device, so the same seed and count give the same mask on every backend
+    and inside ``jax.jit`` (JAX's kernel draws it through
+    ``jax.pure_callback``). `skip` leaves out the first rows of a larger
+    batch: the mask of rows ``skip:skip+N`` of the batch drawn with this
+    `count` (each chunk of a data-parallel step draws its own rows).
+
+    Parameters
+    ----------
+    like : array, shape (N, ...)
+        The mask gets its shape, dtype and device.
+    seed : sequence of int or array of uint32
+        The words of :func:`dropout_seed`.
+    count : int or 0-d integer array
+        How many masks were drawn from `seed` before this one.
+    ratio : float
+        The probability of dropping a value.
+    skip : int, default 0
+        Rows of the drawn batch before `like`'s first row.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.functional import dropout_draw, dropout_seed
+    >>> full = dropout_draw(xp.ones((4, 3)), dropout_seed(0), 5, 0.5)
+    >>> part = dropout_draw(xp.ones((2, 3)), dropout_seed(0), 5, 0.5, skip=2)
+    >>> bool(xp.all(full[2:, :] == part))
+    True
+    """
+    xp = namespace(like)
+    host = host_dropout_mask(seed, count, tuple(like.shape), skip, ratio, dtype_name(like.dtype))
+    return xp.asarray(host, device=device(like))
+
+
+def running_average(running: Any, batch: Any, momentum: float, /) -> Any:
+    """The book's running average ``momentum * running + (1 - momentum) * batch`` (a new array)."""
+    return momentum * running + (1 - momentum) * batch
+
+
+def batch_norm_eval(
+    x: Any, gamma: Any, beta: Any, mean: Any, var: Any, eps: float = BATCH_NORM_EPS
+) -> tuple[Any, Any, Any]:
+    r"""Batch normalisation at test time, with the running averages.
+
+    :math:`\hat x = (x - \mu_{run}) / s`, :math:`s = \sqrt{\sigma^2_{run} + \epsilon}`,
+    :math:`y = \gamma \hat x + \beta`.
+
+    Returns
+    -------
+    out, xn, std : array
+        `std` and `xn` are what :func:`batch_norm_eval_backward` needs.
+    """
+    std = namespace(x).sqrt(var + eps)
+    xn = (x - mean) / std
+    return gamma * xn + beta, xn, std
+
+
+def batch_norm_eval_backward(dout: Any, gamma: Any, xn: Any, std: Any) -> tuple[Any, Any, Any]:
+    r"""Gradients of :func:`batch_norm_eval`: :math:`dx = \gamma\,dout / s`.
+
+    Returns
+    -------
+    dx : array, shape (N, D)
+    dgamma, dbeta : array, shape (D,)
+    """
+    xp = namespace(dout)
+    return gamma * dout / std, xp.sum(xn * dout, axis=0), xp.sum(dout, axis=0)
 
 
 def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = BATCH_NORM_EPS) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,21 +67,138 @@ __all__ = [
     "Nesterov",
     "Optimizer",
     "RMSprop",
+    "StepFn",
+    "adagrad_step",
+    "adam_step",
+    "apply_step",
     "clip_grad_norm",
     "get_optimizer",
+    "momentum_step",
+    "nesterov_step",
+    "rmsprop_step",
+    "sgd_step",
 ]
 
 #: The book's :math:`\epsilon`, added to the root of the squared-gradient sums.
 EPS = 1e-7
 
+#: An optimizer's rule for one parameter: ``step(g, state, **hyper) -> (amount, new_state)``.
+StepFn = Callable[..., tuple[Any, dict[str, Any]]]
+
+
+def sgd_step(g: Any, state: Mapping[str, Any], *, lr: float) -> tuple[Any, dict[str, Any]]:
+    r"""SGD's amount to subtract, :math:`\eta g`; no state."""
+    return lr * g, {}
+
+
+def momentum_step(
+    g: Any, state: Mapping[str, Any], *, lr: float, momentum: float
+) -> tuple[Any, dict[str, Any]]:
+    r"""Momentum: :math:`v' = \alpha v - \eta g`; the amount is :math:`-v'`."""
+    v = momentum * state["v"] - lr * g
+    return -v, {"v": v}
+
+
+def nesterov_step(
+    g: Any, state: Mapping[str, Any], *, lr: float, momentum: float
+) -> tuple[Any, dict[str, Any]]:
+    r"""Nesterov (the book's form): amount :math:`(1+\alpha)\eta g - \alpha^2 v`, then :math:`v`."""
+    v = state["v"]
+    amount = (1.0 + momentum) * lr * g - (momentum * momentum) * v
+    return amount, {"v": momentum * v - lr * g}
+
+
+def adagrad_step(g: Any, state: Mapping[str, Any], *, lr: float) -> tuple[Any, dict[str, Any]]:
+    r"""AdaGrad: :math:`h' = h + g^2`; the amount is :math:`\eta g / (\sqrt{h'} + \epsilon)`."""
+    h = state["h"] + g * g
+    return lr * g / (namespace(h).sqrt(h) + EPS), {"h": h}
+
+
+def rmsprop_step(
+    g: Any, state: Mapping[str, Any], *, lr: float, decay_rate: float
+) -> tuple[Any, dict[str, Any]]:
+    r"""RMSprop: :math:`h' = \rho h + (1-\rho) g^2`; amount :math:`\eta g/(\sqrt{h'}+\epsilon)`."""
+    h = decay_rate * state["h"] + (1.0 - decay_rate) * (g * g)
+    return lr * g / (namespace(h).sqrt(h) + EPS), {"h": h}
+
+
+def adam_step(
+    g: Any, state: Mapping[str, Any], *, lr_t: float, beta1: float, beta2: float
+) -> tuple[Any, dict[str, Any]]:
+    r"""Adam: new moments :math:`m, v`; the amount is :math:`\eta_t m / (\sqrt{v} + \epsilon)`.
+
+    `lr_t` is the rate of this step with the bias correction folded in
+    (:meth:`Adam.begin_step` computes it from the step count).
+    """
+    m, v = state["m"], state["v"]
+    m = m + (1.0 - beta1) * (g - m)
+    v = v + (1.0 - beta2) * (g * g - v)
+    return lr_t * m / (namespace(v).sqrt(v) + EPS), {"m": m, "v": v}
+
+
+def apply_step(
+    step: StepFn,
+    params: Mapping[str, Any],
+    grads: Mapping[str, Any],
+    state: Mapping[str, Mapping[str, Any]],
+    hyper: Mapping[str, float],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """One update of every parameter by `step`, as a pure function: new arrays, nothing written.
+
+    Parameters
+    ----------
+    step : callable
+        An optimizer's :attr:`Optimizer.step` (:func:`sgd_step`, :func:`adam_step`, ...).
+    params, grads : mapping of str to array
+        The parameters and their gradients, by the same keys.
+    state : mapping of str to mapping of str to array
+        The optimizer's state by store and parameter (``{"v": {"W1": ...}}``),
+        one array for every parameter in each of the step's stores.
+    hyper : mapping of str to float
+        The step's keyword arguments (:meth:`Optimizer.begin_step`).
+
+    Returns
+    -------
+    new_params, new_state : dict
+        Like `params` and `state`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xplayers.optim import apply_step, momentum_step
+    >>> new, state = apply_step(momentum_step, {"w": np.ones(1)}, {"w": np.ones(1)},
+    ...                         {"v": {"w": np.zeros(1)}}, {"lr": 0.1, "momentum": 0.9})
+    >>> new["w"], state["v"]["w"]
+    (array([0.9]), array([-0.1]))
+    """
+    new: dict[str, Any] = {}
+    new_state: dict[str, dict[str, Any]] = {name: {} for name in state}
+    for key, p in params.items():
+        amount, after = step(
+            grads[key], {name: store[key] for name, store in state.items()}, **hyper
+        )
+        new[key] = p - amount
+        for name, value in after.items():
+            new_state[name][key] = value
+    return new, new_state
+
 
 class Optimizer:
     """Base class: checks the arguments of ``update`` and applies each step.
 
-    Subclasses implement :meth:`_step` for one parameter, returning the amount
-    to subtract from it, and keep their state in dictionaries keyed like the
-    parameters.
+    Each subclass names its rule for one parameter, :attr:`step`, a pure
+    function ``step(g, state, **hyper) -> (amount, new_state)`` returning
+    the amount to subtract; its state lives in dictionaries keyed like the
+    parameters, one per name in :attr:`stores`; :meth:`begin_step` counts
+    an update and gives the rule's keyword arguments. :meth:`update` applies
+    the rule to each parameter (in place where the array allows it); a
+    compiled training step applies the same rule through :func:`apply_step`.
     """
+
+    #: The rule for one parameter (a pure function, see :func:`apply_step`).
+    step: ClassVar[StepFn]
+    #: The attributes holding the rule's state, by parameter key.
+    stores: ClassVar[tuple[str, ...]] = ()
 
     #: Hyper-parameter names, in the order of the constructor (for ``repr``).
     _hyper: ClassVar[tuple[str, ...]] = ("lr",)
@@ -133,15 +250,45 @@ class Optimizer:
                 if g.dtype != p.dtype:
                     g = namespace(p).astype(g, p.dtype)
             work.append((key, p, g))
-        self._begin()
-        fused = type(self)._step is SGD._step  # p -= lr * g, fused where the backend can
+        hyper = self.begin_step()
+        step = type(self).step
+        fused = step is sgd_step  # p -= lr * g, fused where the backend can
+        stores = [(name, getattr(self, name)) for name in self.stores]
         lazy = bool(work) and is_lazy(work[0][1])
         staged: dict[str, Any] = {}  # lazy: the new values, persisted together below
         for key, p, g in work:
-            if not (fused and subtract_scaled_(p, g, self.lr)):
-                _subtract(staged if lazy else params, key, p, self._step(key, p, g))
+            if fused and subtract_scaled_(p, g, hyper["lr"]):
+                continue
+            state = {name: self._state(store, key, p) for name, store in stores}
+            amount, after = step(g, state, **hyper)
+            for name, store in stores:
+                store[key] = after[name]
+            _subtract(staged if lazy else params, key, p, amount)
         if lazy:
             self._materialize(params, staged)
+
+    def step_state(self, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The state :attr:`step` takes for `params`: ``{store: {key: array}}``.
+
+        Zeros like each parameter are created the first time, as
+        :meth:`update` creates them.
+        """
+        return {
+            name: {key: self._state(getattr(self, name), key, p) for key, p in params.items()}
+            for name in self.stores
+        }
+
+    def take_step_state(self, state: Mapping[str, Mapping[str, Any]]) -> None:
+        """Keep the new state that :func:`apply_step` returned (``{store: {key: array}}``)."""
+        for name in self.stores:
+            getattr(self, name).update(state[name])
+
+    def begin_step(self) -> dict[str, float]:
+        """Count one update (Adam's step) and return :attr:`step`'s keyword arguments.
+
+        Python floats, so that a compiled step traces them as values.
+        """
+        return {name: float(getattr(self, name)) for name in self._hyper}
 
     def _materialize(self, params: MutableMapping[str, Any], staged: Mapping[str, Any]) -> None:
         """Compute lazy (Dask) parameters and state now, so each step's graph stays short.
@@ -268,12 +415,6 @@ class Optimizer:
         for name, value in counters.items():
             setattr(self, name, int(value))
 
-    def _begin(self) -> None:
-        """Called once per :meth:`update` before the parameters (Adam counts steps)."""
-
-    def _step(self, key: str, p: Any, g: Any) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def _state(self, store: dict[str, Any], key: str, p: Any) -> Any:
         """Return the state array for `key`, creating zeros like `p` the first time."""
         s = store.get(key)
@@ -340,8 +481,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = number_in("SGD", "lr", lr, low=0.0, low_open=True)
 
-    def _step(self, key: str, p: Any, g: Any) -> Any:
-        return self.lr * g
+    step = staticmethod(sgd_step)
 
 
 class Momentum(Optimizer):
@@ -379,10 +519,8 @@ class Momentum(Optimizer):
         )
         self.v: dict[str, Any] = {}
 
-    def _step(self, key: str, p: Any, g: Any) -> Any:
-        v = self.momentum * self._state(self.v, key, p) - self.lr * g
-        self.v[key] = v
-        return -v
+    step = staticmethod(momentum_step)
+    stores = ("v",)
 
 
 class Nesterov(Optimizer):
@@ -430,11 +568,8 @@ class Nesterov(Optimizer):
         )
         self.v: dict[str, Any] = {}
 
-    def _step(self, key: str, p: Any, g: Any) -> Any:
-        m = self.momentum
-        v = self._state(self.v, key, p)
-        self.v[key] = m * v - self.lr * g
-        return (1.0 + m) * self.lr * g - (m * m) * v
+    step = staticmethod(nesterov_step)
+    stores = ("v",)
 
 
 class AdaGrad(Optimizer):
@@ -465,10 +600,8 @@ class AdaGrad(Optimizer):
         self.lr = number_in("AdaGrad", "lr", lr, low=0.0, low_open=True)
         self.h: dict[str, Any] = {}
 
-    def _step(self, key: str, p: Any, g: Any) -> Any:
-        h = self._state(self.h, key, p) + g * g
-        self.h[key] = h
-        return self.lr * g / (namespace(h).sqrt(h) + EPS)
+    step = staticmethod(adagrad_step)
+    stores = ("h",)
 
 
 class RMSprop(Optimizer):
@@ -509,10 +642,8 @@ class RMSprop(Optimizer):
         )
         self.h: dict[str, Any] = {}
 
-    def _step(self, key: str, p: Any, g: Any) -> Any:
-        h = self.decay_rate * self._state(self.h, key, p) + (1.0 - self.decay_rate) * (g * g)
-        self.h[key] = h
-        return self.lr * g / (namespace(h).sqrt(h) + EPS)
+    step = staticmethod(rmsprop_step)
+    stores = ("h",)
 
 
 class Adam(Optimizer):
@@ -560,20 +691,16 @@ class Adam(Optimizer):
         self.iter = 0
         self.m: dict[str, Any] = {}
         self.v: dict[str, Any] = {}
-        self._lr_t = 0.0
 
-    def _begin(self) -> None:
+    step = staticmethod(adam_step)
+    stores = ("m", "v")
+
+    def begin_step(self) -> dict[str, float]:
+        """Count the update (:attr:`iter`); the rate of this step (``lr_t``) and the betas."""
         self.iter += 1
         t = self.iter
-        self._lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-
-    def _step(self, key: str, p: Any, g: Any) -> Any:
-        m = self._state(self.m, key, p)
-        v = self._state(self.v, key, p)
-        m = m + (1.0 - self.beta1) * (g - m)
-        v = v + (1.0 - self.beta2) * (g * g - v)
-        self.m[key], self.v[key] = m, v
-        return self._lr_t * m / (namespace(v).sqrt(v) + EPS)
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+        return {"lr_t": lr_t, "beta1": float(self.beta1), "beta2": float(self.beta2)}
 
 
 #: Optimizer classes by their command-line name.

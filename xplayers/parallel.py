@@ -11,7 +11,8 @@ gradients:
 
 where chunk :math:`i` holds :math:`n_i` of the :math:`N` rows. The task graph
 has one task per chunk, which reads the chunk and computes its weighted
-gradient with :meth:`xplayers.stateless.Stateless.grad` (Dask fuses the read
+gradient with the network's chain of pure layer functions
+(:meth:`xplayers.network.chain.Chain.loss_and_grads`; Dask fuses the read
 into it), then a tree reduction (``split_every`` gradients per node, so the
 depth grows as :math:`\log B`). With a ``dask.distributed.Client`` the
 parameters are scattered once per call (broadcast to every worker), and
@@ -35,11 +36,13 @@ import itertools
 import math
 import numbers
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
 import numpy as np
 import numpy.typing as npt
+from array_api_compat import is_array_api_obj
 
 from xplayers._validation import describe, fail, positive_int, positive_ints
 from xplayers.backend import RECORDS, is_lazy, namespace, to_numpy
@@ -54,7 +57,7 @@ from xplayers.datasets.streaming import (
     read_rows,
 )
 from xplayers.errors import ClusterError, TrainingError
-from xplayers.stateless import Stateless, stateless
+from xplayers.network.chain import Chain
 
 __all__ = ["chunked_gradient", "full_batch_step", "to_chunked"]
 
@@ -97,9 +100,52 @@ def to_chunked(a: Any, rows: int | tuple[int, ...] | None = None) -> Any:
     return x.rechunk(one) if one else x
 
 
-def _flat(loss: Any, grads: Mapping[str, Any], keys: tuple[str, ...]) -> npt.NDArray[np.float64]:
+@dataclass(frozen=True, eq=False)
+class _Work:
+    """What every chunk's task needs besides the parameters: the chain and the layers' state.
+
+    `summed` names the floating state entries (BatchNorm's running averages)
+    whose new values are summed over the chunks, weighted by their rows.
+    """
+
+    chain: Chain
+    state: dict[str, dict[str, Any]]
+    summed: tuple[tuple[str, str], ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The parameter keys, in forward order."""
+        return tuple(key for keys in self.chain.keys for _, key in keys)
+
+
+def _host_state(chain: Chain, network: Any) -> dict[str, dict[str, Any]]:
+    """The layers' state as host values (NumPy arrays, Python numbers)."""
+    return {
+        name: {k: to_numpy(v) if is_array_api_obj(v) else v for k, v in state.items()}
+        for name, state in chain.state_of(network).items()
+    }
+
+
+def _summed(state: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name, k)
+        for name, entries in state.items()
+        for k, v in entries.items()
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+    )
+
+
+def _flat(
+    loss: Any,
+    grads: Mapping[str, Any],
+    keys: tuple[str, ...],
+    state: Mapping[str, Mapping[str, Any]] = {},
+    summed: tuple[tuple[str, str], ...] = (),
+    weight: float = 1.0,
+) -> npt.NDArray[np.float64]:
     parts = [np.reshape(to_numpy(loss), (1,))]
     parts += [np.reshape(to_numpy(grads[k]), (-1,)) for k in keys]
+    parts += [np.reshape(to_numpy(state[name][k]), (-1,)) * weight for name, k in summed]
     return np.concatenate([p.astype(np.float64, copy=False) for p in parts])[None, :]
 
 
@@ -107,29 +153,44 @@ def _chunk_grad(
     xb: Any,
     tb: Any,
     params: Mapping[str, Any],
-    f: Stateless,
+    f: _Work,
     n_total: int,
     classes: int,
     rows: tuple[str, int],
 ) -> npt.NDArray[np.float64]:
-    """One chunk's weighted loss and gradient, flattened: shape ``(1, 1 + P)``, float64.
+    """One chunk's weighted loss, gradient and new state, flattened: ``(1, size)``, float64.
 
     Integer labels are checked to lie in ``0..classes-1`` first, as
     ``SoftmaxWithLoss`` checks them; `rows` names the chunk in the message
-    and gives its first row.
+    and gives its first row. Each layer's state holds ``skip``, the rows
+    before this chunk: Dropout draws its rows of the whole batch's mask.
     """
     n = int(xb.shape[0])
     if n == 0:
-        return np.zeros((1, 1 + sum(int(np.size(params[k])) for k in f.keys)))
+        size = sum(int(np.size(params[k])) for k in f.keys)
+        size += sum(int(np.size(f.state[name][k])) for name, k in f.summed)
+        return np.zeros((1, 1 + size))
     xp = namespace(xb)
     dev = array_api_compat.device(xb)
-    local = {k: v if namespace(v) is xp else xp.asarray(v, device=dev) for k, v in params.items()}
+
+    def local(v: Any) -> Any:
+        return v if namespace(v) is xp else xp.asarray(v, device=dev)
+
+    own = {k: local(v) for k, v in params.items()}
+    state = {
+        name: {
+            **{k: local(v) if (name, k) in f.summed else v for k, v in entries.items()},
+            "skip": rows[1],
+        }
+        for name, entries in f.state.items()
+    }
     if not isinstance(tb, type(xb)) and namespace(tb) is not xp:
         tb = xp.asarray(tb, device=dev)
     if tb.ndim == 1:
         check_label_block("chunked_gradient", "t", tb, classes, *rows)
-    loss, grads = f.grad(local, xb, tb, weight=n / n_total)
-    return _flat(loss, grads, f.keys)
+    weight = n / n_total
+    loss, grads, new_state = f.chain.loss_and_grads(own, state, xb, tb, weight=weight)
+    return _flat(loss, grads, f.keys, new_state, f.summed, weight)
 
 
 def chunked_gradient(
@@ -141,14 +202,16 @@ def chunked_gradient(
     split_every: int = 8,
     params: Mapping[str, Any] | None = None,
     retries: int = 1,
-) -> tuple[float, dict[str, npt.NDArray[Any]]]:
+    with_state: bool = False,
+) -> Any:
     """The mean loss over all rows of ``(x, t)`` and its gradient, chunk by chunk on Dask.
 
     Parameters
     ----------
-    network : TwoLayerNet, MultiLayerNet or Sequential
-        Described with :func:`xplayers.stateless.stateless`; its parameters
-        (of any backend) are copied to the host once per call.
+    network : Sequential
+        Any network of the library's layers (its
+        :class:`~xplayers.network.chain.Chain`); its parameters and layer
+        state (of any backend) are copied to the host once per call.
     x, t : Dask array, zarr array, or path of a zarr array or ``.npy`` folder
         Inputs and labels with the same rows; `t` is re-chunked to `x`'s rows.
     client : dask.distributed.Client, optional
@@ -165,6 +228,8 @@ def chunked_gradient(
         lost worker alone is handled by the scheduler, which runs its tasks
         again elsewhere (up to ``distributed.scheduler.allowed-failures``
         times per task).
+    with_state : bool, default False
+        Also return the layers' new state (see Notes).
 
     Raises
     ------
@@ -185,7 +250,24 @@ def chunked_gradient(
     Returns
     -------
     (loss, grads) : float and dict of str to numpy.ndarray
-        The gradients have the parameters' shapes and dtype.
+        The network's loss and gradient, the book's L2 weight decay
+        included (as ``network.loss`` and ``network.gradient``).
+        The gradients have the parameters' shapes and dtype; with
+        `with_state`, ``(loss, grads, state)``, the layers' new state by
+        layer name (host values).
+
+    Notes
+    -----
+    Dropout masks are those of one forward over all rows: each chunk draws
+    its own rows of the whole batch's mask
+    (:func:`~xplayers.functional.dropout_draw` with ``skip``), so the
+    gradient is the one ``network.gradient`` computes on all rows at once
+    and every Dropout layer's count goes up by one. BatchNorm normalises
+    each chunk with its own statistics, as data-parallel batch
+    normalisation does without synchronised statistics: with one chunk the
+    gradient is the layer path's; with several it is the row-weighted sum
+    of each chunk's. The new running averages are the row-weighted mean of
+    each chunk's (the running mean is then exactly the full batch's).
 
     Examples
     --------
@@ -194,15 +276,17 @@ def chunked_gradient(
     >>> loss, grads = chunked_gradient(net, x, t)  # doctest: +SKIP
     """
     where = "chunked_gradient"
-    f = stateless(network)
+    chain = Chain.from_network(network)
     split = positive_int(where, "split_every", split_every)
     tries = _non_negative_int(where, "retries", retries)
     _check_client(where, client)
+    state = _host_state(chain, network)
+    f = _Work(chain, state, _summed(state))
     host = _host_params(where, network, params, f)
-    size = _size(host)
+    size = _size(host) + sum(int(np.size(state[name][k])) for name, k in f.summed)
     pair = None if is_lazy(x) else _rows_pair(where, x, t)
     xs, ts = _dask_pair(where, x, t) if pair is None else pair
-    classes = _check_shapes(where, f, host, (xs.shape, xs.dtype), (ts.shape, ts.dtype))
+    classes, probed = _check_shapes(where, f, host, (xs.shape, xs.dtype), (ts.shape, ts.dtype))
     if client is None:
         parts = (
             _dask_parts(xs, ts, host, f, size, classes)
@@ -212,11 +296,33 @@ def chunked_gradient(
         flat = _local(parts.sum(axis=0, split_every=split))
     else:
         flat = _on_cluster(client, host, pair, (xs, ts), f, (size, classes), split, tries)
-    return _unflat(np.asarray(flat), f, host)
+    loss, grads, summed = _unflat(np.asarray(flat), f, host)
+    loss, grads = _decayed(loss, grads, host, chain, float(network.weight_decay_lambda))
+    if not with_state:
+        return loss, grads
+    new_state = {name: {**entries, **summed.get(name, {})} for name, entries in probed.items()}
+    return loss, grads, new_state
+
+
+def _decayed(
+    loss: float,
+    grads: dict[str, npt.NDArray[Any]],
+    host: Mapping[str, npt.NDArray[Any]],
+    chain: Chain,
+    lam: float,
+) -> tuple[float, dict[str, npt.NDArray[Any]]]:
+    """The book's L2 weight decay, added once to the summed loss and gradients."""
+    if not (lam and chain.decayed):
+        return loss, grads
+    for key in chain.decayed:
+        W = host[key]
+        loss += 0.5 * lam * float(np.sum(W.astype(np.float64) ** 2))
+        grads[key] = (grads[key] + lam * W).astype(W.dtype)
+    return loss, grads
 
 
 def _host_params(
-    where: str, network: Any, params: Mapping[str, Any] | None, f: Stateless
+    where: str, network: Any, params: Mapping[str, Any] | None, f: _Work
 ) -> dict[str, npt.NDArray[Any]]:
     """The parameters on the host: the network's, or `params` if they fit its shapes."""
     own = {k: to_numpy(v) for k, v in network.params.items()}
@@ -258,21 +364,20 @@ def _check_client(where: str, client: Any) -> None:
 
 def _check_shapes(
     where: str,
-    f: Stateless,
+    f: _Work,
     host: Mapping[str, npt.NDArray[Any]],
     x: tuple[tuple[int, ...], Any],
     t: tuple[tuple[int, ...], Any],
-) -> int:
-    """Check inputs and labels fit the network, as its layers would; return its classes ``C``.
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Check inputs and labels fit the network, as its layers would.
 
-    The inputs must be real floating with the first weight's ``D`` values
-    per row; the labels integers ``(N,)`` or rows ``(N, C)``. Label values
-    are checked chunk by chunk, in the tasks that read them.
+    The inputs must be real floating and fit the first layer (checked by
+    the chain on one row of zeros, on the host); the labels integers
+    ``(N,)`` or rows ``(N, C)``. Label values are checked chunk by chunk,
+    in the tasks that read them. Returns the number of classes ``C`` and
+    the layers' state after that one-row forward (Dropout's counts moved on).
     """
     (x_shape, x_dtype), (t_shape, t_dtype) = x, t
-    affine = [step for step in f.steps if step[0] == "affine"]
-    w_in, w_out = host[affine[0][1]], host[affine[-1][1]]
-    d, classes = int(w_in.shape[0]), int(w_out.shape[1])
     if np.dtype(x_dtype).kind != "f":
         fail(
             where,
@@ -281,13 +386,11 @@ def _check_shapes(
             f"dtype {x_dtype}",
             "Convert them, e.g. x.astype(np.float32)",
         )
-    if len(x_shape) < 2 or math.prod(x_shape[1:]) != d:
-        fail(
-            where,
-            "x",
-            f"{d} values per sample, shape (N, {d}), to match W of shape {tuple(w_in.shape)}",
-            f"shape {tuple(x_shape)}",
-        )
+    zero = np.zeros((), dtype=x_dtype)
+    f.chain.check(host, np.broadcast_to(zero, x_shape))  # reads the shape only
+    probe = np.broadcast_to(zero, (1, *x_shape[1:]))
+    logits, _, probed = f.chain.forward(host, f.state, probe, train=True)
+    classes = int(logits.shape[-1])
     rows = len(t_shape) == 2 and t_shape[1] == classes and np.dtype(t_dtype).kind in "fbiu"
     if not rows and (len(t_shape) != 1 or np.dtype(t_dtype).kind not in "iu"):
         fail(
@@ -297,7 +400,7 @@ def _check_shapes(
             f"{classes} classes",
             f"labels of shape {tuple(t_shape)} and dtype {t_dtype}",
         )
-    return classes
+    return classes, probed
 
 
 def _local(total: Any) -> Any:
@@ -318,7 +421,7 @@ def _on_cluster(
     host: Mapping[str, Any],
     pair: tuple[Rows, Rows] | None,
     data: tuple[Any, Any],
-    f: Stateless,
+    f: _Work,
     sizes: tuple[int, int],
     split: int,
     retries: int,
@@ -381,7 +484,7 @@ def _dask_pair(where: str, x: Any, t: Any) -> tuple[Any, Any]:
     return xs, ts.rechunk({0: xs.chunks[0]})
 
 
-def _dask_parts(xs: Any, ts: Any, params: Any, f: Stateless, size: int, classes: int) -> Any:
+def _dask_parts(xs: Any, ts: Any, params: Any, f: _Work, size: int, classes: int) -> Any:
     """Per-chunk gradients of Dask arrays: a task on each of their row chunks."""
     da = _chunked_xp()
     cuts = tuple(int(c) for c in np.cumsum((0, *xs.chunks[0])))
@@ -418,7 +521,7 @@ def _dask_chunk_grad(
     tb: Any,
     block: Any,
     params: Mapping[str, Any],
-    f: Stateless,
+    f: _Work,
     totals: tuple[int, int],
     cuts: tuple[int, ...],
 ) -> npt.NDArray[np.float64]:
@@ -439,7 +542,7 @@ def _rows_pair(where: str, x: Any, t: Any) -> tuple[Rows, Rows]:
 def _span_grad(
     params: Mapping[str, Any],
     source: tuple[Rows, Rows],
-    f: Stateless,
+    f: _Work,
     totals: tuple[int, int],
     block_id: tuple[int, int] | None = None,
 ) -> npt.NDArray[np.float64]:
@@ -458,7 +561,7 @@ def _span_grad(
 
 
 def _rows_parts(
-    source: Any, params: Any, f: Stateless, pair: tuple[Rows, Rows], size: int, classes: int
+    source: Any, params: Any, f: _Work, pair: tuple[Rows, Rows], size: int, classes: int
 ) -> Any:
     """Per-block gradients of chunked rows: one task per block, which reads it."""
     da = _chunked_xp()
@@ -477,15 +580,21 @@ def _rows_parts(
 
 
 def _unflat(
-    flat: npt.NDArray[np.float64], f: Stateless, host: Mapping[str, npt.NDArray[Any]]
-) -> tuple[float, dict[str, npt.NDArray[Any]]]:
+    flat: npt.NDArray[np.float64], f: _Work, host: Mapping[str, npt.NDArray[Any]]
+) -> tuple[float, dict[str, npt.NDArray[Any]], dict[str, dict[str, npt.NDArray[Any]]]]:
     grads: dict[str, npt.NDArray[Any]] = {}
     start = 1
     for k in f.keys:
         ref = host[k]
         grads[k] = flat[start : start + ref.size].reshape(ref.shape).astype(ref.dtype)
         start += ref.size
-    return float(flat[0]), grads
+    summed: dict[str, dict[str, npt.NDArray[Any]]] = {}
+    for name, k in f.summed:
+        ref = f.state[name][k]
+        value = flat[start : start + ref.size].reshape(ref.shape).astype(ref.dtype)
+        summed.setdefault(name, {})[k] = value
+        start += ref.size
+    return float(flat[0]), grads, summed
 
 
 def full_batch_step(
@@ -499,6 +608,9 @@ def full_batch_step(
     retries: int = 1,
 ) -> float:
     """One optimizer step on the gradient of all rows (:func:`chunked_gradient`).
+
+    The layers then take their new state (BatchNorm's running averages,
+    Dropout's count), as after a step of the layers.
 
     The gradient is complete before the update starts, so a step that fails
     (bad labels or inputs, a worker lost more often than the scheduler
@@ -521,8 +633,8 @@ def full_batch_step(
     xplayers.errors.LayerInputError
         As :func:`chunked_gradient`.
     """
-    loss, grads = chunked_gradient(
-        network, x, t, client=client, split_every=split_every, retries=retries
+    loss, grads, state = chunked_gradient(
+        network, x, t, client=client, split_every=split_every, retries=retries, with_state=True
     )
     finite = all(bool(np.isfinite(g).all()) for g in grads.values())
     if not (finite and math.isfinite(loss)):
@@ -533,7 +645,16 @@ def full_batch_step(
         )
     params: MutableMapping[str, Any] = network.params
     optimizer.update(params, {k: _like(g, params[k]) for k, g in grads.items()})
-    return loss
+    for name, entries in state.items():
+        layer = network.layers[name]
+        now = layer.fn_state()
+        layer.take(
+            state={
+                k: _like(v, now[k]) if isinstance(v, np.ndarray) and is_array_api_obj(now[k]) else v
+                for k, v in entries.items()
+            }
+        )
+    return float(loss)
 
 
 def _like(host: npt.NDArray[Any], ref: Any) -> Any:

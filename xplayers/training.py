@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,7 @@ from xplayers.errors import (
     ModelFileWarning,
     TrainingError,
 )
+from xplayers.functional import SEED_WORDS
 from xplayers.io import atomic_writer, read_checkpoint, save, save_checkpoint
 from xplayers.monitoring import EarlyStopping
 from xplayers.schedules import Schedule
@@ -1090,19 +1091,19 @@ def _save_checkpoint(
 
 
 def _layer_generators(network: Any) -> dict[str, Any]:
-    """The state of each layer's own generator (Dropout's masks), by layer name."""
+    """The random state of each layer that draws (Dropout: its seed words and count), by name."""
     layers = getattr(network, "layers", None) or {}
     return {
-        name: layer.rng.bit_generator.state
+        name: {"seed": list(layer.seed_words), "count": int(layer.count)}
         for name, layer in layers.items()
-        if isinstance(getattr(layer, "rng", None), np.random.Generator)
+        if isinstance(getattr(layer, "seed_words", None), tuple)
     }
 
 
 def _restore_generators(
     network: Any, saved: object, path: str | os.PathLike[str]
 ) -> list[tuple[Any, Any]]:
-    """Check the saved layer generators against `network`'s; return (generator, state) pairs."""
+    """Check the saved layers' random states against `network`'s; return (layer, state) pairs."""
     if saved is None:  # written before layer generators were saved: they go on as they are
         return []
     mine = _layer_generators(network)
@@ -1114,9 +1115,25 @@ def _restore_generators(
             f"{str(path)!r}, with {sorted(saved) if isinstance(saved, dict) else saved!r}"[:300],
         )
     return [
-        (network.layers[key].rng, _generator_state(state, f"layers.{key}", path))
+        (network.layers[key], _draw_state(state, f"layers.{key}", path))
         for key, state in saved.items()
     ]
+
+
+def _draw_state(state: object, what: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`state` if it is a layer's random state: ``{"seed": [words], "count": n}``."""
+    words = state.get("seed") if isinstance(state, dict) else None
+    count = state.get("count") if isinstance(state, dict) else None
+    ok = (
+        isinstance(words, list)
+        and len(words) == SEED_WORDS
+        and all(type(w) is int and 0 <= w < 2**32 for w in words)
+        and type(count) is int
+        and count >= 0
+    )
+    if not ok:
+        raise _bad_state(path, f"{what} is not a Dropout layer's seed and count: {state!r}"[:300])
+    return {"seed": tuple(cast(list[int], words)), "count": count}
 
 
 def _generator_state(state: object, what: str, path: str | os.PathLike[str]) -> Any:
@@ -1288,8 +1305,8 @@ def _resume(
     for (layer, attr), value in buffers:
         setattr(layer, attr, value)
     run.rng.bit_generator.state = batch_order
-    for generator, generator_state in generators:
-        generator.bit_generator.state = generator_state
+    for layer, draw_state in generators:
+        layer.seed_words, layer.count = draw_state["seed"], draw_state["count"]
     controls.adopt(restored)
     return history, iteration, skip
 

@@ -8,6 +8,9 @@ under ``jax.jit``: they branch on shapes, dtypes and Python integers only.
 * :func:`scatter_add`: ``zeros.at[indices].add(values)``, one XLA scatter
   that adds repeated indices up (and drops indices out of range, negative
   ones included, as the generic form skips them).
+* :func:`dropout_draw`: the same host draw as the generic form, through
+  ``jax.pure_callback`` when the seed, count or shape are traced (inside
+  ``jax.jit``), so a compiled step draws the masks the layers draw.
 * :func:`convolution`: ``lax.conv_general_dilated`` (zero padding, the
   book's layouts ``NCHW`` and ``OIHW``, full float32 precision); it keeps
   the input and the filters themselves as ``col`` and ``col_W``, and
@@ -31,6 +34,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from xplayers._validation import traced
+from xplayers.functional import host_dropout_mask
+
 _FLOATS = (jnp.dtype("float32"), jnp.dtype("float64"))
 _HIGHEST = lax.Precision.HIGHEST  # no TF32 or bfloat16 passes on GPUs: the generic's sums
 
@@ -42,6 +48,18 @@ def scatter_add(values: Any, indices: Any, num_rows: int, /) -> Any:
     out = jnp.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
     rows = jnp.where(indices < 0, num_rows, indices)  # JAX would wrap a negative index around
     return out.at[rows].add(values, mode="drop")
+
+
+def dropout_draw(like: Any, seed: Any, count: Any, ratio: float, /, skip: int = 0) -> Any:
+    """The generic host draw; under ``jax.jit``, the same draw as a ``jax.pure_callback``."""
+    if not (traced(like) or traced(seed) or traced(count)):
+        return NotImplemented
+    shape, dtype = tuple(like.shape), like.dtype
+    draw = functools.partial(
+        host_dropout_mask, shape=shape, skip=skip, ratio=ratio, dtype=jnp.dtype(dtype).name
+    )
+    out = jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
+    return jax.pure_callback(draw, out, seed, count, vmap_method="broadcast_all")
 
 
 def _floats(*arrays: Any) -> bool:

@@ -43,7 +43,7 @@ Array = np.ndarray[Any, Any]
 
 #: Vectors of ones by (length, dtype), read-only: ``ones @ dout`` is the column sum.
 _ONES: dict[Hashable, Array] = {}
-_CACHE_LOCK = threading.Lock()  # the stateless gradient runs these kernels on many threads
+_CACHE_LOCK = threading.Lock()  # data-parallel gradients run these kernels on many threads
 
 
 def _cached(cache: dict[Hashable, Array], key: Hashable, make: Callable[[], Array]) -> Array:

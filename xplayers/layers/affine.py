@@ -3,15 +3,69 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from xplayers._validation import describe, dtype_name, fail, float_array, like, same_backend
 from xplayers.backend import namespace
 from xplayers.functional import affine, affine_backward
-from xplayers.layers._base import Layer
+from xplayers.layers._base import NO_STATE, Layer, LayerFn
 
-__all__ = ["Affine", "check_input"]
+__all__ = ["Affine", "AffineFn", "check_input"]
+
+
+@dataclass(frozen=True)
+class AffineFn(LayerFn):
+    """The pure pair of :class:`Affine`: ``y = x W + b`` on `x` flattened to ``(N, D)``.
+
+    The forward casts `x` to `W`'s dtype and flattens it; ``saved`` holds
+    that ``x`` and the input's ``shape`` and ``dtype``, to which the
+    backward restores ``dx``.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = ("W", "b")
+
+    def check(self, params: Mapping[str, Any], x: Any) -> None:
+        """See :func:`check_input`; `x` of the parameters' backend and device too."""
+        W = params["W"]
+        check_input(x, W)
+        same_backend("Affine.forward", "x", x, "the layer's parameters W, b", W)
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(x W + b, {"x", "shape", "dtype"}, state)``."""
+        W = params["W"]
+        shape, dtype = tuple(x.shape), x.dtype
+        if x.ndim != 2 or dtype != W.dtype:
+            xp = namespace(x)
+            if x.ndim != 2:
+                x = xp.reshape(x, (shape[0], W.shape[0]))
+            if dtype != W.dtype:
+                x = xp.astype(x, W.dtype)
+        return affine(x, W, params["b"]), {"x": x, "shape": shape, "dtype": dtype}, state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(dx, {"W": x^T dy, "b": sum(dy)})``, `dx` in the input's shape and dtype."""
+        dx, dW, db = affine_backward(dy, saved["x"], params["W"], input_grad=input_grad)
+        if dx is not None:
+            shape, dtype = saved["shape"], saved["dtype"]
+            if dx.dtype != dtype or len(shape) != 2:
+                xp = namespace(dx)
+                if dx.dtype != dtype:
+                    dx = xp.astype(dx, dtype)
+                if len(shape) != 2:
+                    dx = xp.reshape(dx, shape)
+        return dx, {"W": dW, "b": db}
 
 
 def check_input(x: Any, W: Any) -> ModuleType:
@@ -84,6 +138,8 @@ class Affine(Layer):
     Array([4., 4.], dtype=array_api_strict.float64)
     """
 
+    fn: AffineFn = AffineFn()
+
     def __init__(self, W: Any, b: Any, *, input_grad: bool = True) -> None:
         float_array("Affine", "W", W)
         if W.ndim != 2:
@@ -101,7 +157,7 @@ class Affine(Layer):
         self.original_x_shape: tuple[int, ...] | None = None
         self.dW: Any = None
         self.db: Any = None
-        self._x_dtype: Any = None
+        self._saved: dict[str, Any] | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -113,54 +169,49 @@ class Affine(Layer):
         """``{"W": dW, "b": db}``."""
         return {"W": self.dW, "b": self.db}
 
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's ``x`` and ``original_x_shape``, a backward's ``dW`` and ``db``."""
+        if saved is not None:
+            self._saved = dict(saved)
+            self.x, self.original_x_shape = saved["x"], saved["shape"]
+        if grads is not None:
+            self.dW, self.db = grads["W"], grads["b"]
+
     def forward(self, x: Any) -> Any:
         """Return ``x @ W + b`` of shape ``(N, M)``; `x` is ``(N, D)`` or ``(N, ...)``."""
         W = self.W
-        if like(x, W) and x.ndim == 2 and x.shape[1] == W.shape[0]:  # the common case
-            self.original_x_shape = x.shape
-            self._x_dtype = x.dtype
-            self.x = x
-            return affine(x, W, self.b)
-        xp = check_input(x, W)
-        same_backend("Affine.forward", "x", x, "the layer's parameters W, b", W)
-        n, d = x.shape[0], W.shape[0]
-        self.original_x_shape = tuple(x.shape)
-        self._x_dtype = x.dtype
-        if x.ndim != 2:
-            x = xp.reshape(x, (n, d))
-        if x.dtype != W.dtype:
-            x = xp.astype(x, W.dtype)
-        self.x = x
-        return affine(x, W, self.b)
+        params = {"W": W, "b": self.b}
+        if not (like(x, W) and x.ndim == 2 and x.shape[1] == W.shape[0]):  # else check it
+            self.fn.check(params, x)
+        y, saved, _ = self.fn.forward(params, x, NO_STATE)
+        self.take(saved)
+        return y
 
     def backward(self, dout: Any) -> Any:
         """Set ``dW``, ``db``; return ``dx`` in the input's shape (None without ``input_grad``)."""
         x = self._forward_state(self.x)
         W = self.W
-        if like(dout, x) and dout.shape == (x.shape[0], W.shape[1]):  # the common case
-            dx, self.dW, self.db = affine_backward(dout, x, W, input_grad=self.input_grad)
-            if dx is None or (dx.dtype == self._x_dtype and len(self.original_x_shape or ()) == 2):
-                return dx
-            xp = namespace(dx)
-        else:
-            xp, dout = self._dout_for(dout, x)
-            dx, self.dW, self.db = affine_backward(dout, x, W, input_grad=self.input_grad)
-            if dx is None:
-                return None
-        if dx.dtype != self._x_dtype:
-            dx = xp.astype(dx, self._x_dtype)
-        if len(self.original_x_shape or ()) != 2:
-            dx = xp.reshape(dx, self.original_x_shape)
+        if not (like(dout, x) and dout.shape == (x.shape[0], W.shape[1])):  # else check it
+            dout = self._dout_for(dout, x)
+        dx, grads = self.fn.backward(
+            {"W": W, "b": self.b}, self._saved or {}, dout, input_grad=self.input_grad
+        )
+        self.take(grads=grads)
         return dx
 
-    def _dout_for(self, dout: Any, x: Any) -> tuple[ModuleType, Any]:
+    def _dout_for(self, dout: Any, x: Any) -> Any:
         where = "Affine.backward"
         xp = float_array(where, "dout", dout)
         same_backend(where, "dout", dout, "the forward input", x)
         expected = (x.shape[0], self.W.shape[1])
         if tuple(dout.shape) != expected:
             fail(where, "dout", f"the shape of the forward output {expected}", describe(dout))
-        return xp, dout if dout.dtype == self.W.dtype else xp.astype(dout, self.W.dtype)
+        return dout if dout.dtype == self.W.dtype else xp.astype(dout, self.W.dtype)
 
     def __repr__(self) -> str:
         d, m = self.W.shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,11 +12,84 @@ from array_api_compat import device
 
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend, traced
 from xplayers.backend import namespace, to_numpy
-from xplayers.functional import BATCH_NORM_EPS, batch_norm, batch_norm_backward
-from xplayers.layers._base import Layer
+from xplayers.functional import (
+    batch_norm,
+    batch_norm_backward,
+    batch_norm_eval,
+    batch_norm_eval_backward,
+    running_average,
+)
+from xplayers.layers._base import Layer, LayerFn
 from xplayers.layers._window import check_dout, unit_interval
 
-__all__ = ["BatchNormalization"]
+__all__ = ["BatchNormFn", "BatchNormalization"]
+
+
+@dataclass(frozen=True)
+class BatchNormFn(LayerFn):
+    """The pure pair of :class:`BatchNormalization`; the running averages are its state.
+
+    The forward flattens `x` to ``(N, D)`` and casts it to `gamma`'s dtype;
+    training returns the running averages moved towards the batch's
+    (``momentum * running + (1 - momentum) * batch``), test time returns
+    them as they were. ``saved`` holds ``train``, ``xn``, ``std``, ``xc``
+    (training), the input's ``shape`` and ``dtype``.
+    """
+
+    momentum: float = 0.9
+
+    param_names: ClassVar[tuple[str, ...]] = ("gamma", "beta")
+    state_names: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(y, saved, {"running_mean", "running_var"})`` of `x` ``(N, D)`` or ``(N, ...)``."""
+        gamma, beta = params["gamma"], params["beta"]
+        shape, dtype = tuple(x.shape), x.dtype
+        xp = namespace(x)
+        if x.ndim != 2:
+            x = xp.reshape(x, (shape[0], gamma.shape[0]))
+        if x.dtype != gamma.dtype:
+            x = xp.astype(x, gamma.dtype)
+        mean, var = state["running_mean"], state["running_var"]
+        saved: dict[str, Any] = {"train": bool(train), "shape": shape, "dtype": dtype}
+        if train:
+            r = batch_norm(x, gamma, beta)
+            saved.update(xc=r["xc"], xn=r["xn"], std=r["std"])
+            m = self.momentum
+            state = {
+                "running_mean": running_average(mean, r["mu"], m),
+                "running_var": running_average(var, r["var"], m),
+            }
+            out = r["out"]
+        else:
+            out, saved["xn"], saved["std"] = batch_norm_eval(x, gamma, beta, mean, var)
+            saved["xc"] = None
+        return (out if len(shape) == 2 else xp.reshape(out, shape)), saved, state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(dx, {"gamma", "beta"})``, through the training graph or the test-time formula."""
+        gamma, shape = params["gamma"], saved["shape"]
+        xp = namespace(dy)
+        if dy.ndim != 2:
+            dy = xp.reshape(dy, (shape[0], gamma.shape[0]))
+        if saved["train"]:
+            dx, dgamma, dbeta = batch_norm_backward(
+                dy, gamma, saved["xc"], saved["xn"], saved["std"]
+            )
+        else:
+            dx, dgamma, dbeta = batch_norm_eval_backward(dy, gamma, saved["xn"], saved["std"])
+        if dx.dtype != saved["dtype"]:
+            dx = xp.astype(dx, saved["dtype"])
+        return (dx if len(shape) == 2 else xp.reshape(dx, shape)), {"gamma": dgamma, "beta": dbeta}
 
 
 class BatchNormalization(Layer):
@@ -138,8 +212,7 @@ class BatchNormalization(Layer):
         self.std: Any = None
         self.dgamma: Any = None
         self.dbeta: Any = None
-        self._train: bool | None = None
-        self._x_dtype: Any = None
+        self._saved: dict[str, Any] | None = None
 
     @staticmethod
     def check_state(values: Mapping[str, Any], where: str) -> None:
@@ -177,10 +250,41 @@ class BatchNormalization(Layer):
         """``{"gamma": dgamma, "beta": dbeta}``."""
         return {"gamma": self.dgamma, "beta": self.dbeta}
 
+    def fn_state(self) -> dict[str, Any]:
+        """``{"running_mean": ..., "running_var": ...}``."""
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    @property
+    def fn(self) -> BatchNormFn:
+        """The layer's pure pair, of its current hyper-parameters."""
+        return BatchNormFn(self.momentum)
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's ``xc``, ``xn``, ``std``, gradients, new running averages.
+
+        Running averages that are traced (inside the user's ``jax.jit``) are
+        not kept: they would outlive the transformation.
+        """
+        if saved is not None:
+            self._saved = dict(saved)
+            self.input_shape = saved["shape"]
+            self.xn, self.std = saved["xn"], saved["std"]
+            if saved["train"]:
+                self.batch_size, self.xc = saved["shape"][0], saved["xc"]
+        if grads is not None:
+            self.dgamma, self.dbeta = grads["gamma"], grads["beta"]
+        if state is not None and not traced(state["running_mean"]):
+            self.running_mean, self.running_var = state["running_mean"], state["running_var"]
+
     def forward(self, x: Any, train_flg: bool = True) -> Any:
         """Return the normalised, scaled, shifted `x` ``(N, D)`` or ``(N, ...)``, same shape."""
         where = "BatchNormalization.forward"
-        xp = float_array(where, "x", x, ndim_min=2)
+        float_array(where, "x", x, ndim_min=2)
         gamma = self.gamma
         same_backend(where, "x", x, "the layer's parameters gamma, beta", gamma)
         n, d = int(x.shape[0]), math.prod(x.shape[1:])
@@ -188,52 +292,18 @@ class BatchNormalization(Layer):
             fail(where, "x", f"{gamma.shape[0]} values per sample to match gamma", describe(x))
         if train_flg and n == 0:
             fail(where, "x", "a non-empty batch in training mode", describe(x))
-        self.input_shape = tuple(x.shape)
-        self._x_dtype = x.dtype
-        if x.ndim != 2:
-            x = xp.reshape(x, (n, d))
-        if x.dtype != gamma.dtype:
-            x = xp.astype(x, gamma.dtype)
-        mean, var = self.running_mean, self.running_var
-        if mean is None:
-            mean = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
-            var = xp.zeros(d, dtype=gamma.dtype, device=device(gamma))
-        self._train = bool(train_flg)
-        if train_flg:
-            r = batch_norm(x, gamma, self.beta)
-            self.batch_size, self.xc, self.xn, self.std = n, r["xc"], r["xn"], r["std"]
-            m = self.momentum
-            mean = m * mean + (1 - m) * r["mu"]
-            var = m * var + (1 - m) * r["var"]
-            out = r["out"]
-        else:
-            self.std = xp.sqrt(var + BATCH_NORM_EPS)
-            self.xn = (x - mean) / self.std
-            out = gamma * self.xn + self.beta
-        if not traced(mean):  # a traced average would outlive the user's jax.jit
-            self.running_mean, self.running_var = mean, var
-        return out if len(self.input_shape) == 2 else xp.reshape(out, self.input_shape)
+        y, saved, state = self.fn.forward(self.params, x, self.fn_state(), train=bool(train_flg))
+        self.take(saved, state=state)
+        return y
 
     def backward(self, dout: Any) -> Any:
         """Set ``dgamma``, ``dbeta``; return ``dx`` in the input's shape and dtype."""
-        train = self._forward_state(self._train)
-        shape = self.input_shape or ()
+        saved = self._forward_state(self._saved)
         gamma = self.gamma
-        dout = check_dout("BatchNormalization.backward", dout, shape, gamma, gamma.dtype)
-        xp = namespace(dout)
-        if dout.ndim != 2:
-            dout = xp.reshape(dout, (shape[0], -1))
-        if train:
-            dx, self.dgamma, self.dbeta = batch_norm_backward(
-                dout, gamma, self.xc, self.xn, self.std
-            )
-        else:
-            self.dbeta = xp.sum(dout, axis=0)
-            self.dgamma = xp.sum(self.xn * dout, axis=0)
-            dx = gamma * dout / self.std
-        if dx.dtype != self._x_dtype:
-            dx = xp.astype(dx, self._x_dtype)
-        return dx if len(shape) == 2 else xp.reshape(dx, shape)
+        dout = check_dout("BatchNormalization.backward", dout, saved["shape"], gamma, gamma.dtype)
+        dx, grads = self.fn.backward(self.params, saved, dout)
+        self.take(grads=grads)
+        return dx
 
     def __repr__(self) -> str:
         d, dtype = self.gamma.shape[0], dtype_name(self.gamma.dtype)

@@ -1,13 +1,15 @@
-"""The Convolution layer (the book's chapter 7), by im2col."""
+"""The Convolution layer (the book's chapter 7)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from xplayers._validation import describe, dtype_name, fail, float_array, same_backend
 from xplayers.backend import namespace
 from xplayers.functional import conv_output_size, convolution, convolution_backward
-from xplayers.layers._base import Layer
+from xplayers.layers._base import NO_STATE, Layer, LayerFn
 from xplayers.layers._window import (
     check_dout,
     check_fits,
@@ -16,7 +18,67 @@ from xplayers.layers._window import (
     positive_int,
 )
 
-__all__ = ["Convolution"]
+__all__ = ["Convolution", "ConvolutionFn"]
+
+
+@dataclass(frozen=True)
+class ConvolutionFn(LayerFn):
+    """The pure pair of :class:`Convolution` (im2col, or the backend's native convolution).
+
+    The forward casts `x` to `W`'s dtype; ``saved`` holds that ``x``,
+    ``col``, ``col_W`` and the input's ``dtype``, to which ``dx`` is cast back.
+    """
+
+    stride: int = 1
+    pad: int = 0
+
+    param_names: ClassVar[tuple[str, ...]] = ("W", "b")
+
+    def check(self, params: Mapping[str, Any], x: Any) -> None:
+        """Images ``(N, C, H, W)`` of `W`'s channels and backend, large enough for the filter."""
+        where = "Convolution.forward"
+        image_batch(where, x)
+        W = params["W"]
+        same_backend(where, "x", x, "the layer's parameters W, b", W)
+        _, c, fh, fw = W.shape
+        if x.shape[1] != c:
+            fail(where, "x", f"{c} channels, shape (N, {c}, H, W), to match W", describe(x))
+        check_fits(where, x, fh, fw, self.pad, f"{fh}x{fw} filter")
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(convolution, {"x", "col", "col_W", "dtype"}, state)``."""
+        W = params["W"]
+        dtype = x.dtype
+        if dtype != W.dtype:
+            x = namespace(x).astype(x, W.dtype)
+        out, col, col_W = convolution(x, W, params["b"], self.stride, self.pad)
+        return out, {"x": x, "col": col, "col_W": col_W, "dtype": dtype}, state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(dx, {"W", "b"})``; `dx` in the input's dtype, None without `input_grad`."""
+        W = params["W"]
+        dx, dW, db = convolution_backward(
+            dy,
+            saved["col"],
+            saved["col_W"],
+            tuple(saved["x"].shape),
+            tuple(W.shape),
+            self.stride,
+            self.pad,
+            input_grad=input_grad,
+        )
+        if dx is not None and dx.dtype != saved["dtype"]:
+            dx = namespace(dx).astype(dx, saved["dtype"])
+        return dx, {"W": dW, "b": db}
 
 
 class Convolution(Layer):
@@ -56,9 +118,11 @@ class Convolution(Layer):
         The last input (in the parameters' dtype).
     col : array or None
         ``im2col(x)``, shape ``(N*OH*OW, C*FH*FW)``: ``FH*FW/stride**2``
-        times the input's size.
+        times the input's size. On a backend with a native convolution
+        (PyTorch, JAX) it is `x` itself; see "Convolution and max pooling on
+        each backend" in the backends page of the docs.
     col_W : array or None
-        ``W.reshape(FN, -1).T``.
+        ``W.reshape(FN, -1).T`` (`W` itself with a native convolution).
 
     Examples
     --------
@@ -92,7 +156,7 @@ class Convolution(Layer):
         self.col_W: Any = None
         self.dW: Any = None
         self.db: Any = None
-        self._x_dtype: Any = None
+        self._saved: dict[str, Any] | None = None
         self._out_shape: tuple[int, ...] = ()
 
     @property
@@ -107,39 +171,38 @@ class Convolution(Layer):
 
     def forward(self, x: Any) -> Any:
         """Return the convolution of images `x` ``(N, C, H, W)``, shape ``(N, FN, OH, OW)``."""
-        where = "Convolution.forward"
-        xp = image_batch(where, x)
-        W = self.W
-        same_backend(where, "x", x, "the layer's parameters W, b", W)
-        _, c, fh, fw = W.shape
-        if x.shape[1] != c:
-            fail(where, "x", f"{c} channels, shape (N, {c}, H, W), to match W", describe(x))
-        check_fits(where, x, fh, fw, self.pad, f"{fh}x{fw} filter")
-        self._x_dtype = x.dtype
-        if x.dtype != W.dtype:
-            x = xp.astype(x, W.dtype)
-        out, self.col, self.col_W = convolution(x, W, self.b, self.stride, self.pad)
-        self.x = x
+        self.fn.check(self.params, x)
+        out, saved, _ = self.fn.forward(self.params, x, NO_STATE)
+        self.take(saved)
         self._out_shape = tuple(out.shape)
         return out
+
+    @property
+    def fn(self) -> ConvolutionFn:
+        """The layer's pure pair, of its current hyper-parameters."""
+        return ConvolutionFn(self.stride, self.pad)
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's ``x``, ``col``, ``col_W`` and a backward's ``dW``, ``db``."""
+        if saved is not None:
+            self._saved = dict(saved)
+            self.x, self.col, self.col_W = saved["x"], saved["col"], saved["col_W"]
+        if grads is not None:
+            self.dW, self.db = grads["W"], grads["b"]
 
     def backward(self, dout: Any) -> Any:
         """Set ``dW``, ``db``; return ``dx`` ``(N, C, H, W)`` (None without ``input_grad``)."""
         x = self._forward_state(self.x)
-        where = "Convolution.backward"
-        dout = check_dout(where, dout, self._out_shape, x, self.W.dtype)
-        dx, self.dW, self.db = convolution_backward(
-            dout,
-            self.col,
-            self.col_W,
-            tuple(x.shape),
-            tuple(self.W.shape),
-            self.stride,
-            self.pad,
-            input_grad=self.input_grad,
+        dout = check_dout("Convolution.backward", dout, self._out_shape, x, self.W.dtype)
+        dx, grads = self.fn.backward(
+            self.params, self._saved or {}, dout, input_grad=self.input_grad
         )
-        if dx is not None and dx.dtype != self._x_dtype:
-            dx = namespace(dx).astype(dx, self._x_dtype)
+        self.take(grads=grads)
         return dx
 
     def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
 from xplayers._validation import float_array
-from xplayers.functional import dropout_mask
-from xplayers.layers._base import Layer
+from xplayers.functional import dropout_draw, dropout_seed
+from xplayers.layers._base import NO_STATE, Layer, LayerFn
 from xplayers.layers._window import check_dout, unit_interval
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "DropoutFn"]
+
+
+@dataclass(frozen=True)
+class DropoutFn(LayerFn):
+    """The pure pair of :class:`Dropout` (the book's non-inverted dropout).
+
+    State: ``seed`` (the words of :func:`~xplayers.functional.dropout_seed`)
+    and ``count`` (masks drawn so far). A training forward draws mask number
+    ``count`` (:func:`~xplayers.functional.dropout_draw`) and returns the
+    state with ``count + 1``; a test-time forward scales by ``1 - ratio``
+    and returns the state as it was. A state may also hold ``skip``: the
+    rows of a larger batch before this one (a data-parallel chunk draws its
+    rows of the whole batch's mask; the new state leaves ``skip`` out).
+    """
+
+    ratio: float = 0.5
+
+    state_names: ClassVar[tuple[str, ...]] = ("seed", "count")
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(x * mask, {"mask", "train"}, state with count + 1)``; ``x * (1 - ratio)`` at test."""
+        if not train:
+            return x * (1.0 - self.ratio), {"mask": None, "train": False}, state
+        seed, count = state["seed"], state["count"]
+        mask = dropout_draw(x, seed, count, self.ratio, skip=state.get("skip", 0))
+        return x * mask, {"mask": mask, "train": True}, {"seed": seed, "count": count + 1}
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(dy * mask, {})`` (``dy * (1 - ratio)`` after a test-time forward)."""
+        if saved["train"]:
+            return dy * saved["mask"], {}
+        return dy * (1.0 - self.ratio), {}
 
 
 class Dropout(Layer):
@@ -24,13 +64,17 @@ class Dropout(Layer):
     ``x * (1 - dropout_ratio)``. ``backward`` multiplies by the same mask
     (by ``1 - dropout_ratio`` after a test-time forward).
 
-    Seeds: the keep-mask is drawn on the host from this layer's own
-    :class:`numpy.random.Generator`, ``numpy.random.default_rng(seed)``, as
-    ``rng.random(x.shape) > dropout_ratio``, then copied to the input's
-    backend and device (one transfer of ``x.size`` values per training
-    forward). The same seed therefore gives the same masks, in the same
-    order, on every backend. ``seed=None`` draws fresh entropy (the book's
-    global ``np.random`` is not used). :meth:`reseed` restarts the sequence.
+    Seeds: the layer's state is its seed's words (:attr:`seed_words`) and
+    the number of masks drawn (:attr:`count`); a training forward draws
+    mask number ``count`` on the host with
+    :func:`~xplayers.functional.dropout_draw`
+    (``numpy.random.default_rng([*seed_words, count]).random(x.shape) >
+    dropout_ratio``) and copies it to the input's backend and device (one
+    transfer of ``x.size`` values per training forward). The same seed
+    therefore gives the same masks, in the same order, on every backend,
+    in the compiled JAX step too. ``seed=None`` draws fresh entropy (the
+    book's global ``np.random`` is not used). :meth:`reseed` restarts the
+    sequence.
     Networks seed their Dropout layers from their own seed (see
     :class:`~xplayers.network.MultiLayerNetExtend`).
 
@@ -45,6 +89,10 @@ class Dropout(Layer):
     mask : array or None
         The last training mask, 0.0/1.0 in the input's dtype (the book's is
         boolean).
+    seed_words : tuple of int
+        The seed's words (:func:`~xplayers.functional.dropout_seed`).
+    count : int
+        The masks drawn since the seed was set.
 
     Examples
     --------
@@ -52,9 +100,9 @@ class Dropout(Layer):
     >>> from xplayers import Dropout
     >>> drop = Dropout(0.5, seed=0)
     >>> drop.forward(xp.ones(4))
-    Array([1., 0., 0., 0.], dtype=array_api_strict.float64)
+    Array([0., 1., 0., 1.], dtype=array_api_strict.float64)
     >>> drop.backward(xp.full(4, 2.0))
-    Array([2., 0., 0., 0.], dtype=array_api_strict.float64)
+    Array([0., 2., 0., 2.], dtype=array_api_strict.float64)
     >>> drop.forward(xp.ones(2), train_flg=False)
     Array([0.5, 0.5], dtype=array_api_strict.float64)
     """
@@ -71,32 +119,47 @@ class Dropout(Layer):
         self._ref: Any = None
 
     def reseed(self, seed: Any = None) -> None:
-        """Restart the mask sequence from `seed` (an int, a Generator or None)."""
-        self.rng = np.random.default_rng(seed)
+        """Restart the masks from `seed` (an int, a sequence of int, a Generator or None)."""
+        self.seed_words = dropout_seed(seed)
+        self.count: Any = 0
+
+    def fn_state(self) -> dict[str, Any]:
+        """``{"seed": seed_words, "count": count}``."""
+        return {"seed": self.seed_words, "count": self.count}
+
+    @property
+    def fn(self) -> DropoutFn:
+        """The layer's pure pair, of its current hyper-parameters."""
+        return DropoutFn(self.dropout_ratio)
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's ``mask`` (training) and a new state's ``count``."""
+        if saved is not None:
+            self._train = bool(saved["train"])
+            if saved["train"]:
+                self.mask = saved["mask"]
+        if state is not None:
+            self.count = int(state["count"])
 
     def forward(self, x: Any, train_flg: bool = True) -> Any:
         """Return ``x * mask`` (training) or ``x * (1 - dropout_ratio)``; shape of `x`."""
         float_array("Dropout.forward", "x", x)
-        self._train = bool(train_flg)
         self._shape, self._ref = tuple(x.shape), x
-        if not train_flg:
-            return x * (1.0 - self.dropout_ratio)
-        self.mask = dropout_mask(self.rng, x, self.dropout_ratio)
-        return x * self.mask
+        y, saved, state = self.fn.forward(NO_STATE, x, self.fn_state(), train=bool(train_flg))
+        self.take(saved, state=state)
+        return y
 
     def backward(self, dout: Any) -> Any:
         """Return ``dout * mask`` (``dout * (1 - dropout_ratio)`` after a test-time forward)."""
         train = self._forward_state(self._train)
         ref = self.mask if train else self._ref
         dout = check_dout("Dropout.backward", dout, self._shape, self._ref, ref.dtype)
-        return dout * self.mask if train else dout * (1.0 - self.dropout_ratio)
-
-    def __copy__(self) -> Dropout:
-        """A copy with its own generator in the same state (copies never advance the original)."""
-        clone = type(self).__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone.rng = copy.deepcopy(self.rng)
-        return clone
+        return self.fn.backward(NO_STATE, {"mask": self.mask, "train": train}, dout)[0]
 
     def __repr__(self) -> str:
         return f"Dropout({self.dropout_ratio})"

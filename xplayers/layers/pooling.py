@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from xplayers.functional import conv_output_size, max_pooling, max_pooling_backward
-from xplayers.layers._base import Layer
+from xplayers.layers._base import NO_STATE, Layer, LayerFn
 from xplayers.layers._window import (
     check_dout,
     check_fits,
@@ -14,7 +16,44 @@ from xplayers.layers._window import (
     positive_int,
 )
 
-__all__ = ["Pooling"]
+__all__ = ["Pooling", "PoolingFn"]
+
+
+@dataclass(frozen=True)
+class PoolingFn(LayerFn):
+    """The pure pair of :class:`Pooling` (max pooling); ``saved`` holds ``x`` and ``arg_max``."""
+
+    pool_h: int
+    pool_w: int
+    stride: int = 1
+    pad: int = 0
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(window maxima, {"x", "arg_max"}, state)``."""
+        out, arg_max = max_pooling(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        return out, {"x": x, "arg_max": arg_max}, state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(dx, {})``: `dy` routed to each window's maximum."""
+        dx = max_pooling_backward(
+            dy,
+            saved["arg_max"],
+            tuple(saved["x"].shape),
+            self.pool_h,
+            self.pool_w,
+            self.stride,
+            self.pad,
+        )
+        return dx, {}
 
 
 class Pooling(Layer):
@@ -36,6 +75,8 @@ class Pooling(Layer):
         The last input.
     arg_max : array or None
         Position of each window's maximum, shape ``(N, OH, OW, C)`` (the book's, flattened).
+        On JAX, whose native pooling finds the maxima again in backward, it
+        is the pooled input (see the backends page of the docs).
 
     Examples
     --------
@@ -68,18 +109,31 @@ class Pooling(Layer):
         where = "Pooling.forward"
         image_batch(where, x)
         check_fits(where, x, self.pool_h, self.pool_w, self.pad, "pooling window")
-        out, self.arg_max = max_pooling(x, self.pool_h, self.pool_w, self.stride, self.pad)
-        self.x = x
+        out, saved, _ = self.fn.forward(NO_STATE, x, NO_STATE)
+        self.take(saved)
         self._out_shape = tuple(out.shape)
         return out
+
+    @property
+    def fn(self) -> PoolingFn:
+        """The layer's pure pair, of its current hyper-parameters."""
+        return PoolingFn(self.pool_h, self.pool_w, self.stride, self.pad)
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's ``x`` and ``arg_max``."""
+        if saved is not None:
+            self.x, self.arg_max = saved["x"], saved["arg_max"]
 
     def backward(self, dout: Any) -> Any:
         """Return ``dx`` ``(N, C, H, W)``: `dout` routed to each window's maximum."""
         x = self._forward_state(self.x)
         dout = check_dout("Pooling.backward", dout, self._out_shape, x, x.dtype)
-        return max_pooling_backward(
-            dout, self.arg_max, tuple(x.shape), self.pool_h, self.pool_w, self.stride, self.pad
-        )
+        return self.fn.backward(NO_STATE, {"x": x, "arg_max": self.arg_max}, dout)[0]
 
     def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """``(C, OH, OW)`` for one input image of shape ``(C, H, W)``."""

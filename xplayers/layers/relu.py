@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from xplayers._validation import float_array
 from xplayers.functional import relu, relu_backward
-from xplayers.layers._base import Layer
+from xplayers.layers._base import NO_STATE, Layer, LayerFn
 
-__all__ = ["Relu"]
+__all__ = ["Relu", "ReluFn"]
+
+
+@dataclass(frozen=True)
+class ReluFn(LayerFn):
+    """The pure pair of :class:`Relu`; ``saved`` holds the output ``out``."""
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(relu(x), {"out": ...}, state)``."""
+        out = relu(x)
+        return out, {"out": out}, state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(relu_backward(dy, out), {})``."""
+        return relu_backward(dy, saved["out"]), {}
 
 
 class Relu(Layer):
@@ -37,16 +62,29 @@ class Relu(Layer):
            [0., 1.]], dtype=array_api_strict.float64)
     """
 
+    fn: ReluFn = ReluFn()
+
     def __init__(self) -> None:
         self.out: Any = None
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's output ``out``."""
+        if saved is not None:
+            self.out = saved["out"]
 
     def forward(self, x: Any) -> Any:
         """Return ``max(x, 0)``; `x` of any shape and a real floating dtype."""
         float_array("Relu.forward", "x", x)
-        self.out = relu(x)
-        return self.out
+        y, saved, _ = self.fn.forward(NO_STATE, x, NO_STATE)
+        self.take(saved)
+        return y
 
     def backward(self, dout: Any) -> Any:
         """Return ``dout`` where the input was positive, else 0; shape of `x`."""
         out = self._forward_state(self.out)
-        return relu_backward(self._dout(dout, out), out)
+        return self.fn.backward(NO_STATE, {"out": out}, self._dout(dout, out))[0]

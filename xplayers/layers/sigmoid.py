@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from xplayers._validation import float_array
 from xplayers.functional import sigmoid, sigmoid_backward
-from xplayers.layers._base import Layer
+from xplayers.layers._base import NO_STATE, Layer, LayerFn
 
-__all__ = ["Sigmoid"]
+__all__ = ["Sigmoid", "SigmoidFn"]
+
+
+@dataclass(frozen=True)
+class SigmoidFn(LayerFn):
+    """The pure pair of :class:`Sigmoid`; ``saved`` holds the output ``out``."""
+
+    def forward(
+        self, params: Mapping[str, Any], x: Any, state: Mapping[str, Any], *, train: bool = True
+    ) -> tuple[Any, dict[str, Any], Mapping[str, Any]]:
+        """``(sigmoid(x), {"out": ...}, state)``."""
+        out = sigmoid(x)
+        return out, {"out": out}, state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Mapping[str, Any],
+        dy: Any,
+        *,
+        input_grad: bool = True,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(sigmoid_backward(dy, out), {})``."""
+        return sigmoid_backward(dy, saved["out"]), {}
 
 
 class Sigmoid(Layer):
@@ -33,16 +58,29 @@ class Sigmoid(Layer):
     Array([0.25], dtype=array_api_strict.float64)
     """
 
+    fn: SigmoidFn = SigmoidFn()
+
     def __init__(self) -> None:
         self.out: Any = None
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's output ``out``."""
+        if saved is not None:
+            self.out = saved["out"]
 
     def forward(self, x: Any) -> Any:
         """Return ``sigmoid(x)``; `x` of any shape and a real floating dtype."""
         float_array("Sigmoid.forward", "x", x)
-        self.out = sigmoid(x)
-        return self.out
+        y, saved, _ = self.fn.forward(NO_STATE, x, NO_STATE)
+        self.take(saved)
+        return y
 
     def backward(self, dout: Any) -> Any:
         """Return ``dout * (1 - out) * out``; shape of `x`."""
         out = self._forward_state(self.out)
-        return sigmoid_backward(self._dout(dout, out), out)
+        return self.fn.backward(NO_STATE, {"out": out}, self._dout(dout, out))[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -10,15 +12,37 @@ import array_api_compat
 from xplayers._validation import describe, fail, float_array, same_backend
 from xplayers.backend import namespace, record_of
 from xplayers.functional import cross_entropy_backward, labels_in_range, softmax_cross_entropy
-from xplayers.layers._base import Layer
+from xplayers.layers._base import Layer, LossFn
 
 __all__ = [
     "SoftmaxWithLoss",
+    "SoftmaxWithLossFn",
     "check_logits_and_targets",
     "column_labels",
     "target_labels",
     "targets",
 ]
+
+
+@dataclass(frozen=True)
+class SoftmaxWithLossFn(LossFn):
+    """The pure pair of :class:`SoftmaxWithLoss`; ``saved`` holds ``y`` (softmax) and ``t``.
+
+    `t` is taken as checked (:func:`targets`: labels ``(N,)`` or rows ``(N, C)``).
+    """
+
+    def check(self, x: Any, t: Any, check_labels: bool | None = None) -> Any:
+        """The targets as :func:`targets` checks them (a label column becomes ``(N,)``)."""
+        return targets("SoftmaxWithLoss.forward", x, t, check_labels)
+
+    def forward(self, x: Any, t: Any) -> tuple[Any, dict[str, Any]]:
+        """``(mean cross-entropy, {"y": softmax(x), "t": t, "loss": loss})``."""
+        loss, y = softmax_cross_entropy(x, t)
+        return loss, {"y": y, "t": t, "loss": loss}
+
+    def backward(self, saved: Mapping[str, Any], dout: Any = 1.0) -> Any:
+        """``dout * (y - t) / N``."""
+        return cross_entropy_backward(saved["y"], saved["t"], dout)
 
 
 class SoftmaxWithLoss(Layer):
@@ -80,6 +104,8 @@ class SoftmaxWithLoss(Layer):
     #: See the parameter (a class default too, for layers pickled before it existed).
     check_labels: bool | None = None
 
+    fn: SoftmaxWithLossFn = SoftmaxWithLossFn()
+
     def __init__(self, check_labels: bool | None = None) -> None:
         if check_labels is not None and not isinstance(check_labels, bool):
             fail("SoftmaxWithLoss", "check_labels", "True, False or None", describe(check_labels))
@@ -112,9 +138,19 @@ class SoftmaxWithLoss(Layer):
             labels outside ``[0, C)`` (checked as `check_labels` says).
         """
         t = targets("SoftmaxWithLoss.forward", x, t, self.check_labels)
-        self.t = t
-        self.loss, self.y = softmax_cross_entropy(x, t)
-        return self.loss
+        loss, saved = self.fn.forward(x, t)
+        self.take(saved)
+        return loss
+
+    def take(
+        self,
+        saved: Mapping[str, Any] | None = None,
+        grads: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a forward's ``loss``, ``y`` and ``t``."""
+        if saved is not None:
+            self.loss, self.y, self.t = saved["loss"], saved["y"], saved["t"]
 
     def __repr__(self) -> str:
         arg = "" if self.check_labels is None else f"check_labels={self.check_labels}"
@@ -123,8 +159,9 @@ class SoftmaxWithLoss(Layer):
     def backward(self, dout: Any = 1.0) -> Any:
         """Return ``dout * (y - t) / N``, shape ``(N, C)``; `dout` is a scalar or 0-d array."""
         y = self._forward_state(self.y)
+        saved = {"y": y, "t": self.t}
         if type(dout) is float:  # the common case: backward() or backward(1.0)
-            return cross_entropy_backward(y, self.t, dout)
+            return self.fn.backward(saved, dout)
         if array_api_compat.is_array_api_obj(dout):
             xp = float_array("SoftmaxWithLoss.backward", "dout", dout)
             same_backend("SoftmaxWithLoss.backward", "dout", dout, "the loss", y)
@@ -142,7 +179,7 @@ class SoftmaxWithLoss(Layer):
             )
         else:
             dout = float(dout)
-        return cross_entropy_backward(y, self.t, dout)
+        return self.fn.backward(saved, dout)
 
 
 def column_labels(x: Any, t: Any) -> Any:

@@ -415,11 +415,13 @@ class Sequential:
         values and :attr:`grads` are those of this batch, as after
         :meth:`gradient`, on every backend; the speed comes from the
         backend's kernels (:mod:`xplayers.functional`), which every path
-        shares. On JAX, a network of ``Affine``, ``Relu`` and ``Sigmoid``
-        layers with an optimizer of :mod:`xplayers.optim` runs instead one
-        compiled function of the same formulas (``jax.jit``, traced once per
-        shape and dtype), which leaves the same state behind and does not
-        check that labels lie in ``[0, C)`` (see :mod:`xplayers._pure_step`).
+        shares. On JAX, a network of the library's layers with an optimizer
+        of :mod:`xplayers.optim` runs instead one compiled function of the
+        same pure layer functions (its :class:`~xplayers.network.chain.Chain`
+        under ``jax.jit``, traced once per shape and dtype), which leaves
+        the same state behind (each layer takes its values through
+        :meth:`~xplayers.layers.Layer.take`) and does not check that labels
+        lie in ``[0, C)`` (see :mod:`xplayers._pure_step`).
 
         Examples
         --------
