@@ -8,6 +8,7 @@ is off. Each timed step ends with ``torch.cuda.synchronize`` on a GPU.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -93,6 +94,36 @@ def test_conv_step(measure, device, dtype):
         f"SimpleConvNet step {dtype} N=100",
         _impl(device),
         table="SimpleConvNet training step, batch 100 (samples/s)",
+        row=dtype,
+        samples=100,
+        device="gpu" if device.type == "cuda" else "cpu",
+    )
+
+
+def test_extend_step(measure, device, dtype):
+    """784-100x5-10, BatchNorm and Dropout 0.2 after each hidden ReLU (MultiLayerNetExtend)."""
+    torch_dtype = getattr(torch, dtype)
+    sizes = [784, *[100] * 5, 10]
+    layers = []
+    for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if k < len(sizes) - 2:
+            layers += [torch.nn.BatchNorm1d(n_out), torch.nn.ReLU(), torch.nn.Dropout(0.2)]
+    model = torch.nn.Sequential(*layers).to(device=device, dtype=torch_dtype).train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    x, t = _tensors(device, *make_batch(100, dtype))
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), t).backward()
+        opt.step()
+        _sync(device)
+
+    measure(
+        run,
+        f"MultiLayerNetExtend step {dtype} N=100",
+        _impl(device),
+        table="MultiLayerNetExtend (BatchNorm, Dropout) training step, batch 100 (samples/s)",
         row=dtype,
         samples=100,
         device="gpu" if device.type == "cuda" else "cpu",

@@ -275,10 +275,53 @@ def conv_goals(xb, path):
     if name == "torch":
         goal = f"torch SimpleConvNet {path} on the {where} ≥ 1.0× PyTorch eager {where}"
         return [{"goal": goal, "vs": eager, "min": 1.0}]
-    goals = [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
+    if name == "jax" and path == "train_step":
+        goal = f"JAX SimpleConvNet compiled train_step ≥ 1.0× PyTorch eager {where}"
+        goals = [{"goal": goal, "vs": eager, "min": 1.0}]
+    else:
+        goals = [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
     if name == "jax" and path == "train_step":
         vs = f"jax.jit {_device(xb)}"
         goals.append(
             {"goal": "JAX SimpleConvNet train_step vs a hand-written jax.jit step", "vs": vs}
         )
     return goals
+
+
+@pytest.mark.parametrize("path", ["book loop", "train_step"])
+def test_extend_step(measure, xb, dtype, path):
+    """MultiLayerNetExtend 784-100x5-10 with BatchNorm and Dropout 0.2 (chapter 6), batch 100."""
+    net = xpl.MultiLayerNetExtend(
+        784, [100] * 5, 10, use_dropout=True, dropout_ration=0.2, use_batchnorm=True,
+        seed=0, dtype=dtype,
+    )  # fmt: skip
+    opt = xpl.SGD(lr=LR)
+    x, t = (xpl.asarray(a) for a in make_batch(100, dtype))
+
+    def run():
+        if path == "train_step":
+            net.train_step(x, t, opt)
+        else:
+            opt.update(net.params, net.gradient(x, t))
+        xb.done(*net.params.values())
+
+    measure(
+        run,
+        f"MultiLayerNetExtend step {dtype} N=100",
+        f"{path} {xb.label}",
+        table="MultiLayerNetExtend (BatchNorm, Dropout) training step, batch 100 (samples/s)",
+        row=dtype,
+        samples=100,
+        device=_device(xb),
+        goals=extend_goals(xb, path),
+    )
+
+
+def extend_goals(xb, path):
+    """The goals of MultiLayerNetExtend's step on this backend."""
+    where = "GPU" if xb.gpu else "CPU"
+    eager = f"torch eager {where.lower()}"
+    if xb.backend.name == "jax" and path == "train_step":
+        goal = f"JAX MultiLayerNetExtend compiled train_step ≥ 1.0× PyTorch eager {where}"
+        return [{"goal": goal, "vs": eager, "min": 1.0}]
+    return [{"goal": f"MultiLayerNetExtend {path} on {xb.label} vs PyTorch eager", "vs": eager}]

@@ -9,6 +9,10 @@ to the layer path.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -285,3 +289,46 @@ def test_labels_are_checked_once_by_train_not_by_the_compiled_step(jax_backend, 
     assert np.isfinite(_host(loss))
     with pytest.raises(LayerInputError, match="labels"):
         train(net, opt, (_host(x), _host(bad)), epochs=1, batch_size=4, progress=False)
+
+
+_DROPOUT_WITHOUT_X64 = """
+import numpy as np
+import jax
+import xplayers as xpl
+from xplayers._pure_step import compiled_step
+from xplayers.network import MultiLayerNetExtend
+
+assert not jax.config.jax_enable_x64
+rng = np.random.default_rng(0)
+x, t = rng.random((8, 6), dtype=np.float32), rng.integers(0, 3, 8)
+nets = {}
+for name in ("numpy", "jax"):
+    with xpl.use_backend(name):
+        net = MultiLayerNetExtend(6, [5], 3, use_dropout=True, seed=7, dtype="float32")
+        net.layers["Dropout1"].reseed([2**32 - 1, 2**31 + 5])  # words above int32's range
+        opt = xpl.SGD(lr=0.1)
+        if name == "jax":
+            assert compiled_step(net, opt) is not None
+        for _ in range(2):
+            net.train_step(xpl.asarray(x), xpl.asarray(t), opt)
+        nets[name] = net
+for key in nets["numpy"].params:
+    np.testing.assert_allclose(
+        xpl.to_numpy(nets["jax"].params[key]), nets["numpy"].params[key], rtol=1e-5, atol=1e-6
+    )
+print("ok")
+"""
+
+
+def test_dropout_seed_words_above_int32_compile_without_x64(jax_backend):
+    """JAX's default 32-bit integers hold every seed word: the compiled step draws NumPy's masks."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XPLAYERS_BACKEND")}
+    r = subprocess.run(
+        [sys.executable, "-c", _DROPOUT_WITHOUT_X64],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "ok"

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from xplayers._validation import float_array
 from xplayers.functional import dropout_draw, dropout_seed
 from xplayers.layers._base import NO_STATE, Layer, LayerFn
@@ -124,8 +126,13 @@ class Dropout(Layer):
         self.count: Any = 0
 
     def fn_state(self) -> dict[str, Any]:
-        """``{"seed": seed_words, "count": count}``."""
-        return {"seed": self.seed_words, "count": self.count}
+        """``{"seed": seed_words, "count": count}``, the words as a uint32 array.
+
+        An array rather than Python integers: a compiled step (``jax.jit``)
+        would turn the integers into int32, which cannot hold words above
+        ``2**31`` unless JAX runs with 64-bit integers.
+        """
+        return {"seed": np.asarray(self.seed_words, dtype=np.uint32), "count": self.count}
 
     @property
     def fn(self) -> DropoutFn:
