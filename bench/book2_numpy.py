@@ -195,6 +195,9 @@ class TimeLSTM:
         self.dh = dh
         return dxs
 
+    def set_state(self, h, c=None):
+        self.h, self.c = h, c
+
     def reset_state(self):
         self.h, self.c = None, None
 
@@ -236,6 +239,8 @@ class TimeSoftmaxWithLoss:
 
     def forward(self, xs, ts):
         N, T, V = xs.shape
+        if ts.ndim == 3:  # one-hot targets
+            ts = ts.argmax(axis=2)
         mask = ts != self.ignore_label
         xs = xs.reshape(N * T, V)
         ts = ts.reshape(N * T)
