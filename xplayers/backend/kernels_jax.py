@@ -58,7 +58,8 @@ def dropout_draw(like: Any, seed: Any, count: Any, ratio: float, /, skip: int = 
     draw = functools.partial(
         host_dropout_mask, shape=shape, skip=skip, ratio=ratio, dtype=jnp.dtype(dtype).name
     )
-    out = jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
+    struct: Any = jax.ShapeDtypeStruct  # typed in some JAX releases, not in others
+    out = struct(shape, dtype)
     return jax.pure_callback(draw, out, seed, count, vmap_method="broadcast_all")
 
 
