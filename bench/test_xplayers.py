@@ -234,17 +234,9 @@ def test_softmax_memory(measure, xb, dtype):
     )
 
 
-@pytest.mark.parametrize("path", ["book loop", "train_step"])
-def test_conv_step(measure, xb, dtype, path):
-    if not hasattr(xpl, "SimpleConvNet"):
-        pytest.skip("xplayers.SimpleConvNet does not exist yet")
-    net = xpl.SimpleConvNet(input_dim=(1, 28, 28), hidden_size=100, output_size=10, dtype=dtype)
-    for key, value in init_conv_params(dtype).items():
-        net.params[key] = xpl.asarray(value)
-    if path == "train_step" and not hasattr(net, "train_step"):
-        pytest.skip("SimpleConvNet has no train_step")
+def _network_step(net, x, t, path, xb):
+    """One training step of `net` by `path`: ``train_step``, or the book's loop."""
     opt = xpl.SGD(lr=LR)
-    x, t = (xpl.asarray(a) for a in make_batch(100, dtype, shape=(1, 28, 28)))
 
     def run():
         if path == "train_step":
@@ -253,8 +245,17 @@ def test_conv_step(measure, xb, dtype, path):
             opt.update(net.params, net.gradient(x, t))
         xb.done(*net.params.values())
 
+    return run
+
+
+@pytest.mark.parametrize("path", ["book loop", "train_step"])
+def test_conv_step(measure, xb, dtype, path):
+    net = xpl.SimpleConvNet(input_dim=(1, 28, 28), hidden_size=100, output_size=10, dtype=dtype)
+    for key, value in init_conv_params(dtype).items():
+        net.params[key] = xpl.asarray(value)
+    x, t = (xpl.asarray(a) for a in make_batch(100, dtype, shape=(1, 28, 28)))
     measure(
-        run,
+        _network_step(net, x, t, path, xb),
         f"SimpleConvNet step {dtype} N=100",
         f"{path} {xb.label}",
         table="SimpleConvNet training step, batch 100 (samples/s)",
@@ -277,15 +278,12 @@ def conv_goals(xb, path):
         return [{"goal": goal, "vs": eager, "min": 1.0}]
     if name == "jax" and path == "train_step":
         goal = f"JAX SimpleConvNet compiled train_step ≥ 1.0× PyTorch eager {where}"
-        goals = [{"goal": goal, "vs": eager, "min": 1.0}]
-    else:
-        goals = [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
-    if name == "jax" and path == "train_step":
-        vs = f"jax.jit {_device(xb)}"
-        goals.append(
-            {"goal": "JAX SimpleConvNet train_step vs a hand-written jax.jit step", "vs": vs}
-        )
-    return goals
+        jit = "JAX SimpleConvNet train_step vs a hand-written jax.jit step"
+        return [
+            {"goal": goal, "vs": eager, "min": 1.0},
+            {"goal": jit, "vs": f"jax.jit {_device(xb)}"},
+        ]
+    return [{"goal": f"SimpleConvNet {path} on {xb.label} vs PyTorch eager", "vs": eager}]
 
 
 @pytest.mark.parametrize("path", ["book loop", "train_step"])
@@ -295,18 +293,9 @@ def test_extend_step(measure, xb, dtype, path):
         784, [100] * 5, 10, use_dropout=True, dropout_ration=0.2, use_batchnorm=True,
         seed=0, dtype=dtype,
     )  # fmt: skip
-    opt = xpl.SGD(lr=LR)
     x, t = (xpl.asarray(a) for a in make_batch(100, dtype))
-
-    def run():
-        if path == "train_step":
-            net.train_step(x, t, opt)
-        else:
-            opt.update(net.params, net.gradient(x, t))
-        xb.done(*net.params.values())
-
     measure(
-        run,
+        _network_step(net, x, t, path, xb),
         f"MultiLayerNetExtend step {dtype} N=100",
         f"{path} {xb.label}",
         table="MultiLayerNetExtend (BatchNorm, Dropout) training step, batch 100 (samples/s)",
