@@ -147,7 +147,30 @@ class SimpleSkipGram(_Word2Vec):
         self.in_layer.backward(self.out_layer.backward(ds))
 
 
-class CBOW(_Word2Vec):
+class _Sampled(_Word2Vec):
+    """Chapter 4's models: an ``Embedding`` of ``W_in``, a ``NegativeSamplingLoss`` of ``W_out``."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        window_size: int,
+        corpus: Any,
+        *,
+        seed: Any = None,
+    ) -> None:
+        V, H = _sizes(type(self).__name__, vocab_size, hidden_size)
+        self.window_size = positive_int(type(self).__name__, "window_size", window_size)
+        rng = generator(seed)
+        W_in, W_out = _weight(rng, V, H), _weight(rng, V, H)
+        self.in_layer = Embedding(W_in)
+        self.ns_loss = NegativeSamplingLoss(W_out, corpus, power=0.75, sample_size=5, seed=rng)
+        self._in_layer = self.in_layer
+        self._collect([self.in_layer, self.ns_loss])
+        self._width = 2 * self.window_size
+
+
+class CBOW(_Sampled):
     """Chapter 4's CBOW: the mean of the context words' vectors, negative sampling.
 
     Parameters
@@ -165,25 +188,6 @@ class CBOW(_Word2Vec):
     one scatter-add), so ``params`` is ``[W_in, W_out]``.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        hidden_size: int,
-        window_size: int,
-        corpus: Any,
-        *,
-        seed: Any = None,
-    ) -> None:
-        V, H = _sizes("CBOW", vocab_size, hidden_size)
-        self.window_size = positive_int("CBOW", "window_size", window_size)
-        rng = generator(seed)
-        W_in, W_out = _weight(rng, V, H), _weight(rng, V, H)
-        self.in_layer = Embedding(W_in)
-        self.ns_loss = NegativeSamplingLoss(W_out, corpus, power=0.75, sample_size=5, seed=rng)
-        self._in_layer = self.in_layer
-        self._collect([self.in_layer, self.ns_loss])
-        self._width = 2 * self.window_size
-
     def forward(self, contexts: Any, target: Any) -> Any:
         """The loss of `target` ``(N,)`` given the ids `contexts` ``(N, 2 * window_size)``."""
         contexts = _contexts("CBOW.forward", contexts, self.params[0], self._width, None)
@@ -200,7 +204,7 @@ class CBOW(_Word2Vec):
         )
 
 
-class SkipGram(_Word2Vec):
+class SkipGram(_Sampled):
     """Chapter 4's skip-gram: the target's vector against each context word, negative sampling.
 
     Parameters as :class:`CBOW`.
@@ -213,25 +217,6 @@ class SkipGram(_Word2Vec):
     losses, samples drawn independently per word), so ``params`` is
     ``[W_in, W_out]``.
     """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        hidden_size: int,
-        window_size: int,
-        corpus: Any,
-        *,
-        seed: Any = None,
-    ) -> None:
-        V, H = _sizes("SkipGram", vocab_size, hidden_size)
-        self.window_size = positive_int("SkipGram", "window_size", window_size)
-        rng = generator(seed)
-        W_in, W_out = _weight(rng, V, H), _weight(rng, V, H)
-        self.in_layer = Embedding(W_in)
-        self.ns_loss = NegativeSamplingLoss(W_out, corpus, power=0.75, sample_size=5, seed=rng)
-        self._in_layer = self.in_layer
-        self._collect([self.in_layer, self.ns_loss])
-        self._width = 2 * self.window_size
 
     def forward(self, contexts: Any, target: Any) -> Any:
         """The summed loss of the context ids `contexts` ``(N, 2 * window_size)`` given `target`."""
