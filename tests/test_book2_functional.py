@@ -263,3 +263,24 @@ def test_time_softmax_loss_of_only_ignored_labels_is_zero(backend):
     np.testing.assert_array_equal(
         backend.to_numpy(sq.time_softmax_cross_entropy_backward(cache)), np.zeros((2, 2, 3))
     )
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_time_cells_project_all_steps_in_one_product(monkeypatch, kind):
+    """``x_t W_x + b`` of all T steps is one affine map, and its gradients one backward."""
+    calls: list[str] = []
+    real_affine, real_backward = sq.affine, sq.affine_backward
+
+    def affine(x: Any, W: Any, b: Any) -> Any:
+        calls.append(f"affine {tuple(x.shape)}")
+        return real_affine(x, W, b)
+
+    def affine_backward(dout: Any, x: Any, W: Any) -> Any:
+        calls.append(f"backward {tuple(x.shape)}")
+        return real_backward(dout, x, W)
+
+    monkeypatch.setattr(sq, "affine", affine)
+    monkeypatch.setattr(sq, "affine_backward", affine_backward)
+    arrays, _, grads = CASES[f"time_{kind}"]
+    grads(arrays, np.asarray)
+    assert calls == [f"affine {(N * T, D)}", f"backward {(N * T, D)}"]
