@@ -20,6 +20,7 @@ from typing import Any
 from xplayers._validation import fail, number_in, positive_number
 from xplayers.backend import namespace
 from xplayers.book2._common import store, zeros_like_all
+from xplayers.functional import subtract_scaled_
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop"]
 
@@ -37,7 +38,13 @@ def _pairs(where: str, params: list[Any], grads: list[Any]) -> range:
 
 
 class SGD:
-    """Stochastic gradient descent: ``param -= lr * grad``."""
+    """Stochastic gradient descent: ``param -= lr * grad``.
+
+    Where the backend fuses the update (:func:`~xplayers.functional.subtract_scaled_`:
+    torch's ``add_``, NumPy's in-place subtraction) it is written into the
+    parameter without the intermediate arrays; the layers holding it see
+    the new values either way.
+    """
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = positive_number("SGD", "lr", lr)
@@ -45,7 +52,8 @@ class SGD:
     def update(self, params: list[Any], grads: list[Any]) -> None:
         """Update every ``params[i]`` from ``grads[i]``."""
         for i in _pairs("SGD.update", params, grads):
-            store(params, i, params[i] - self.lr * grads[i])
+            if not subtract_scaled_(params[i], grads[i], self.lr):
+                store(params, i, params[i] - self.lr * grads[i])
 
 
 class Momentum:
