@@ -284,3 +284,47 @@ def test_time_cells_project_all_steps_in_one_product(monkeypatch, kind):
     arrays, _, grads = CASES[f"time_{kind}"]
     grads(arrays, np.asarray)
     assert calls == [f"affine {(N * T, D)}", f"backward {(N * T, D)}"]
+
+
+def _label_inputs(backend: Any, dtype: str) -> tuple[Any, Any, Any]:
+    """Rows with a label in range, an ignored -1, one past the classes, and a -inf entry."""
+    x = np.random.default_rng(3).normal(size=(5, 4)).astype(dtype)
+    x[1, 2] = -np.inf
+    t = np.array([2, 1, -1, 4, 0])
+    w = np.array([0.5, 2.0, 0.0, 1.0, -1.5], dtype=dtype)
+    return backend.asarray(x), backend.asarray(t), backend.asarray(w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_label_kernels_match_the_generic_forms(backend, dtype):
+    x, t, w = _label_inputs(backend, dtype)
+    picked = sq.at_labels(x, t)
+    grad = sq.softmax_label_gradient(x, t, w)
+    want_picked = sq.at_labels.generic(x, t)
+    want_grad = sq.softmax_label_gradient.generic(x, t, w)
+    for got, want in ((picked, want_picked), (grad, want_grad)):
+        assert str(got.dtype) == str(want.dtype)
+    np.testing.assert_array_equal(backend.to_numpy(picked), backend.to_numpy(want_picked))
+    # y * w - w against (y - 1) * w: one rounding apart
+    np.testing.assert_allclose(
+        backend.to_numpy(grad), backend.to_numpy(want_grad), rtol=1e-6, atol=1e-7
+    )
+    np.testing.assert_array_equal(backend.to_numpy(picked)[[2, 3]], [0.0, 0.0])
+
+
+def test_label_kernels_leave_their_inputs_unchanged(backend):
+    x, t, w = _label_inputs(backend, "float64")
+    before = [backend.to_numpy(a).copy() for a in (x, t, w)]
+    sq.at_labels(x, t)
+    sq.softmax_label_gradient(x, t, w)
+    for a, b in zip((x, t, w), before, strict=True):
+        np.testing.assert_array_equal(backend.to_numpy(a), b)
+
+
+def test_label_kernels_are_chosen_per_library(backend):
+    module = kernel_module(backend.asarray(np.zeros(1)))
+    if module is None or not hasattr(module, "at_labels"):
+        pytest.skip(f"{backend.name} runs the generic label picking")
+    x, t, w = _label_inputs(backend, "float64")
+    assert module.at_labels(x, t) is not NotImplemented
+    assert module.softmax_label_gradient(x, t, w) is not NotImplemented

@@ -48,6 +48,7 @@ from xplayers.functional import (
 
 __all__ = [
     "SCATTER_CHUNK",
+    "at_labels",
     "embedding",
     "embedding_backward",
     "embedding_dot",
@@ -66,6 +67,7 @@ __all__ = [
     "sigmoid_cross_entropy",
     "sigmoid_cross_entropy_backward",
     "softmax_backward",
+    "softmax_label_gradient",
     "time_affine",
     "time_affine_backward",
     "time_gru",
@@ -169,7 +171,9 @@ def time_softmax_cross_entropy(xs: Any, ts: Any, /, ignore_label: int = -1) -> t
     where ``M`` is the number of labels not equal to `ignore_label` (the
     book's ``mask.sum()``; the book divides by 0 when every label is
     ignored, here the loss is then 0). Computed through
-    :func:`~xplayers.functional.log_softmax`, without the book's ``1e-7``.
+    :func:`~xplayers.functional.log_softmax`, without the book's ``1e-7``;
+    the labels' entries are picked with :func:`at_labels`, and the
+    backward is one :func:`softmax_label_gradient`.
 
     Parameters
     ----------
@@ -188,20 +192,66 @@ def time_softmax_cross_entropy(xs: Any, ts: Any, /, ignore_label: int = -1) -> t
     x2 = xp.reshape(xs, (n * t, v))
     t1 = xp.reshape(ts, (n * t,))
     logp = log_softmax(x2)
-    hot = one_hot(t1, v, dtype=xs.dtype)  # all-zero rows for ignored (negative) labels
     mask = xp.astype(t1 != ignore_label, xs.dtype)
     count = xp.maximum(xp.sum(mask), 1.0)
-    picked = xp.sum(xp.where(hot != 0, logp, 0.0), axis=1)
-    loss = -xp.sum(picked * mask) / count
-    return loss, (xp.exp(logp), hot, mask, count, (n, t, v))
+    loss = -xp.sum(at_labels(logp, t1) * mask) / count
+    return loss, (xp.exp(logp), t1, mask, count, (n, t, v))
 
 
 def time_softmax_cross_entropy_backward(cache: Cache, dout: Any = 1.0, /) -> Any:
     r"""Gradient of :func:`time_softmax_cross_entropy`: :math:`(y - t)\,dout\,m / M`."""
-    y, hot, mask, count, shape = cache
+    y, t1, mask, count, shape = cache
     xp = namespace(y)
-    dx = (y - hot) * xp.expand_dims(mask * (dout / count), axis=1)
-    return xp.reshape(dx, shape)
+    return xp.reshape(softmax_label_gradient(y, t1, mask * (dout / count)), shape)
+
+
+@kernel
+def at_labels(x: Any, t: Any, /) -> Any:
+    """The entry of each row of `x` ``(M, C)`` at its label: ``x[m, t[m]]``, shape ``(M,)``.
+
+    Rows whose label lies outside ``[0, C)`` (an ignored ``-1``) give 0.
+    The generic form compares the labels with the class numbers (no
+    indexing by data), so it runs on every backend; the library kernels
+    gather.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import at_labels
+    >>> at_labels(xp.asarray([[1.0, 2.0], [3.0, 4.0]]), xp.asarray([1, -1]))
+    Array([2., 0.], dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    hot = one_hot(t, int(x.shape[1]), dtype=xp.bool)
+    return xp.sum(xp.where(hot, x, 0.0), axis=1)
+
+
+@kernel
+def softmax_label_gradient(y: Any, t: Any, weight: Any, /) -> Any:
+    r"""Rows of softmax probabilities minus their one-hot labels, scaled: :math:`(y - t)\,w`.
+
+    ``out[m] = (y[m] - onehot(t[m])) * weight[m]``; a label outside
+    ``[0, C)`` has an all-zero one-hot row. The gradient of a softmax
+    cross-entropy whose row ``m`` counts `weight[m]`.
+
+    Parameters
+    ----------
+    y : array, shape (M, C)
+    t : integer array, shape (M,)
+    weight : array, shape (M,)
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import softmax_label_gradient
+    >>> y = xp.asarray([[0.25, 0.75], [0.5, 0.5]])
+    >>> softmax_label_gradient(y, xp.asarray([1, -1]), xp.asarray([2.0, 1.0]))
+    Array([[ 0.5, -0.5],
+           [ 0.5,  0.5]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(y)
+    hot = one_hot(t, int(y.shape[1]), dtype=y.dtype)
+    return (y - hot) * xp.expand_dims(weight, axis=1)
 
 
 # --------------------------------------------------------------------------- embedding

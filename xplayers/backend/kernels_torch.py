@@ -304,6 +304,43 @@ def scatter_add(values: Tensor, indices: Tensor, num_rows: int, /) -> Any:
     return out.index_add_(0, indices.to(torch.int64), values)
 
 
+def _label_index(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(valid, index)``: labels in ``[0, C)``, and the labels with the others set to 0."""
+    if x.ndim != 2 or t.ndim != 1 or t.dtype not in _INTS or t.shape[0] != x.shape[0]:
+        return None
+    if x.shape[1] == 0 or x.dtype not in _FLOATS or t.device != x.device:
+        return None
+    valid = (t >= 0) & (t < x.shape[1])
+    return valid, torch.where(valid, t, 0).long().view(-1, 1)
+
+
+def at_labels(x: Tensor, t: Tensor, /) -> Any:
+    """``x[m, t[m]]`` as one ``gather``; labels outside ``[0, C)`` read column 0 and give 0.
+
+    Nothing is read on the host, and no label indexes outside the row.
+    """
+    found = _label_index(x, t)
+    if found is None:
+        return NotImplemented
+    valid, index = found
+    return torch.where(valid, torch.gather(x, 1, index).view(-1), 0.0)
+
+
+def softmax_label_gradient(y: Tensor, t: Tensor, weight: Tensor, /) -> Any:
+    """``y * weight[:, None]``, then ``-weight`` added at the labels with one ``scatter_add_``.
+
+    A label outside ``[0, C)`` adds 0 at column 0 (its one-hot row is zero).
+    """
+    found = _label_index(y, t)
+    if found is None or not isinstance(weight, torch.Tensor):
+        return NotImplemented
+    if weight.shape != t.shape or weight.dtype != y.dtype:
+        return NotImplemented
+    valid, index = found
+    out = torch.mul(y, weight.view(-1, 1))
+    return out.scatter_add_(1, index, torch.where(valid, -weight, 0.0).view(-1, 1))
+
+
 # --------------------------------------------------------------------------- convolution
 
 
