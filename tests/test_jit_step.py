@@ -224,7 +224,9 @@ def test_the_compiled_step_does_not_read_dropouts_count_back(jax_backend, rng, m
 
     if not isinstance(getattr(jax_array.ArrayImpl, "_value", None), property):
         pytest.skip("this JAX reads arrays on the host otherwise than through ArrayImpl._value")
-    net = MultiLayerNetExtend(6, [5], 3, use_dropout=True, seed=0, dtype=_widest())
+    net = MultiLayerNetExtend(
+        6, [5], 3, use_dropout=True, use_batchnorm=True, seed=0, dtype=_widest()
+    )
     opt = Adam(lr=0.01)
     step = compiled_step(net, opt)
     assert step is not None
