@@ -328,3 +328,46 @@ def test_label_kernels_are_chosen_per_library(backend):
     x, t, w = _label_inputs(backend, "float64")
     assert module.at_labels(x, t) is not NotImplemented
     assert module.softmax_label_gradient(x, t, w) is not NotImplemented
+
+
+def _lstm_arrays(backend: Any) -> tuple[list[Any], Any, Any, Any]:
+    rng = np.random.default_rng(8)
+    arrays = [_r(rng, D, 4 * H), _r(rng, H, 4 * H), _r(rng, 4 * H), _r(rng, N, T, D)]
+    states = [_r(rng, N, H), _r(rng, N, H)]
+    grads = [_r(rng, N, T, H), _r(rng, N, H), _r(rng, N, H)]
+    to = backend.asarray
+    return [to(a) for a in arrays], [to(s) for s in states], *(to(g) for g in grads)
+
+
+@pytest.mark.parametrize("with_states", [False, True])
+def test_time_lstm_kernel_matches_the_generic_loop(backend, with_states):
+    """A library's own LSTM over time gives the generic loop's outputs and gradients."""
+    if not hasattr(kernel_module(backend.asarray(np.zeros(1))), "time_lstm"):
+        pytest.skip(f"{backend.name} runs the generic LSTM loop")
+    arrays, states, dhs, dh, dc = _lstm_arrays(backend)
+    args = (*arrays, *states) if with_states else tuple(arrays)
+    got = sq.time_lstm(*args)
+    want = sq.time_lstm.generic(*args)
+    assert type(got[1]) is not type(want[1])  # the library's cache, not the loop's
+    pairs = [(got[0], want[0]), *zip(got[2], want[2], strict=True)]
+    back = sq.time_lstm_backward(got[1], dhs, dh, dc)
+    again = sq.time_lstm_backward(got[1], dhs, dh, dc)  # the cache serves twice, as the loop's
+    ref = sq.lstm_through_time_backward.generic(dhs, want[1], dh, dc)
+    pairs += [(back[0], ref[0]), *zip(back[1], ref[1], strict=True)]
+    pairs += [*zip(back[2], ref[2], strict=True), *zip(again[2], ref[2], strict=True)]
+    for a, b in pairs:
+        assert tuple(a.shape) == tuple(b.shape)
+        np.testing.assert_allclose(backend.to_numpy(a), backend.to_numpy(b), rtol=1e-10, atol=1e-12)
+
+
+def test_time_lstm_kernel_leaves_autograd_inputs_to_the_loop(backend):
+    """Weights that autograd tracks, or inference mode, run the generic loop (its cache)."""
+    torch = pytest.importorskip("torch")
+    if backend.name != "torch":
+        pytest.skip("torch's autograd")
+    arrays, _, _, _, _ = _lstm_arrays(backend)
+    tracked = [arrays[0].clone().requires_grad_(), *arrays[1:]]
+    assert type(sq.time_lstm(*tracked)[1]) is tuple
+    with torch.inference_mode():
+        assert type(sq.time_lstm(*arrays)[1]) is tuple
+    assert type(sq.time_lstm(*arrays)[1]) is not tuple

@@ -57,6 +57,7 @@ __all__ = [
     "gru_backward",
     "lstm",
     "lstm_backward",
+    "lstm_through_time_backward",
     "matmul",
     "matmul_backward",
     "negative_sampling_loss",
@@ -624,10 +625,16 @@ def time_rnn_backward(
     return dxs, dh, (dWx, _previous(h0, hs).T @ dA, db)
 
 
+@kernel
 def time_lstm(
     Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, c: Any = None, /
 ) -> tuple[Any, Cache, tuple[Any, Any]]:
     """:func:`lstm` over the ``T`` steps of `xs` ``(N, T, D)``; states zero when None.
+
+    A kernel: a library with its own LSTM over a sequence runs it (torch on
+    the CPU: ``torch.lstm`` with the gates reordered to its i, f, g, o, the
+    cache then holding its autograd graph, which
+    :func:`time_lstm_backward` runs).
 
     Returns
     -------
@@ -656,6 +663,14 @@ def time_lstm_backward(
     -------
     (dxs, (dh0, dc0), (dWx, dWh, db))
     """
+    return lstm_through_time_backward(dhs, cache, dh, dc)
+
+
+@kernel
+def lstm_through_time_backward(
+    dhs: Any, cache: Cache, dh: Any = None, dc: Any = None, /
+) -> tuple[Any, tuple[Any, Any], tuple[Any, Any, Any]]:
+    """:func:`time_lstm_backward`, a kernel chosen by `dhs` (a library's cache goes to its own)."""
     Wx, Wh, xs, h0, hs, gates = cache
     xp = namespace(dhs)
     dh = _zeros_step(dhs) if dh is None else dh
