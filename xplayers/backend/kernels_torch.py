@@ -294,12 +294,10 @@ def scatter_add(values: Tensor, indices: Tensor, num_rows: int, /) -> Any:
     """
     if values.ndim != 2 or indices.ndim != 1 or indices.dtype not in _INTS:
         return NotImplemented
-    if (
-        _on_cpu(values)
-        and indices.numel()
-        and (int(indices.min()) < 0 or int(indices.max()) >= num_rows)
-    ):
-        return NotImplemented
+    if _on_cpu(values) and indices.numel():
+        low, high = torch.stack(torch.aminmax(indices)).tolist()  # one pass, one read
+        if low < 0 or high >= num_rows:
+            return NotImplemented
     out = torch.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
     return out.index_add_(0, indices.to(torch.int64), values)
 

@@ -43,6 +43,7 @@ from xplayers.backend import (
     is_lazy,
     namespace,
     to_backend,
+    to_numpy,
 )
 from xplayers.errors import LayerStateError
 
@@ -181,7 +182,7 @@ def as_tokens(
     if ndim is not None and idx.ndim != ndim:
         fail(where, arg, f"{ndim} dimensions", describe(idx))
     if _size(idx) and not is_lazy(idx):
-        lo, hi = int(xp.min(idx)), int(xp.max(idx))
+        lo, hi = _id_range(idx, xp)
         allowed = "" if ignore_label is None else f" or {ignore_label} (ignore_label)"
         if hi >= num_rows or (lo < 0 and lo != ignore_label):
             bad = hi if hi >= num_rows else lo
@@ -196,6 +197,12 @@ def as_tokens(
                     f"id {int(xp.min(others))} in {describe(idx)}",
                 )
     return idx
+
+
+def _id_range(idx: Any, xp: Any) -> tuple[int, int]:
+    """The smallest and largest id, read from the device together (one synchronisation)."""
+    lo, hi = to_numpy(xp.stack((xp.min(idx), xp.max(idx)))).tolist()
+    return int(lo), int(hi)
 
 
 def _size(x: Any) -> int:
