@@ -15,8 +15,13 @@ import pytest
 
 import xplayers as xpl
 from xplayers import functional as fn
+from xplayers.backend import RECORDS
 
 DTYPES = ["float32", "float64"]
+
+#: The table runs on the backends with a module of kernels; on the others (Dask,
+#: array-api-strict) every case would be skipped, so there it is deselected.
+WITH_KERNELS = pytest.mark.backends(*(name for name, rec in RECORDS.items() if rec.kernels))
 
 #: How the inputs of a case are laid out in memory, beside the plain C-order array:
 #: transposed strides, reversed (negative) strides, read-only memory, and float16.
@@ -338,6 +343,7 @@ def _check_kernel(backend: Any, name: str, build: Builder, dtype: str, layout: s
 ELEMENTWISE = ("relu", "relu_backward", "sigmoid", "sigmoid_backward")
 
 
+@WITH_KERNELS
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("name", "case", "build"), CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
 def test_kernel_equals_generic(backend, name, case, build, dtype):
@@ -356,6 +362,7 @@ def _same_as_c_order(backend: Any, layout: str) -> bool:
     return layout in ("fortran", "negative strides") and backend.name == "jax"
 
 
+@WITH_KERNELS
 @pytest.mark.parametrize("layout", LAYOUTS[1:])
 @pytest.mark.parametrize(("name", "case", "build"), CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
 def test_kernel_equals_generic_on_every_layout(backend, name, case, build, layout):
