@@ -359,9 +359,15 @@ def _check(checks: list[tuple[int, IdCheck]], x: Any, t: Any) -> None:
 
 
 def _covered(model: Any) -> bool:
-    """Whether every layer of `model` (objects with ``params``/``grads``) traces."""
+    """Whether every layer of `model` (objects with ``params``/``grads``) traces.
+
+    A function set on one of them (a ``forward`` of one's own, say) may do
+    anything on the host: the layers run it.
+    """
     found = holders(model)
     for h in found:
+        if any(callable(v) and not isinstance(v, type) for v in vars(h).values()):
+            return False
         inner = [o for o in holders(h) if o is not h and o.params is not h.params]
         if not inner and type(h) not in PURE_LAYERS:
             return False
