@@ -133,7 +133,8 @@ def test_compiled_lm_step_equals_the_layer_path(jax_backend, name, opt_class):
             np.testing.assert_allclose(_host(g), _host(w), **_tol())
     assert getattr(got_opt, "iter", 0) == getattr(want_opt, "iter", 0)
     step = trainer.compiled_step(0.25)
-    assert step is not None and step.traces == 1  # three steps and two rates, one trace
+    assert step is not None
+    assert step.traces == 1
 
 
 def test_tied_weight_stays_tied_after_compiled_steps(jax_backend):
@@ -146,8 +147,9 @@ def test_tied_weight_stays_tied_after_compiled_steps(jax_backend):
 def test_compiled_step_leaves_no_traced_values(jax_backend):
     """What a forward keeps for its backward is dropped; a backward needs a forward first."""
     model, _, _, _ = _run_lm("BetterRnnlm", SGD, compiled=True)
-    assert model.layers[0].idx is None and model.lstm_layers[0].cache is None
-    with pytest.raises(LayerStateError, match="before TimeEmbedding.forward"):
+    assert model.layers[0].idx is None
+    assert model.lstm_layers[0].cache is None
+    with pytest.raises(LayerStateError, match=r"before TimeEmbedding\.forward"):
         model.layers[0].backward(xpl.asarray(np.zeros((N, T, 6), dtype=_dtype())))
     x, t = _batches(1)[0]
     loss = model.forward(x, t)  # the layers run again on the compiled step's weights
@@ -158,7 +160,7 @@ def test_compiled_step_leaves_no_traced_values(jax_backend):
 def test_bad_ids_are_refused_before_any_weight_changes(jax_backend):
     model = _model("Rnnlm")
     trainer = RnnlmTrainer(model, SGD(lr=0.5))
-    (x, t), (x2, t2) = _batches(2)
+    (x, t), (x2, _t2) = _batches(2)
     bad = xpl.asarray(np.full((N, T), V))
     before = [_host(p) for p in model.params]
     with pytest.raises(LayerInputError, match=r"TimeEmbedding\.forward.*ids in \[0, 23\)"):
@@ -178,8 +180,10 @@ def test_fit_runs_the_compiled_step(jax_backend, capsys):
     corpus = np.random.default_rng(0).integers(0, V, 200)
     trainer.fit(corpus[:-1], corpus[1:], max_epoch=2, batch_size=N, time_size=T, max_grad=0.25)
     step = trainer.compiled_step(0.25)
-    assert step is not None and step.traces == 1
-    assert len(trainer.ppl_list) == 2 and all(np.isfinite(trainer.ppl_list))
+    assert step is not None
+    assert step.traces == 1
+    assert len(trainer.ppl_list) == 2
+    assert all(np.isfinite(trainer.ppl_list))
     assert "perplexity" in capsys.readouterr().out
 
 
@@ -201,7 +205,8 @@ def test_compiled_seq2seq_fit_equals_the_layer_path(jax_backend, cls, capsys):
     for g, w in zip(got.params, want.params, strict=True):
         np.testing.assert_allclose(_host(g), _host(w), **_tol())
     steps = [s for s in trainer._steps.values() if s is not None]
-    assert len(steps) == 1 and steps[0].traces == 1
+    assert len(steps) == 1
+    assert steps[0].traces == 1
     assert not [s for s in want_trainer._steps.values() if s is not None]
 
 
