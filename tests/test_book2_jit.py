@@ -258,3 +258,26 @@ def test_compiled_step_without_x64_equals_numpy(jax_backend):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "ok 1"
+
+
+class ComputedIdsRnnlm(Rnnlm):
+    """Embeds ids computed inside the step: the trace cannot check them against ``xs``."""
+
+    def forward(self, xs, ts):
+        return super().forward(xs % V, ts)
+
+
+def test_ids_computed_inside_the_step_run_the_layers(jax_backend):
+    model = ComputedIdsRnnlm(V, 5, 7, seed=1, dtype=_dtype())
+    want = Rnnlm(V, 5, 7, seed=1, dtype=_dtype())
+    trainer, want_trainer = RnnlmTrainer(model, SGD(lr=0.5)), RnnlmTrainer(want, LayerPathSGD(0.5))
+    for x, t in _batches(2):
+        np.testing.assert_allclose(
+            float(trainer.train_step(x, t)), float(want_trainer.train_step(x, t)), **_tol()
+        )
+    step = trainer.compiled_step()
+    assert step is not None
+    assert list(step.checks.values()) == [None]  # traced once, found uncheckable, layers ran
+    assert step.traces == 1
+    for g, w in zip(model.params, want.params, strict=True):
+        np.testing.assert_allclose(_host(g), _host(w), **_tol())

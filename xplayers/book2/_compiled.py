@@ -123,10 +123,6 @@ _HOOKS = ("update", "begin_step", "rule", "states")
 StepKey = tuple[type, float | None]
 
 
-class NotCompilableError(Exception):
-    """Raised while tracing a model whose step the trace cannot express (the layer path runs)."""
-
-
 def optimizer_rule(optimizer: object) -> type | None:
     """The class of :data:`OPTIMIZERS` whose ``update`` `optimizer` runs unchanged, or None."""
     cls = type(optimizer)
@@ -198,16 +194,15 @@ class CompiledStep:
         self.traces = 0
         self.holders = holders(model)
         self.cells = [h for h in self.holders if getattr(h, "stateful", False) and hasattr(h, "h")]
-        #: Per batch signature: the id checks, each with the batch input (0: x, 1: t) it reads.
-        self.checks: dict[tuple[Any, ...], list[tuple[int, IdCheck]]] = {}
+        #: Per batch signature: the id checks, each with the batch input (0: x, 1: t) it
+        #: reads; None where a check reads ids computed inside the step (the layers run).
+        self.checks: dict[tuple[Any, ...], list[tuple[int, IdCheck]] | None] = {}
         #: Where gradients go: (list, index, position in ``model.params``).
         self._grad_targets: list[tuple[list[Any], int, int]] = []
         #: Attributes holding what a forward keeps for its backward.
         self._forward_values: list[tuple[Any, str]] = []
         fn = record.jit(self._pure)
-        if fn is None:
-            raise NotCompilableError(f"the {record.name} backend compiles nothing")
-        self._fn: Callable[..., Any] = fn
+        self._fn: Callable[..., Any] = self._pure if fn is None else fn
 
     @staticmethod
     def signature(x: Any, t: Any) -> tuple[Any, ...]:
@@ -282,18 +277,26 @@ class CompiledStep:
         self._forward_values = forward
 
     def __call__(self, optimizer: Any, x: Any, t: Any) -> Any:
-        """Run one step on the batch `x`, `t` and hand its results to the objects; the loss."""
+        """Run one step on the batch `x`, `t` and hand its results to the objects; the loss.
+
+        NotImplemented where the step cannot be compiled for this batch
+        (nothing is changed then: run the layers).
+        """
         model, shared = self.model, self.shared
         kept = shared.unique(model.params)
         states = [self._state_in(cell, x) for cell in self.cells]
         opt_state = [list(s) for s in optimizer.states(kept)]
         hyper = copy.copy(optimizer).begin_step()  # counted once the step is taken
-        known = self.checks.get(self.signature(x, t))
-        if known is not None:
-            _check(known, x, t)
-        loss, new_kept, new_opt, new_states, grads = self._fn(kept, states, opt_state, hyper, x, t)
-        if known is None:
-            _check(self.checks[self.signature(x, t)], x, t)
+        sig = self.signature(x, t)
+        traced_before = sig in self.checks
+        if traced_before:
+            _check(self.checks[sig], x, t)
+        out = self._fn(kept, states, opt_state, hyper, x, t)
+        if not traced_before:
+            _check(self.checks[sig], x, t)
+        if self.checks[sig] is None:
+            return NotImplemented
+        loss, new_kept, new_opt, new_states, grads = out
         optimizer.begin_step()
         for name, values in zip(optimizer.state_names, new_opt, strict=True):
             setattr(optimizer, name, list(values))
@@ -326,13 +329,13 @@ def _state_of(cell: Any) -> tuple[Any, ...]:
     return (cell.h, cell.c) if hasattr(cell, "c") else (cell.h,)
 
 
-def _on_inputs(checks: list[IdCheck], x: Any, t: Any) -> list[tuple[int, IdCheck]]:
-    """Each check with the input it reads (0: `x`, 1: `t`).
+def _on_inputs(checks: list[IdCheck], x: Any, t: Any) -> list[tuple[int, IdCheck]] | None:
+    """Each check with the input it reads (0: `x`, 1: `t`); None where one cannot be made.
 
     A check of ids computed inside the step (a slice of `t`, say) is covered
     when every integer input is checked at least as strictly (no
-    ``ignore_label``, at most as many rows); otherwise the step cannot be
-    compiled (:class:`NotCompilableError`).
+    ``ignore_label``, at most as many rows); otherwise None: the layers
+    must run to check them.
     """
     out: list[tuple[int, IdCheck]] = []
     derived = []
@@ -349,12 +352,12 @@ def _on_inputs(checks: list[IdCheck], x: Any, t: Any) -> list[tuple[int, IdCheck
             if not any(
                 j == i and d.ignore_label is None and d.num_rows <= c.num_rows for j, d in out
             ):
-                raise NotCompilableError(f"{c.where} checks ids computed inside the step")
+                return None
     return out
 
 
-def _check(checks: list[tuple[int, IdCheck]], x: Any, t: Any) -> None:
-    for i, c in checks:
+def _check(checks: list[tuple[int, IdCheck]] | None, x: Any, t: Any) -> None:
+    for i, c in checks or ():
         check_ids(c.where, c.arg, (x, t)[i], c.num_rows, c.ignore_label)
 
 
@@ -414,19 +417,11 @@ def run_compiled(
     x: Any,
     t: Any,
 ) -> Any:
-    """One compiled step (the loss), or NotImplemented: run the layer path.
-
-    A model the trace cannot express is remembered in `cache` and runs the
-    layer path from then on.
-    """
+    """One compiled step (the loss), or NotImplemented: run the layer path."""
     step = compiled_step(cache, model, shared, optimizer, max_grad)
     if step is None:
         return NotImplemented
     ref = model.params[0]
     if type(x) is not type(ref) or type(t) is not type(ref):
         return NotImplemented
-    try:
-        return step(optimizer, x, t)
-    except NotCompilableError:
-        cache[(step.rule, max_grad)] = None
-        return NotImplemented
+    return step(optimizer, x, t)
