@@ -290,6 +290,8 @@ class CompiledStep:
         sig = self.signature(x, t)
         traced_before = sig in self.checks
         if traced_before:
+            if self.checks[sig] is None:
+                return NotImplemented
             _check(self.checks[sig], x, t)
         out = self._fn(kept, states, opt_state, hyper, x, t)
         if not traced_before:
