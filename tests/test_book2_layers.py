@@ -71,6 +71,8 @@ OTHER_BOOK_NAMES += ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq"]
 #: common/trainer.py, ch04/negative_sampling_layer.py and the word2vec models of chapters 3 and 4.
 OTHER_BOOK_NAMES += ["Trainer", "EmbeddingDot", "UnigramSampler", "NegativeSamplingLoss"]
 OTHER_BOOK_NAMES += ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram"]
+#: common/np.py's np, which the book's time_layers.py passes on through its star import.
+OTHER_BOOK_NAMES += ["np"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
