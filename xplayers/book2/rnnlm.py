@@ -272,9 +272,10 @@ class BetterRnnlm(BaseModel):
     Layers: ``TimeEmbedding(embed_W)``, ``TimeDropout``, ``TimeLSTM``,
     ``TimeDropout``, ``TimeLSTM``, ``TimeDropout``,
     ``TimeAffine(embed_W.T, b)`` (Zaremba et al. 2014; Press and Wolf
-    2016; Inan et al. 2016). The dropout masks come from each layer's own
-    generator, seeded from `seed` (or from the global ``numpy.random``
-    when `seed` is None).
+    2016; Inan et al. 2016). With a `seed`, the dropout masks come from
+    each layer's own generator, seeded from it; without one, from the
+    global ``numpy.random`` as the book draws them, so after the same
+    ``np.random.seed`` the weights and the masks are the book's.
     """
 
     def __init__(
@@ -304,7 +305,9 @@ class BetterRnnlm(BaseModel):
         lstm_Wh2 = (rn(H, 4 * H) / np.sqrt(H)).astype(dtype)
         lstm_b2 = np.zeros(4 * H, dtype=dtype)
         affine_b = np.zeros(V, dtype=dtype)
-        drop_seeds = [int(s) for s in rs.randint(0, 2**31 - 1, size=3)]
+        drop_seeds: list[int | None] = (
+            [None] * 3 if seed is None else [int(s) for s in rs.randint(0, 2**31 - 1, size=3)]
+        )
         self.layers = [
             TimeEmbedding(embed_W),
             TimeDropout(ratio, seed=drop_seeds[0]),
