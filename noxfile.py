@@ -99,6 +99,11 @@ CPU_IDS = {
 GPU_IDS = [t.id for name in RECORDS for t in MATRIX.COLUMNS[name] if t.gpu]
 # Optional features tested in one session, by the extra of pyproject.toml that installs them.
 FEATURES = {"numpy": ["plot"]}
+# The sessions that run pytest let Python write its bytecode caches (``__pycache__``, which git
+# ignores) even where PYTHONDONTWRITEBYTECODE is set, as on some CI machines: without them each
+# session compiles xplayers and rewrites the asserts of every test module again, about 40% of
+# the time pytest takes to collect the suite.
+WRITE_BYTECODE: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None}
 # Backends whose plain PyPI wheel is a GPU build of several gigabytes: their session runs only
 # when this variable says what to install, and otherwise skips with that hint.
 OPT_IN = {"torch": "XPLAYERS_TORCH_REQUIREMENT"}
@@ -111,10 +116,8 @@ def extra_requirements(*extras: str) -> list[str]:
 
 
 def _install_test(session: nox.Session, *extra: str) -> None:
-    """The package's requirements, the test group and `extra`; then xplayers itself, editable."""
-    requirements = PYPROJECT["project"]["dependencies"]
-    session.install(*requirements, *nox.project.dependency_groups(PYPROJECT, "test"), *extra)
-    session.install("-e", ".", "--no-deps")
+    """xplayers itself, editable, with its requirements, the test group and `extra`: one pip run."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"), *extra)
 
 
 def _requirements(session: nox.Session, name: str) -> list[str]:
@@ -149,7 +152,7 @@ def tests(session: nox.Session, backend: str) -> None:
         f"--backends={','.join(CPU_IDS[backend])}",
         "--require-backends",
         *session.posargs,
-        env={"XPLAYERS_BACKEND": ""},
+        env={"XPLAYERS_BACKEND": "", **WRITE_BYTECODE},
     )
 
 
@@ -172,7 +175,7 @@ def doctests(session: nox.Session) -> None:
             "no:cacheprovider",
             *targets,
             *session.posargs,
-            env={"XPLAYERS_BACKEND": backend},
+            env={"XPLAYERS_BACKEND": backend, **WRITE_BYTECODE},
         )
 
 
@@ -200,8 +203,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
-    session.install("-e", ".")
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy")
 
 
@@ -246,8 +248,7 @@ def docs(session: nox.Session) -> None:
     parser writes; after the build, that the pages load no script or style
     sheet from another host, so they read the same offline.
     """
-    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
-    session.install("-e", ".")
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "docs"))
     session.run("python", "-m", "xplayers.cli._reference", "--check")
     # A fresh build: an incremental one would not repeat the warnings of unchanged pages.
     out = ROOT / "docs" / "_build" / "html"

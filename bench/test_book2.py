@@ -8,9 +8,9 @@ By ``XPLAYERS_BACKEND``: on NumPy the book's code (``book2_numpy``) and
 xplayers, plus the Embedding backward alone (700 Zipf-drawn ids into
 10000 x 650) against ``np.add.at``; on torch xplayers and a PyTorch eager
 peer (``nn.Embedding``, ``nn.LSTM``, a tied ``nn.Linear``,
-``clip_grad_norm_``, SGD); on JAX xplayers op by op, the same model's
-pure functions (:mod:`xplayers.sequence`) differentiated and compiled
-with ``jax.jit``, and a hand-written ``jax.lax.scan`` peer.
+``clip_grad_norm_``, SGD); on JAX ``RnnlmTrainer.train_step``, which
+compiles the whole step as one ``jax.jit`` (:mod:`xplayers.book2._compiled`),
+and a hand-written ``jax.lax.scan`` peer.
 ``XPLAYERS_BENCH_QUICK=1`` shrinks BetterRnnlm to V = 2000, H = 200.
 """
 
@@ -74,6 +74,8 @@ def test_step_xplayers(measure, xb, config):
     name, V, H, layers = config
     if xb.lazy:
         pytest.skip("a lazy backend builds one graph per step: no step to time")
+    if xb.label.startswith("jax"):
+        pytest.skip("on JAX the trainer's step is compiled: timed as 'xplayers jax.jit'")
     model = _xplayers_model(name, V, H, layers, xb)
     trainer = RnnlmTrainer(model, SGD(lr=LR))
     xs, ts = (xb.backend.asarray(a) for a in make_lm_batch(V, N, T))
@@ -132,48 +134,6 @@ def test_step_torch_eager(measure, xb, config):
 
     impl = "torch eager gpu" if device.type == "cuda" else "torch eager cpu"
     measure(run, _group(name, V, H), impl, **_info(name, V, H))
-
-
-def _jax_pure_step(name, H, layers):
-    """One step as pure functions of the weights, differentiated by JAX (ties summed once)."""
-    import jax
-    import jax.numpy as jnp
-
-    from xplayers.sequence import embedding, time_affine, time_lstm, time_softmax_cross_entropy
-
-    better = name == "better"
-
-    def loss_fn(params, states, xs, ts, key):
-        embed_W = params[0]
-        h = embedding(embed_W, xs)
-        keys = jax.random.split(key, layers + 1)
-        new_states = []
-        for k in range(layers):
-            if better:
-                h = h * jax.random.bernoulli(keys[k], 0.5, h.shape) * 2.0
-            Wx, Wh, b = params[1 + 3 * k : 4 + 3 * k]
-            h, _, st = time_lstm(Wx, Wh, b, h, *states[k])
-            new_states.append(st)
-        if better:
-            h = h * jax.random.bernoulli(keys[-1], 0.5, h.shape) * 2.0
-            W = embed_W.T  # tied: autodiff adds both uses' gradients
-        else:
-            W = params[-2]
-        scores, _ = time_affine(W, params[-1], h)
-        loss, _ = time_softmax_cross_entropy(scores, ts)
-        return loss, new_states
-
-    @jax.jit
-    def step(params, states, xs, ts, key):
-        (loss, new_states), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, states, xs, ts, key
-        )
-        norm = jnp.sqrt(sum(jnp.sum(g * g) for g in grads))
-        rate = jnp.minimum(1.0, MAX_GRAD / (norm + 1e-6))
-        params = [p - LR * rate * g for p, g in zip(params, grads, strict=True)]
-        return params, new_states, loss
-
-    return step
 
 
 def _jax_peer_step(name, H, layers):
@@ -235,25 +195,31 @@ def test_step_jax_compiled(measure, xb, config, kind):
     import jax.numpy as jnp
 
     name, V, H, layers = config
+    xs, ts = (jnp.asarray(a) for a in make_lm_batch(V, N, T))
+    if kind == "xplayers jax.jit":
+        trainer = RnnlmTrainer(_xplayers_model(name, V, H, layers, xb), SGD(lr=LR))
+        assert trainer.compiled_step(MAX_GRAD) is not None
+
+        def run():
+            trainer.train_step(xs, ts, MAX_GRAD).block_until_ready()
+
+        goal, vs = "JAX compiled ≥ 1.0× the jax.jit peer", "jax.jit peer"
+        measure(run, _group(name, V, H), kind, **_info(name, V, H, vs, goal, 1.0))
+        return
     p = init_lm(V, H, H, layers)
     params = [jnp.asarray(a) for a in p.values()]
     zeros = jnp.zeros((N, H), jnp.float32)
     states = [(zeros, zeros) for _ in range(layers)]
-    xs, ts = (jnp.asarray(a) for a in make_lm_batch(V, N, T))
-    make = _jax_pure_step if kind == "xplayers jax.jit" else _jax_peer_step
-    step = make(name, H, layers)
+    step = _jax_peer_step(name, H, layers)
     carry = [params, states, jax.random.PRNGKey(0)]
 
-    def run():
+    def run_peer():
         key, sub = jax.random.split(carry[2])
         carry[0], carry[1], loss = step(carry[0], carry[1], xs, ts, sub)
         carry[2] = key
         loss.block_until_ready()
 
-    goal = vs = None
-    if kind == "xplayers jax.jit":
-        goal, vs = "JAX compiled ≥ 1.0× the jax.jit peer", "jax.jit peer"
-    measure(run, _group(name, V, H), kind, **_info(name, V, H, vs, goal, 1.0))
+    measure(run_peer, _group(name, V, H), kind, **_info(name, V, H))
 
 
 @pytest.mark.parametrize("impl", ["xplayers", "np.add.at"])

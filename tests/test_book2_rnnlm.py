@@ -135,19 +135,23 @@ def test_one_training_step_equals_the_books_update():
 
 
 def test_generation_is_deterministic_for_a_seed(backend):
+    # On Dask each word's state is a graph over every earlier word, read back per word: the
+    # cost grows with the square of the length, so fewer words there, still compared word for
+    # word with NumPy's (the seeds' sequences differ from the third word on)
+    size = 8 if backend.lazy else 20
     model = RnnlmGen(V, D, D, seed=7, dtype="float64")
-    first = model.generate(1, skip_ids=[0], sample_size=20, seed=11)
+    first = model.generate(1, skip_ids=[0], sample_size=size, seed=11)
     model.reset_state()
-    again = model.generate(1, skip_ids=[0], sample_size=20, seed=11)
+    again = model.generate(1, skip_ids=[0], sample_size=size, seed=11)
     model.reset_state()
-    other = model.generate(1, skip_ids=[0], sample_size=20, seed=12)
+    other = model.generate(1, skip_ids=[0], sample_size=size, seed=12)
     assert first == again != other
-    assert len(first) == 20
+    assert len(first) == size
     assert first[0] == 1
     assert 0 not in first
     with xpl.use_backend("numpy"):
         host = RnnlmGen(V, D, D, seed=7, dtype="float64")
-        assert host.generate(1, skip_ids=[0], sample_size=20, seed=11) == first
+        assert host.generate(1, skip_ids=[0], sample_size=size, seed=11) == first
 
 
 def test_generation_samples_the_models_softmax():

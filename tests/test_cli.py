@@ -713,7 +713,7 @@ def test_the_scheduler_failing_during_a_full_batch_run_is_one_line(
         )
 
     monkeypatch.setattr(distributed, "Client", Client)
-    monkeypatch.setattr("xplayers.cli.stream.full_batch_step", lost)
+    monkeypatch.setattr("xplayers.training.full_batch_step", lost)
     argv = ["train", *TINY, "--full-batch", "--scheduler", "tcp://127.0.0.1:8786"]
     code, _, err = _run(capsys, *argv)
     assert code == 1

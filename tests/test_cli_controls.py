@@ -91,7 +91,7 @@ def test_resume_with_a_schedule_and_early_stopping_is_bit_identical(
         ["--lr-factor", "0"],
         ["--clip-norm", "0"],
         ["--monitor", "test_acc"],
-        ["--full-batch", "--clip-norm", "1"],
+        ["--full-batch", "--iterations", "3"],
     ],
     ids=" ".join,
 )

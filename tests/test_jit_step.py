@@ -210,6 +210,46 @@ def test_checkpoint_state_resumes_on_the_compiled_step(jax_backend, rng):
         np.testing.assert_array_equal(_host(a.params[key]), _host(b.params[key]))
 
 
+def test_the_compiled_step_does_not_read_dropouts_count_back(jax_backend, rng, monkeypatch):
+    """Dropout's new count stays a device array after a step; it is read when asked, not per step.
+
+    Every read of a JAX array's value on the host goes through its ``_value``
+    property (``int()``, ``float()``, ``numpy.asarray``); it is watched here
+    during the steps.
+    """
+    from jax._src import array as jax_array
+
+    from xplayers.network import MultiLayerNetExtend
+    from xplayers.training import _layer_generators
+
+    if not isinstance(getattr(jax_array.ArrayImpl, "_value", None), property):
+        pytest.skip("this JAX reads arrays on the host otherwise than through ArrayImpl._value")
+    net = MultiLayerNetExtend(
+        6, [5], 3, use_dropout=True, use_batchnorm=True, seed=0, dtype=_widest()
+    )
+    opt = Adam(lr=0.01)
+    step = compiled_step(net, opt)
+    assert step is not None
+    before = step.traces
+    x, t = _batch(rng, dtype=_widest())
+    net.train_step(x, t, opt)  # the first step: the count goes in as the int 0
+    value = jax_array.ArrayImpl._value
+    reads = []
+
+    def watched(array):
+        reads.append(array.shape)
+        return value.fget(array)
+
+    monkeypatch.setattr(jax_array.ArrayImpl, "_value", property(watched))
+    for _ in range(3):
+        net.train_step(x, t, opt)
+    monkeypatch.setattr(jax_array.ArrayImpl, "_value", value)
+    assert reads == []
+    assert step.traces == before + 1  # the count as an array traces as the int did
+    assert net.layers["Dropout1"].count == 4
+    assert _layer_generators(net)["Dropout1"]["count"] == 4
+
+
 class _OwnStep(SGD):
     calls = 0
 

@@ -325,16 +325,96 @@ def test_cli_full_batch_on_a_scheduler(
         np.testing.assert_allclose(value, local[key], rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("option", ["--checkpoint", "--resume", "--plot", "--iterations"])
-def test_cli_full_batch_refuses_per_step_options(
-    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_cli_full_batch_refuses_iterations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from xplayers.cli import main
 
-    value = "3" if option == "--iterations" else str(tmp_path / "x.npz")
     argv = [a for a in _FULL if a not in ("--epochs", "3")]
-    assert main([*argv, "--full-batch", option, value]) == 2
-    assert f"{option} does not apply to --full-batch" in capsys.readouterr().err
+    assert main([*argv, "--full-batch", "--iterations", "3"]) == 2
+    assert "--iterations does not apply to --full-batch" in capsys.readouterr().err
+
+
+def test_cli_full_batch_resumes_bit_for_bit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xplayers.io import read_metadata
+
+    argv = [a for a in _FULL if a not in ("--epochs", "3")]
+    argv += ["--full-batch", "--lr-schedule", "step", "--lr-step-size", "1", "--patience", "5"]
+    argv += ["--monitor", "train_loss"]
+    ckpt = tmp_path / "ckpt.npz"
+    _cli_params([*argv, "--epochs", "2", "--checkpoint", str(ckpt)], tmp_path / "two.npz")
+    resumed = _cli_params([*argv, "--epochs", "3", "--resume", str(ckpt)], tmp_path / "r.npz")
+    whole = _cli_params([*argv, "--epochs", "3"], tmp_path / "whole.npz")
+    for key, value in whole.items():
+        np.testing.assert_array_equal(resumed[key], value)
+    history = read_metadata(tmp_path / "r.npz")["metadata"]["history"]
+    assert history["iteration"] == [1, 2, 3]
+    assert history["lr"] == pytest.approx([0.5, 0.05, 0.005])  # the schedule went on
+
+
+def _extend(dtype: str = "float64") -> Any:
+    from xplayers.network import MultiLayerNetExtend
+
+    return MultiLayerNetExtend(
+        20, [16], 4, use_batchnorm=True, use_dropout=True, seed=0, dtype=dtype
+    )
+
+
+def test_train_full_batch_equals_a_loop_of_full_batch_steps() -> None:
+    """train(full_batch=True): per epoch one full_batch_step over chunks of eval_batch_size."""
+    from xplayers.parallel import full_batch_step, to_chunked
+    from xplayers.training import train
+
+    x, t = _data(300)
+    net, ref = _extend(), _extend()
+    history = train(
+        net, Adam(lr=0.01), (x, t), epochs=3, full_batch=True, eval_batch_size=70, progress=False
+    )
+    opt = Adam(lr=0.01)
+    losses = [full_batch_step(ref, opt, to_chunked(x, 70), to_chunked(t, 70)) for _ in range(3)]
+    assert history.iteration == [1, 2, 3]
+    assert history.epoch == [1.0, 2.0, 3.0]
+    assert history.train_loss == losses
+    for key, value in ref.params.items():
+        np.testing.assert_array_equal(net.params[key], value)
+    for name, layer in ref.layers.items():  # Dropout's count, BatchNorm's running averages
+        for attr in ("count", "running_mean", "running_var"):
+            if hasattr(layer, attr):
+                np.testing.assert_array_equal(getattr(net.layers[name], attr), getattr(layer, attr))
+    assert ref.layers["Dropout1"].count == 3
+
+
+def test_train_full_batch_resumes_from_a_checkpoint_bit_for_bit(tmp_path: Path) -> None:
+    from xplayers.training import train
+
+    x, t = _data(300)
+    test = _data(90)
+    run = {"epochs": 4, "full_batch": True, "eval_batch_size": 100, "progress": False}
+    whole_net, whole_opt = _extend(), Adam(lr=0.01)
+    whole = train(whole_net, whole_opt, (x, t), test, **run)
+    ckpt = tmp_path / "ckpt.npz"
+    train(_extend(), Adam(lr=0.01), (x, t), test, **{**run, "epochs": 2}, checkpoint=ckpt)
+    net, opt = _extend(), Adam(lr=0.01)
+    resumed = train(net, opt, (x, t), test, **run, resume=ckpt)
+    for key, value in whole_net.params.items():
+        np.testing.assert_array_equal(net.params[key], value)
+    for key, value in whole_opt.m.items():
+        np.testing.assert_array_equal(opt.m[key], value)
+    assert net.layers["Dropout1"].count == whole_net.layers["Dropout1"].count == 4
+    np.testing.assert_array_equal(
+        net.layers["BatchNorm1"].running_mean, whole_net.layers["BatchNorm1"].running_mean
+    )
+    for name in ("iteration", "train_loss", "train_acc", "test_acc"):
+        assert getattr(resumed, name) == getattr(whole, name)
+
+
+def test_train_client_needs_full_batch() -> None:
+    from xplayers.training import train
+
+    with pytest.raises(xpl.LayerInputError, match=r"train: argument 'client'"):
+        train(TwoLayerNet(20, 8, 4, seed=0), SGD(), _data(50), epochs=1, client=object())
 
 
 # --------------------------------------------------------------------------- checked before anything changes
@@ -487,7 +567,8 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
 ) -> None:
     """The scheduler process is killed while training uses it: one clean line, exit 1."""
     pytest.importorskip("distributed")
-    from xplayers.cli import main, stream
+    from xplayers import training
+    from xplayers.cli import main
     from xplayers.datasets import streaming
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -498,7 +579,7 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
         assert child.stdout is not None
         address = child.stdout.readline().strip()
         calls: list[int] = []
-        step, read = stream.full_batch_step, streaming._LazyRows.read
+        step, read = training.full_batch_step, streaming._LazyRows.read
 
         def kill_at_the_second_call(*args: Any, **kwargs: Any) -> Any:
             calls.append(1)
@@ -508,7 +589,7 @@ def test_cli_scheduler_killed_mid_run_is_one_line(
             return (step if mode == "--full-batch" else read)(*args, **kwargs)
 
         if mode == "--full-batch":
-            monkeypatch.setattr(stream, "full_batch_step", kill_at_the_second_call)
+            monkeypatch.setattr(training, "full_batch_step", kill_at_the_second_call)
         else:
             monkeypatch.setattr(streaming._LazyRows, "read", kill_at_the_second_call)
         assert main([*_FULL, mode, "--scheduler", address]) == 1

@@ -30,7 +30,9 @@ through ``network.params``, the optimizer's state through
 :meth:`Layer.take <xplayers.layers.Layer.take>`, what its pair saved, its
 gradients and its new state, so ``network.grads``, ``Affine.x``,
 ``Dropout.mask``, the running averages and ``layer.backward`` work as after
-``gradient``.
+``gradient``. Nothing of the step is read back on the host: Dropout keeps
+its new count as the step's array, which the next step takes as it is, and
+reads it only when ``Dropout.count`` is asked for (a checkpoint asks).
 
 The checks of the layers' inputs (shapes, dtypes, the targets' form) run
 when the step is traced, so once per shape. The one check that reads array

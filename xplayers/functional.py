@@ -78,6 +78,7 @@ __all__ = [
     "dropout_mask",
     "dropout_seed",
     "fold",
+    "host_values",
     "im2col",
     "kernel",
     "labels_in_range",
@@ -688,9 +689,20 @@ def dropout_mask(rng: UniformSource, like: Any, ratio: float) -> Any:
     >>> dropout_mask(np.random.default_rng(0), xp.ones(4), 0.5)
     Array([1., 0., 0., 0.], dtype=array_api_strict.float64)
     """
-    xp = namespace(like)
-    host = (rng.random(tuple(like.shape)) > ratio).astype(dtype_name(like.dtype))
-    return xp.asarray(host, device=device(like))
+    dtype = dtype_name(like.dtype)
+    return host_values(like, lambda shape: (rng.random(shape) > ratio).astype(dtype))
+
+
+@kernel
+def host_values(like: Any, draw: Callable[[tuple[int, ...]], Any], /) -> Any:
+    """``draw(like.shape)``, a NumPy array of `like`'s dtype, on `like`'s backend and device.
+
+    `draw` is called once per call on the host; it may keep state (a
+    generator it draws from). Inside ``jax.jit`` JAX's kernel calls it through an
+    ordered ``jax.experimental.io_callback`` each time the compiled function
+    runs, in program order, so a compiled step draws what the layers draw.
+    """
+    return namespace(like).asarray(draw(tuple(like.shape)), device=device(like))
 
 
 #: How many 32-bit words a Dropout seed holds (:func:`dropout_seed`).

@@ -32,7 +32,7 @@ import numpy.typing as npt
 from xplayers import metrics
 from xplayers._controls import BEST_PREFIX, RunControls
 from xplayers._files import writable_file
-from xplayers._validation import dtype_name, fail, number_in, positive_int
+from xplayers._validation import describe, dtype_name, fail, number_in, positive_int
 from xplayers.backend import asarray, is_lazy, materialize_all, namespace, reading_waits, to_numpy
 from xplayers.datasets import BatchLoader, streaming
 from xplayers.errors import (
@@ -45,6 +45,7 @@ from xplayers.errors import (
 from xplayers.functional import SEED_WORDS
 from xplayers.io import atomic_writer, read_checkpoint, save, save_checkpoint
 from xplayers.monitoring import EarlyStopping
+from xplayers.parallel import full_batch_step, to_chunked
 from xplayers.schedules import Schedule
 
 __all__ = [
@@ -607,6 +608,8 @@ def train(
     schedule: Schedule | None = None,
     early_stopping: EarlyStopping | None = None,
     clip_norm: float | None = None,
+    full_batch: bool = False,
+    client: Any = None,
 ) -> History:
     """Train `network` with mini-batch updates and evaluate it as it learns.
 
@@ -615,7 +618,8 @@ def train(
     either `epochs` or `iterations`: the book's chapter-5 experiment is
     ``iterations=10000, batch_size=100``, evaluated every epoch (600 updates
     for MNIST's 60,000 images), with a last evaluation at the end when the
-    run stops mid-epoch.
+    run stops mid-epoch. With `full_batch`, an epoch is one update on the
+    gradient of all training rows.
 
     Parameters
     ----------
@@ -701,6 +705,17 @@ def train(
         Scale each update's gradients so that their global norm (over all
         parameters) is at most this (:func:`xplayers.optim.clip_grad_norm`,
         computed on the device: no update waits for it).
+    full_batch : bool, default False
+        Make each epoch one update on the mean gradient of all training
+        rows, summed chunk by chunk on Dask
+        (:func:`xplayers.parallel.full_batch_step`; chunks of
+        `eval_batch_size` rows for host data, the data's own blocks for
+        chunked data); `batch_size` is then not used, and an iteration is
+        an epoch. Checkpoints, resume, evaluation and the controls work as
+        for mini-batches. Needs ``dask``.
+    client : dask.distributed.Client, optional
+        With `full_batch`: compute the gradients on this client's cluster
+        (default: the current Dask scheduler).
 
     Returns
     -------
@@ -744,7 +759,9 @@ def train(
     )
     train_chunks, test_chunks, val_chunks = chunks
     rng = np.random.default_rng(seed)  # the batch order: saved in checkpoints
-    loader = _loader(x_train, t_train, batch_size, rng)
+    loader, step = _stepping(
+        network, (x_train, t_train), batch_size, rng, chunk, full_batch, client
+    )
     controls = _check_setup(
         network,
         optimizer,
@@ -795,7 +812,7 @@ def train(
         if callback is not None:
             callback(history)
 
-    with _blas_threads(network, batch_size):
+    with _blas_threads(network, loader.batch_size):
         try:
             while it < total and not controls.stopped:
                 # the epoch's first iteration and generator state, then its batches
@@ -803,7 +820,7 @@ def train(
                 with _closing(batches):
                     for xb, tb in batches:
                         controls.set_rate(optimizer, it, per_epoch, total)
-                        loss = network.train_step(xb, tb, stepper)
+                        loss = step(xb, tb, stepper)
                         it += 1
                         bar.update(it, window.add(loss, int(xb.shape[0]), it))
                         if it % every == 0 or it == total:
@@ -867,6 +884,47 @@ def _loader(
     if isinstance(x, streaming.Rows):
         return streaming.StreamLoader(x, t, batch_size, shuffle=True, seed=rng)
     return BatchLoader(x, t, batch_size, shuffle=True, seed=rng)
+
+
+def _stepping(
+    network: Trainable,
+    pair: tuple[Any, Any],
+    batch_size: int,
+    rng: np.random.Generator,
+    chunk: int,
+    full_batch: bool,
+    client: Any,
+) -> tuple[Any, Callable[[Any, Any, Any], Any]]:
+    """The training batches and the step each takes: mini-batch or full-batch updates."""
+    if client is not None and not full_batch:
+        fail("train", "client", "no client without full_batch=True", describe(client))
+    if not full_batch:
+        return _loader(*pair, batch_size, rng), network.train_step
+
+    def step(x: Any, t: Any, optimizer: Any) -> float:
+        return full_batch_step(network, optimizer, x, t, client=client)
+
+    return _WholeBatch(*pair, chunk), step
+
+
+class _WholeBatch:
+    """The batches of full-batch training: each epoch one batch, all the training rows.
+
+    Host rows are handed to :func:`~xplayers.parallel.full_batch_step` as a
+    Dask array of `chunk` rows per block; chunked data as they are.
+    """
+
+    def __init__(self, x: Any, t: Any, chunk: int) -> None:
+        self.x, self.t = x, t
+        self.batch_size = int(x.shape[0])
+        host = isinstance(x, np.ndarray)
+        self.batch = (to_chunked(x, chunk), to_chunked(t, chunk)) if host else (x, t)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        yield self.batch
 
 
 def _check_setup(

@@ -11,6 +11,10 @@ under ``jax.jit``: they branch on shapes, dtypes and Python integers only.
 * :func:`dropout_draw`: the same host draw as the generic form, through
   ``jax.pure_callback`` when the seed, count or shape are traced (inside
   ``jax.jit``), so a compiled step draws the masks the layers draw.
+* :func:`host_values`: the generic copy of a host draw; inside ``jax.jit``
+  an ordered ``jax.experimental.io_callback``, so the draws of a stateful
+  host generator (volume 2's dropout masks) run once per call of the
+  compiled function, in program order.
 * :func:`convolution`: ``lax.conv_general_dilated`` (zero padding, the
   book's layouts ``NCHW`` and ``OIHW``, full float32 precision); it keeps
   the input and the filters themselves as ``col`` and ``col_W``, and
@@ -33,6 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental import io_callback
 
 from xplayers._validation import traced
 from xplayers.functional import host_dropout_mask
@@ -45,7 +50,8 @@ def scatter_add(values: Any, indices: Any, num_rows: int, /) -> Any:
     """``zeros((num_rows, D)).at[indices].add(values, mode="drop")``, negative indices dropped."""
     if values.ndim != 2 or indices.ndim != 1 or not jnp.issubdtype(indices.dtype, jnp.integer):
         return NotImplemented
-    out = jnp.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
+    where = None if traced(values) else values.device  # a tracer has no device
+    out = jnp.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=where)
     rows = jnp.where(indices < 0, num_rows, indices)  # JAX would wrap a negative index around
     return out.at[rows].add(values, mode="drop")
 
@@ -61,6 +67,15 @@ def dropout_draw(like: Any, seed: Any, count: Any, ratio: float, /, skip: int = 
     struct: Any = jax.ShapeDtypeStruct  # typed in some JAX releases, not in others
     out = struct(shape, dtype)
     return jax.pure_callback(draw, out, seed, count, vmap_method="broadcast_all")
+
+
+def host_values(like: Any, draw: Any, /) -> Any:
+    """The generic copy; under ``jax.jit``, `draw` as an ordered ``io_callback``."""
+    if not traced(like):
+        return NotImplemented
+    struct: Any = jax.ShapeDtypeStruct  # typed in some JAX releases, not in others
+    shape = tuple(like.shape)
+    return io_callback(lambda: draw(shape), struct(shape, like.dtype), ordered=True)
 
 
 def _floats(*arrays: Any) -> bool:

@@ -31,12 +31,14 @@ read gradients through ``layer.grads`` after each ``backward`` there.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import array_api_compat
 import numpy as np
 
-from xplayers._validation import describe, fail, float_array
+from xplayers._validation import describe, fail, float_array, traced
 from xplayers.backend import (
     backend_name,
     get_backend,
@@ -49,10 +51,13 @@ from xplayers.errors import LayerStateError
 __all__ = [
     "GLOBAL_RANDOM",
     "GlobalRandom",
+    "IdCheck",
     "adopt",
     "as_tokens",
+    "check_ids",
     "check_state",
     "check_time_input",
+    "deferred_id_checks",
     "forwarded",
     "mask_source",
     "on_layer_backend",
@@ -192,7 +197,8 @@ def as_tokens(
 
     Python lists are accepted (ragged ones refused); `ignore_label` is also
     allowed when given. Values are checked unless the array is lazy
-    (reading them would compute it).
+    (reading them would compute it) or traced (inside ``jax.jit``: the check
+    is listed for :func:`deferred_id_checks`).
     """
     if not array_api_compat.is_array_api_obj(idx):
         try:
@@ -207,22 +213,60 @@ def as_tokens(
         fail(where, arg, "an integer array of ids", describe(idx))
     if ndim is not None and idx.ndim != ndim:
         fail(where, arg, f"{ndim} dimensions", describe(idx))
-    if _size(idx) and not is_lazy(idx):
-        lo, hi = int(xp.min(idx)), int(xp.max(idx))
-        allowed = "" if ignore_label is None else f" or {ignore_label} (ignore_label)"
-        if hi >= num_rows or (lo < 0 and lo != ignore_label):
-            bad = hi if hi >= num_rows else lo
-            fail(where, arg, f"ids in [0, {num_rows}){allowed}", f"id {bad} in {describe(idx)}")
-        if ignore_label is not None and lo < 0:
-            others = xp.where(idx == ignore_label, 0, idx)
-            if int(xp.min(others)) < 0:
-                fail(
-                    where,
-                    arg,
-                    f"ids in [0, {num_rows}){allowed}",
-                    f"id {int(xp.min(others))} in {describe(idx)}",
-                )
+    if _size(idx) and traced(idx):
+        if _DEFERRED is not None:
+            _DEFERRED.append(IdCheck(idx, where, arg, num_rows, ignore_label))
+    elif _size(idx) and not is_lazy(idx):
+        check_ids(where, arg, idx, num_rows, ignore_label)
     return idx
+
+
+class IdCheck(NamedTuple):
+    """A check of id values that a trace could not make: :func:`check_ids`'s arguments."""
+
+    ids: Any
+    where: str
+    arg: str
+    num_rows: int
+    ignore_label: int | None
+
+
+#: While :func:`deferred_id_checks` runs: the checks of traced ids, made later on the values.
+_DEFERRED: list[IdCheck] | None = None
+
+
+@contextmanager
+def deferred_id_checks() -> Iterator[list[IdCheck]]:
+    """Collect the id checks :func:`as_tokens` meets on traced arrays (inside ``jax.jit``).
+
+    A traced array has no values to read: its check is listed, for the
+    caller to make on the concrete ids (:func:`check_ids`).
+    """
+    global _DEFERRED
+    outer, _DEFERRED = _DEFERRED, []
+    try:
+        yield _DEFERRED
+    finally:
+        _DEFERRED = outer
+
+
+def check_ids(where: str, arg: str, idx: Any, num_rows: int, ignore_label: int | None) -> None:
+    """Refuse ids outside ``[0, num_rows)`` (`ignore_label` allowed when given); reads values."""
+    xp = namespace(idx)
+    lo, hi = int(xp.min(idx)), int(xp.max(idx))
+    allowed = "" if ignore_label is None else f" or {ignore_label} (ignore_label)"
+    if hi >= num_rows or (lo < 0 and lo != ignore_label):
+        bad = hi if hi >= num_rows else lo
+        fail(where, arg, f"ids in [0, {num_rows}){allowed}", f"id {bad} in {describe(idx)}")
+    if ignore_label is not None and lo < 0:
+        others = xp.where(idx == ignore_label, 0, idx)
+        if int(xp.min(others)) < 0:
+            fail(
+                where,
+                arg,
+                f"ids in [0, {num_rows}){allowed}",
+                f"id {int(xp.min(others))} in {describe(idx)}",
+            )
 
 
 def _size(x: Any) -> int:

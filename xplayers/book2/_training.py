@@ -64,6 +64,7 @@ __all__ = [
     "SharedWeights",
     "apply_gradients",
     "gather",
+    "holders",
     "index_like",
     "is_transpose_of",
     "on_data_backend",
@@ -278,6 +279,15 @@ def _children(obj: Any) -> Iterator[Any]:
         yield from obj.values()
     elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_LAYERS):
         yield from vars(obj).values()
+
+
+def holders(model: Any) -> list[Any]:
+    """Every object with ``params`` and ``grads`` lists inside `model` (itself included).
+
+    The model, its layers and theirs, depth first in the order of the
+    attributes and list items, each once.
+    """
+    return list(_holders(model))
 
 
 def _holders(model: Any) -> Iterator[Any]:

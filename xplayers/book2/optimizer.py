@@ -10,12 +10,22 @@ weights, as with the book's ``params[i] -= ...``. Where arrays are immutable
 (JAX) or read-only, ``params[i]`` is replaced in the given list instead,
 the rule the layers of :mod:`xplayers.book2` use for their gradients:
 there, read the weights back from that list after each ``update``.
+
+Pure rules
+----------
+Each class's formulas are its ``rule``, a pure function of one weight, its
+gradient, its state arrays (``state_names``, in that order) and the
+hyper-parameters ``begin_step`` returns for this step:
+``rule(p, g, state, **hyper) -> (new p, new state)``. ``update`` applies it
+to every weight; the compiled training step of the trainers
+(:mod:`xplayers.book2._compiled`) applies the same rule inside one
+compiled function, so both give the same numbers.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from xplayers._validation import fail, number_in, positive_number
 from xplayers.backend import namespace
@@ -36,81 +46,122 @@ def _pairs(where: str, params: list[Any], grads: list[Any]) -> range:
     return range(len(params))
 
 
-class SGD:
+class _Rule:
+    """What the optimizers share: ``update`` applies the class's pure ``rule`` to each weight."""
+
+    #: The names of the state lists (one array per weight), in ``rule``'s order.
+    state_names: ClassVar[tuple[str, ...]] = ()
+    lr: float
+
+    def begin_step(self) -> dict[str, float]:
+        """Count a step; return the hyper-parameters ``rule`` takes for it."""
+        return {"lr": self.lr}
+
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """The new weight and state of weight `p` with gradient `g`."""
+        raise NotImplementedError
+
+    def states(self, params: list[Any]) -> list[list[Any]]:
+        """The state lists (``state_names``), zeros like `params` where not yet made."""
+        out = []
+        for name in self.state_names:
+            if getattr(self, name) is None:
+                setattr(self, name, zeros_like_all(params))
+            out.append(getattr(self, name))
+        return out
+
+    def update(self, params: list[Any], grads: list[Any]) -> None:
+        """Update every ``params[i]`` from ``grads[i]``; the state starts at zeros."""
+        idx = _pairs(f"{type(self).__name__}.update", params, grads)
+        stores = self.states(params)
+        hyper = self.begin_step()
+        for i in idx:
+            new, state = self.rule(params[i], grads[i], tuple(s[i] for s in stores), **hyper)
+            for lst, value in zip(stores, state, strict=True):
+                store(lst, i, value)
+            store(params, i, new)
+
+
+class SGD(_Rule):
     """Stochastic gradient descent: ``param -= lr * grad``."""
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = positive_number("SGD", "lr", lr)
 
-    def update(self, params: list[Any], grads: list[Any]) -> None:
-        """Update every ``params[i]`` from ``grads[i]``."""
-        for i in _pairs("SGD.update", params, grads):
-            store(params, i, params[i] - self.lr * grads[i])
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """``p - lr * g``."""
+        return p - hyper["lr"] * g, ()
 
 
-class Momentum:
+class Momentum(_Rule):
     """Momentum SGD: ``v = momentum * v - lr * grad``; ``param += v``."""
+
+    state_names = ("v",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = positive_number("Momentum", "lr", lr)
         self.momentum = number_in("Momentum", "momentum", momentum, low=0.0, low_open=False)
         self.v: list[Any] | None = None
 
-    def update(self, params: list[Any], grads: list[Any]) -> None:
-        """Update every ``params[i]`` from ``grads[i]``; ``v`` starts at zeros."""
-        idx = _pairs("Momentum.update", params, grads)
-        if self.v is None:
-            self.v = zeros_like_all(params)
-        for i in idx:
-            store(self.v, i, self.momentum * self.v[i] - self.lr * grads[i])
-            store(params, i, params[i] + self.v[i])
+    def begin_step(self) -> dict[str, float]:
+        """``lr`` and ``momentum``."""
+        return {"lr": self.lr, "momentum": self.momentum}
+
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """``v = momentum * v - lr * g``; ``p + v``."""
+        v = hyper["momentum"] * state[0] - hyper["lr"] * g
+        return p + v, (v,)
 
 
-class Nesterov:
+class Nesterov(_Rule):
     """Nesterov's accelerated gradient, in the book's form (arXiv:1212.0901).
 
     ``v = momentum * v - lr * grad``, then
     ``param += momentum**2 * v - (1 + momentum) * lr * grad``.
     """
 
+    state_names = ("v",)
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = positive_number("Nesterov", "lr", lr)
         self.momentum = number_in("Nesterov", "momentum", momentum, low=0.0, low_open=False)
         self.v: list[Any] | None = None
 
-    def update(self, params: list[Any], grads: list[Any]) -> None:
-        """Update every ``params[i]`` from ``grads[i]``; ``v`` starts at zeros."""
-        idx = _pairs("Nesterov.update", params, grads)
-        if self.v is None:
-            self.v = zeros_like_all(params)
-        mu, lr = self.momentum, self.lr
-        for i in idx:
-            store(self.v, i, mu * self.v[i] - lr * grads[i])
-            new = params[i] + mu * mu * self.v[i]
-            store(params, i, new - (1 + mu) * lr * grads[i])
+    def begin_step(self) -> dict[str, float]:
+        """``lr`` and ``momentum``."""
+        return {"lr": self.lr, "momentum": self.momentum}
+
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """``v = momentum * v - lr * g``; ``p + momentum**2 * v - (1 + momentum) * lr * g``."""
+        mu, lr = hyper["momentum"], hyper["lr"]
+        v = mu * state[0] - lr * g
+        return p + mu * mu * v - (1 + mu) * lr * g, (v,)
 
 
-class AdaGrad:
+class AdaGrad(_Rule):
     """AdaGrad: ``h += grad**2``; ``param -= lr * grad / (sqrt(h) + 1e-7)``."""
+
+    state_names = ("h",)
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = positive_number("AdaGrad", "lr", lr)
         self.h: list[Any] | None = None
 
-    def update(self, params: list[Any], grads: list[Any]) -> None:
-        """Update every ``params[i]`` from ``grads[i]``; ``h`` starts at zeros."""
-        idx = _pairs("AdaGrad.update", params, grads)
-        if self.h is None:
-            self.h = zeros_like_all(params)
-        for i in idx:
-            g = grads[i]
-            store(self.h, i, self.h[i] + g * g)
-            xp = namespace(self.h[i])
-            store(params, i, params[i] - self.lr * g / (xp.sqrt(self.h[i]) + 1e-7))
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """``h + g**2``; ``p - lr * g / (sqrt(h) + 1e-7)``."""
+        h = state[0] + g * g
+        return p - hyper["lr"] * g / (namespace(h).sqrt(h) + 1e-7), (h,)
 
 
-class RMSprop:
+class RMSprop(_Rule):
     """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * grad**2``, then AdaGrad's step."""
+
+    state_names = ("h",)
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
         self.lr = positive_number("RMSprop", "lr", lr)
@@ -119,20 +170,19 @@ class RMSprop:
         )
         self.h: list[Any] | None = None
 
-    def update(self, params: list[Any], grads: list[Any]) -> None:
-        """Update every ``params[i]`` from ``grads[i]``; ``h`` starts at zeros."""
-        idx = _pairs("RMSprop.update", params, grads)
-        if self.h is None:
-            self.h = zeros_like_all(params)
-        rho = self.decay_rate
-        for i in idx:
-            g = grads[i]
-            store(self.h, i, rho * self.h[i] + (1 - rho) * g * g)
-            xp = namespace(self.h[i])
-            store(params, i, params[i] - self.lr * g / (xp.sqrt(self.h[i]) + 1e-7))
+    def begin_step(self) -> dict[str, float]:
+        """``lr`` and ``decay_rate``."""
+        return {"lr": self.lr, "decay_rate": self.decay_rate}
+
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """``h = decay_rate * h + (1 - decay_rate) * g**2``; ``p - lr * g / (sqrt(h) + 1e-7)``."""
+        rho = hyper["decay_rate"]
+        h = rho * state[0] + (1 - rho) * g * g
+        return p - hyper["lr"] * g / (namespace(h).sqrt(h) + 1e-7), (h,)
 
 
-class Adam:
+class Adam(_Rule):
     """Adam (arXiv:1412.6980v8) as volume 2 writes it: bias correction folded into the step.
 
     With ``t = iter`` after the increment,
@@ -143,6 +193,8 @@ class Adam:
     corrected ``sqrt(v_hat)``.
     """
 
+    state_names = ("m", "v")
+
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         self.lr = positive_number("Adam", "lr", lr)
         self.beta1 = number_in("Adam", "beta1", beta1, low=0.0, high=1.0, low_open=False)
@@ -151,17 +203,17 @@ class Adam:
         self.m: list[Any] | None = None
         self.v: list[Any] | None = None
 
-    def update(self, params: list[Any], grads: list[Any]) -> None:
-        """Update every ``params[i]`` from ``grads[i]``; ``m`` and ``v`` start at zeros."""
-        idx = _pairs("Adam.update", params, grads)
-        if self.m is None or self.v is None:
-            self.m, self.v = zeros_like_all(params), zeros_like_all(params)
+    def begin_step(self) -> dict[str, float]:
+        """Count the step (``iter``); ``lr_t`` of this step, ``beta1`` and ``beta2``."""
         self.iter += 1
         b1, b2, t = self.beta1, self.beta2, self.iter
         lr_t = self.lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        for i in idx:
-            g = grads[i]
-            store(self.m, i, self.m[i] + (1 - b1) * (g - self.m[i]))
-            store(self.v, i, self.v[i] + (1 - b2) * (g * g - self.v[i]))
-            xp = namespace(self.v[i])
-            store(params, i, params[i] - lr_t * self.m[i] / (xp.sqrt(self.v[i]) + 1e-7))
+        return {"lr_t": lr_t, "beta1": b1, "beta2": b2}
+
+    @staticmethod
+    def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
+        """``m``, ``v`` moved towards ``g``, ``g**2``; ``p - lr_t * m / (sqrt(v) + 1e-7)``."""
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        m = state[0] + (1 - b1) * (g - state[0])
+        v = state[1] + (1 - b2) * (g * g - state[1])
+        return p - hyper["lr_t"] * m / (namespace(v).sqrt(v) + 1e-7), (m, v)

@@ -33,6 +33,7 @@ import numpy as np
 from xplayers._files import atomic_writer
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
+from xplayers.book2._compiled import CompiledStep, StepKey, compiled_step, run_compiled
 from xplayers.book2._training import SharedWeights, apply_gradients
 from xplayers.errors import MissingDependencyError
 
@@ -78,6 +79,8 @@ class RnnlmTrainer:
         self.eval_interval: int | None = None
         self.current_epoch = 0
         self._sharing: SharedWeights | None = None
+        self._steps: dict[StepKey, CompiledStep | None] = {}
+        self._steps_of: int | None = None
 
     @property
     def sharing(self) -> SharedWeights:
@@ -182,12 +185,32 @@ class RnnlmTrainer:
         ``forward``, ``backward``, the shared weights' gradients summed
         (:attr:`sharing`), clipping to `max_grad`, the optimizer's
         ``update``, and the new weights given back to the model's layers.
+        On JAX the whole step is one compiled function (:meth:`compiled_step`).
         """
         model = self.model
+        if self._steps_of != id(model):
+            self._steps, self._steps_of = {}, id(model)
+        loss = run_compiled(
+            self._steps, model, self.sharing, self.optimizer, max_grad, batch_x, batch_t
+        )
+        if loss is not NotImplemented:
+            return loss
         loss = model.forward(batch_x, batch_t)
         model.backward()
         apply_gradients(model, self.optimizer, self.sharing, max_grad)
         return loss
+
+    def compiled_step(self, max_grad: float | None = None) -> CompiledStep | None:
+        """The compiled step :meth:`train_step` runs, or None where it runs the layers.
+
+        On JAX, for the models and optimizers of :mod:`xplayers.book2`, the
+        whole step is one ``jax.jit`` function
+        (:mod:`xplayers.book2._compiled`); elsewhere the layers run one
+        operation at a time.
+        """
+        if self._steps_of != id(self.model):
+            self._steps, self._steps_of = {}, id(self.model)
+        return compiled_step(self._steps, self.model, self.sharing, self.optimizer, max_grad)
 
     def _on_model_backend(self, ids: np.ndarray[Any, Any]) -> Any:
         params = self.model.params

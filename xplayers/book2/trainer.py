@@ -20,6 +20,7 @@ import numpy as np
 
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import to_numpy
+from xplayers.book2._compiled import CompiledStep, StepKey, run_compiled
 from xplayers.book2._training import (
     SharedWeights,
     apply_gradients,
@@ -58,6 +59,9 @@ class Trainer:
     seed the batches are the book's. The losses are added up on the device; they are read on the
     host every `eval_interval` iterations only, where they are printed.
     Shared weights are found once per model (not searched at every step).
+    On JAX each step is one compiled function for the models and
+    optimizers of :mod:`xplayers.book2` (:mod:`xplayers.book2._compiled`;
+    word2vec's negative sampling draws on the host and runs the layers).
     """
 
     def __init__(self, model: Any, optimizer: Any, *, seed: Any = None) -> None:
@@ -74,6 +78,7 @@ class Trainer:
         self.rng: Any = np.random if seed is None else np.random.default_rng(seed)
         self._shared: SharedWeights | None = None
         self._shared_of: int | None = None
+        self._steps: dict[StepKey, CompiledStep | None] = {}
 
     def shared_weights(self) -> SharedWeights:
         """The model's ties (:class:`~xplayers.book2._training.SharedWeights`), found once."""
@@ -81,6 +86,7 @@ class Trainer:
         if self._shared is None or self._shared_of != id(params):
             self._shared = SharedWeights(params, self.model)
             self._shared_of = id(params)
+            self._steps = {}
         self._shared.check("Trainer.fit", params)
         return self._shared
 
@@ -138,9 +144,14 @@ class Trainer:
             order = index_like(host_order, x)
             for iters in range(max_iters):
                 index = order[iters * batch_size : (iters + 1) * batch_size]
-                loss = model.forward(gather(x, index), gather(t, index))
-                model.backward()
-                apply_gradients(model, optimizer, shared, max_grad)
+                batch_x, batch_t = gather(x, index), gather(t, index)
+                loss = run_compiled(
+                    self._steps, model, shared, optimizer, max_grad, batch_x, batch_t
+                )
+                if loss is NotImplemented:
+                    loss = model.forward(batch_x, batch_t)
+                    model.backward()
+                    apply_gradients(model, optimizer, shared, max_grad)
                 total_loss = total_loss + loss
                 loss_count += 1
                 if eval_interval is not None and iters % eval_interval == 0:

@@ -11,20 +11,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any, cast
 
 from xplayers.backend import record
 from xplayers.cli._common import PROG, load_data, scheduler_address, usage
 from xplayers.datasets.streaming import open_dataset
-from xplayers.errors import ClusterError, MissingDependencyError, TrainingError, XplayersError
-from xplayers.parallel import full_batch_step, to_chunked
-from xplayers.training import History, evaluate
+from xplayers.errors import ClusterError, MissingDependencyError, XplayersError
+from xplayers.parallel import to_chunked
 
-__all__ = ["add_stream_options", "cluster", "full_batch", "route_backend", "training_data"]
+__all__ = ["add_stream_options", "cluster", "route_backend", "training_data"]
 
 #: Rows per block when --backend dask streams a data set loaded in memory.
 BLOCK_ROWS = 512
@@ -58,10 +55,8 @@ def route_backend(args: argparse.Namespace, name: str, device: Any) -> tuple[str
     """The backend the model trains on: NumPy instead of Dask, the data then streamed."""
     if args.test_data is not None and args.data is None:
         usage(args, "--test-data needs --data")
-    if args.full_batch:
-        for option in ("resume", "checkpoint", "plot", "iterations"):
-            if getattr(args, option) is not None:
-                usage(args, f"--{option} does not apply to --full-batch (one update per epoch)")
+    if args.full_batch and args.iterations is not None:
+        usage(args, "--iterations does not apply to --full-batch (one update per epoch)")
     args.stream = record(name).lazy  # Dask: train in memory, stream the data
     if not args.stream:
         return name, device
@@ -81,7 +76,7 @@ def training_data(args: argparse.Namespace, test_size: float) -> tuple[Any, Any]
         test = None if args.test_data is None else open_dataset(args.test_data)
         return open_dataset(args.data), test
     train_set, test_set = load_data(args.dataset, args.mnist_dir, test_size, args.seed, args.dtype)
-    if getattr(args, "stream", False) or args.full_batch:
+    if getattr(args, "stream", False):
         train_set = (to_chunked(train_set[0], BLOCK_ROWS), to_chunked(train_set[1], BLOCK_ROWS))
     return train_set, test_set
 
@@ -142,46 +137,3 @@ def _from_distributed(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def full_batch(
-    args: argparse.Namespace,
-    network: Any,
-    optimizer: Any,
-    train_set: tuple[Any, Any],
-    test_set: tuple[Any, Any] | None,
-    *,
-    epochs: int,
-    client: Any,
-    callback: Any,
-) -> Any:
-    """``--full-batch``: each epoch one :func:`xplayers.parallel.full_batch_step`, then evaluated.
-
-    The loss of an epoch is the mean loss over all training rows before its
-    update; accuracies are measured after it, streamed chunk by chunk.
-    """
-    history = History()
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        loss = full_batch_step(network, optimizer, *train_set, client=client)
-        if not math.isfinite(loss):
-            hint = (
-                "before any update, so not the learning rate: --init is too large, or the "
-                "inputs hold NaN, infinite or huge values"
-                if epoch == 1
-                else "lower the learning rate, or check the inputs for NaN or infinite values"
-            )
-            raise TrainingError(
-                f"{PROG} train --full-batch: the loss became {loss} at epoch {epoch}; {hint}"
-            )
-        history.epoch.append(float(epoch))
-        history.iteration.append(epoch)
-        history.train_loss.append(loss)
-        history.train_acc.append(evaluate(network, *train_set)["accuracy"])
-        history.test_acc.append(
-            None if test_set is None else evaluate(network, *test_set)["accuracy"]
-        )
-        history.seconds.append(time.perf_counter() - start)
-        if callback is not None:
-            callback(history)
-    return history

@@ -40,7 +40,6 @@ from xplayers.cli._common import (
 from xplayers.cli.stream import (
     add_stream_options,
     cluster,
-    full_batch,
     route_backend,
     training_data,
 )
@@ -52,7 +51,7 @@ from xplayers.monitoring import METRICS, EarlyStopping
 from xplayers.network import MultiLayerNet, SimpleConvNet, TwoLayerNet
 from xplayers.optim import OPTIMIZERS, get_optimizer
 from xplayers.schedules import SCHEDULES, CosineDecay, ReduceOnPlateau, StepDecay
-from xplayers.training import check_chance, train
+from xplayers.training import train
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "NETWORKS", "add_parser", "run"]
 
@@ -283,11 +282,6 @@ def _controls(args: argparse.Namespace) -> dict[str, Any]:
             args,
             f"--monitor {args.monitor} needs --validation-split (or --monitor train_loss)",
         )
-    if args.full_batch:
-        for option in ("validation_split", "patience", "lr_schedule", "clip_norm", "restore_best"):
-            if getattr(args, option):
-                name = option.replace("_", "-")
-                usage(args, f"--{name} does not apply to --full-batch (one update per epoch)")
     schedule: Any = None
     if args.lr_schedule == "step":
         schedule = StepDecay(args.lr_step_size, args.lr_factor)
@@ -449,11 +443,6 @@ def _json_path(path: str) -> str | None:
     return absolute
 
 
-def _evaluated_labels(train_set: Any, test_set: Any) -> tuple[Any, str]:
-    """The labels the final accuracy is measured on, and which split they are."""
-    return (train_set[1], "train") if test_set is None else (test_set[1], "test")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``xplayers train`` with parsed arguments; return the exit status."""
     if args.dataset == "mnist" and args.test_size is not None:
@@ -507,38 +496,25 @@ def run(args: argparse.Namespace) -> int:
         callback = (
             None if args.quiet else lambda h: print(_epoch_line(h, show_lr=show_lr), flush=True)
         )
-        history = (
-            full_batch(
-                args,
-                network,
-                optimizer,
-                train_set,
-                test_set,
-                epochs=epochs or DEFAULT_EPOCHS,
-                client=client,
-                callback=callback,
-            )
-            if args.full_batch
-            else train(
-                network,
-                optimizer,
-                train_set,
-                test_set,
-                epochs=epochs,
-                iterations=args.iterations,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                progress=False if args.quiet else None,
-                checkpoint=args.checkpoint,
-                resume=args.resume,
-                plot=args.plot,
-                callback=callback,
-                **controls,
-            )
+        history = train(
+            network,
+            optimizer,
+            train_set,
+            test_set,
+            epochs=epochs,
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=False if args.quiet else None,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            plot=args.plot,
+            callback=callback,
+            full_batch=args.full_batch,
+            client=client if args.full_batch else None,
+            **controls,
         )
         seconds = time.perf_counter() - start
-        if args.full_batch:  # train() checks its own runs
-            check_chance(history, *_evaluated_labels(train_set, test_set))
         if args.output is not None:
             save(
                 network,

@@ -112,6 +112,9 @@ class Dropout(Layer):
     #: ``forward`` takes ``train_flg`` (networks pass theirs on).
     takes_train_flg: ClassVar[bool] = True
 
+    #: The count as last taken: an int, or a compiled step's 0-d array, not yet read.
+    _count: Any
+
     def __init__(self, dropout_ratio: float = 0.5, *, seed: Any = None) -> None:
         self.dropout_ratio = unit_interval("Dropout", "dropout_ratio", dropout_ratio)
         self.mask: Any = None
@@ -123,16 +126,34 @@ class Dropout(Layer):
     def reseed(self, seed: Any = None) -> None:
         """Restart the masks from `seed` (an int, a sequence of int, a Generator or None)."""
         self.seed_words = dropout_seed(seed)
-        self.count: Any = 0
+        self.count = 0
+
+    @property
+    def count(self) -> int:
+        """The masks drawn since the seed was set.
+
+        After a compiled step (JAX) the new count is a 0-d array on the
+        device, kept as it is, so that no step waits to read it back; it is
+        read (once) here, when asked for (a checkpoint asks).
+        """
+        if not isinstance(self._count, int):
+            self._count = int(self._count)
+        return self._count
+
+    @count.setter
+    def count(self, value: Any) -> None:
+        self._count = value
 
     def fn_state(self) -> dict[str, Any]:
         """``{"seed": seed_words, "count": count}``, the words as a uint32 array.
 
         An array rather than Python integers: a compiled step (``jax.jit``)
         would turn the integers into int32, which cannot hold words above
-        ``2**31`` unless JAX runs with 64-bit integers.
+        ``2**31`` unless JAX runs with 64-bit integers. The count is given
+        as the layer holds it: after a compiled step, that step's array,
+        which the next step takes without a read.
         """
-        return {"seed": np.asarray(self.seed_words, dtype=np.uint32), "count": self.count}
+        return {"seed": np.asarray(self.seed_words, dtype=np.uint32), "count": self._count}
 
     @property
     def fn(self) -> DropoutFn:
@@ -145,13 +166,17 @@ class Dropout(Layer):
         grads: Mapping[str, Any] | None = None,
         state: Mapping[str, Any] | None = None,
     ) -> None:
-        """Keep a forward's ``mask`` (training) and a new state's ``count``."""
+        """Keep a forward's ``mask`` (training) and a new state's ``count``, as it is.
+
+        A compiled step's count, an array on the device, is not read here
+        (:attr:`count` reads it when asked), so the step does not wait.
+        """
         if saved is not None:
             self._train = bool(saved["train"])
             if saved["train"]:
                 self.mask = saved["mask"]
         if state is not None:
-            self.count = int(state["count"])
+            self._count = state["count"]
 
     def forward(self, x: Any, train_flg: bool = True) -> Any:
         """Return ``x * mask`` (training) or ``x * (1 - dropout_ratio)``; shape of `x`."""
