@@ -65,6 +65,11 @@ def _backend_array(args: tuple[Any, ...]) -> Any:
     return None
 
 
+def _immutable(x: Any) -> bool:
+    """Whether `x` is of a library whose arrays are updated through ``x.at[...]`` only (JAX)."""
+    return hasattr(type(x), "at")
+
+
 def _dispatching(name: str, host: Callable[..., Any]) -> Callable[..., Any]:
     """NumPy's `host` function, or the same function of the arrays' own library."""
 
@@ -73,7 +78,7 @@ def _dispatching(name: str, host: Callable[..., Any]) -> Callable[..., Any]:
         found = _backend_array(args)
         if found is None:
             return host(*args, **kwargs)
-        if name in WRITTEN and array_api_compat.is_jax_array(found):
+        if name in WRITTEN and _immutable(found):
             # JAX arrays cannot be written: a host array of the same shape and dtype
             # takes the book's item assignments; the layers take it as they take JAX's.
             like = numpy.empty(tuple(found.shape), dtype=numpy.dtype(found.dtype))
