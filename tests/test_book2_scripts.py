@@ -298,6 +298,23 @@ def main() -> None:
             f"| `{chapter}/train.py` | {len(book)} | {book[0]:.2f}, {ours[0]:.2f} "
             f"| {np.mean(book[-k:]):.3f}, {np.mean(ours[-k:]):.3f} | {diff:.2f} |"
         )
+    print()
+    print("| script | backend | book on NumPy | xplayers |")
+    print("|---|---|---|---|")
+    for (chapter, script), pattern, group in [
+        *((key, PERPLEXITY, 1) for key in LANGUAGE_MODELS),
+        *((key, LOSS, 4) for key in SEQ2SEQ),
+    ]:
+        book = _numbers(pattern, _output(roots["book"], chapter, script), group)
+        for target in ["numpy", *BACKENDS]:
+            if target == "array_api_strict" and chapter in NOT_IN_THE_STANDARD:
+                continue
+            ours = _numbers(pattern, _output(roots["xplayers"], chapter, script, target), group)
+            print(
+                f"| `{chapter}/{script}` | {target} | {book[0]:.2f} ... {book[-1]:.3f} "
+                f"| {ours[0]:.2f} ... {ours[-1]:.3f} |",
+                flush=True,
+            )
     shutil.rmtree(base)
 
 
