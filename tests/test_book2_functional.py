@@ -263,3 +263,111 @@ def test_time_softmax_loss_of_only_ignored_labels_is_zero(backend):
     np.testing.assert_array_equal(
         backend.to_numpy(sq.time_softmax_cross_entropy_backward(cache)), np.zeros((2, 2, 3))
     )
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_time_cells_project_all_steps_in_one_product(monkeypatch, kind):
+    """``x_t W_x + b`` of all T steps is one affine map, and its gradients one backward."""
+    calls: list[str] = []
+    real_affine, real_backward = sq.affine, sq.affine_backward
+
+    def affine(x: Any, W: Any, b: Any) -> Any:
+        calls.append(f"affine {tuple(x.shape)}")
+        return real_affine(x, W, b)
+
+    def affine_backward(dout: Any, x: Any, W: Any) -> Any:
+        calls.append(f"backward {tuple(x.shape)}")
+        return real_backward(dout, x, W)
+
+    monkeypatch.setattr(sq, "affine", affine)
+    monkeypatch.setattr(sq, "affine_backward", affine_backward)
+    arrays, _, grads = CASES[f"time_{kind}"]
+    grads(arrays, np.asarray)
+    assert calls == [f"affine {(N * T, D)}", f"backward {(N * T, D)}"]
+
+
+def _label_inputs(backend: Any, dtype: str) -> tuple[Any, Any, Any]:
+    """Rows with a label in range, an ignored -1, one past the classes, and a -inf entry."""
+    x = np.random.default_rng(3).normal(size=(5, 4)).astype(dtype)
+    x[1, 2] = -np.inf
+    t = np.array([2, 1, -1, 4, 0])
+    w = np.array([0.5, 2.0, 0.0, 1.0, -1.5], dtype=dtype)
+    return backend.asarray(x), backend.asarray(t), backend.asarray(w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_label_kernels_match_the_generic_forms(backend, dtype):
+    x, t, w = _label_inputs(backend, dtype)
+    picked = sq.at_labels(x, t)
+    grad = sq.softmax_label_gradient(x, t, w)
+    want_picked = sq.at_labels.generic(x, t)
+    want_grad = sq.softmax_label_gradient.generic(x, t, w)
+    for got, want in ((picked, want_picked), (grad, want_grad)):
+        assert str(got.dtype) == str(want.dtype)
+    np.testing.assert_array_equal(backend.to_numpy(picked), backend.to_numpy(want_picked))
+    # y * w - w against (y - 1) * w: one rounding apart
+    np.testing.assert_allclose(
+        backend.to_numpy(grad), backend.to_numpy(want_grad), rtol=1e-6, atol=1e-7
+    )
+    np.testing.assert_array_equal(backend.to_numpy(picked)[[2, 3]], [0.0, 0.0])
+
+
+def test_label_kernels_leave_their_inputs_unchanged(backend):
+    x, t, w = _label_inputs(backend, "float64")
+    before = [backend.to_numpy(a).copy() for a in (x, t, w)]
+    sq.at_labels(x, t)
+    sq.softmax_label_gradient(x, t, w)
+    for a, b in zip((x, t, w), before, strict=True):
+        np.testing.assert_array_equal(backend.to_numpy(a), b)
+
+
+def test_label_kernels_are_chosen_per_library(backend):
+    module = kernel_module(backend.asarray(np.zeros(1)))
+    if module is None or not hasattr(module, "at_labels"):
+        pytest.skip(f"{backend.name} runs the generic label picking")
+    x, t, w = _label_inputs(backend, "float64")
+    assert module.at_labels(x, t) is not NotImplemented
+    assert module.softmax_label_gradient(x, t, w) is not NotImplemented
+
+
+def _lstm_arrays(backend: Any) -> tuple[list[Any], Any, Any, Any]:
+    rng = np.random.default_rng(8)
+    arrays = [_r(rng, D, 4 * H), _r(rng, H, 4 * H), _r(rng, 4 * H), _r(rng, N, T, D)]
+    states = [_r(rng, N, H), _r(rng, N, H)]
+    grads = [_r(rng, N, T, H), _r(rng, N, H), _r(rng, N, H)]
+    to = backend.asarray
+    return [to(a) for a in arrays], [to(s) for s in states], *(to(g) for g in grads)
+
+
+@pytest.mark.parametrize("with_states", [False, True])
+def test_time_lstm_kernel_matches_the_generic_loop(backend, with_states):
+    """A library's own LSTM over time gives the generic loop's outputs and gradients."""
+    if not hasattr(kernel_module(backend.asarray(np.zeros(1))), "time_lstm"):
+        pytest.skip(f"{backend.name} runs the generic LSTM loop")
+    arrays, states, dhs, dh, dc = _lstm_arrays(backend)
+    args = (*arrays, *states) if with_states else tuple(arrays)
+    got = sq.time_lstm(*args)
+    want = sq.time_lstm.generic(*args)
+    assert type(got[1]) is not type(want[1])  # the library's cache, not the loop's
+    pairs = [(got[0], want[0]), *zip(got[2], want[2], strict=True)]
+    back = sq.time_lstm_backward(got[1], dhs, dh, dc)
+    again = sq.time_lstm_backward(got[1], dhs, dh, dc)  # the cache serves twice, as the loop's
+    ref = sq.lstm_through_time_backward.generic(dhs, want[1], dh, dc)
+    pairs += [(back[0], ref[0]), *zip(back[1], ref[1], strict=True)]
+    pairs += [*zip(back[2], ref[2], strict=True), *zip(again[2], ref[2], strict=True)]
+    for a, b in pairs:
+        assert tuple(a.shape) == tuple(b.shape)
+        np.testing.assert_allclose(backend.to_numpy(a), backend.to_numpy(b), rtol=1e-10, atol=1e-12)
+
+
+def test_time_lstm_kernel_leaves_autograd_inputs_to_the_loop(backend):
+    """Weights that autograd tracks, or inference mode, run the generic loop (its cache)."""
+    torch = pytest.importorskip("torch")
+    if backend.name != "torch":
+        pytest.skip("torch's autograd")
+    arrays, _, _, _, _ = _lstm_arrays(backend)
+    tracked = [arrays[0].clone().requires_grad_(), *arrays[1:]]
+    assert type(sq.time_lstm(*tracked)[1]) is tuple
+    with torch.inference_mode():
+        assert type(sq.time_lstm(*arrays)[1]) is tuple
+    assert type(sq.time_lstm(*arrays)[1]) is not tuple

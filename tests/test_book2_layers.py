@@ -414,3 +414,26 @@ def test_labels_may_be_a_python_list_but_not_a_ragged_one():
     assert float(layer.forward(np.zeros((2, 3)), [0, 2])) == pytest.approx(np.log(3))
     with pytest.raises(LayerInputError, match=r"SoftmaxWithLoss.forward: argument 't'.*ragged"):
         layer.forward(np.zeros((2, 3)), [[0], [1, 2]])
+
+
+def test_token_ids_are_checked_with_one_read_of_their_range(backend, monkeypatch):
+    """``as_tokens`` brings the smallest and largest id to the host together, once."""
+    from xplayers.book2 import _common
+
+    reads: list[tuple[int, ...]] = []
+    real = _common.to_numpy
+
+    def counting(x: Any) -> Any:
+        reads.append(tuple(x.shape))
+        return real(x)
+
+    monkeypatch.setattr(_common, "to_numpy", counting)
+    W = backend.asarray(np.zeros((5, 2)))
+    layer = TimeEmbedding(W)
+    layer.forward(backend.asarray(np.array([[0, 4], [2, 1]])))
+    if backend.name == "dask":  # lazy ids are not read (nor checked)
+        assert reads == []
+        return
+    assert reads == [(2,)]
+    with pytest.raises(LayerInputError, match="id 5"):
+        layer.forward(backend.asarray(np.array([[0, 5]])))

@@ -114,3 +114,22 @@ def test_update_refuses_lists_of_different_lengths() -> None:
 def test_constructor_refuses_a_bad_rate() -> None:
     with pytest.raises(LayerInputError, match=r"Adam.*beta1"):
         Adam(beta1=1.5)
+
+
+def test_sgd_update_is_fused_where_the_backend_fuses_it(backend, monkeypatch) -> None:
+    """SGD calls ``subtract_scaled_`` (torch's ``add_``) and writes into the held array."""
+    import xplayers.book2.optimizer as optimizer
+
+    calls: list[float] = []
+    real = optimizer.subtract_scaled_
+
+    def counting(p: Any, g: Any, lr: float) -> bool:
+        calls.append(lr)
+        return bool(real(p, g, lr))
+
+    monkeypatch.setattr(optimizer, "subtract_scaled_", counting)
+    p = backend.asarray(np.ones((3, 2)))
+    params = [p]
+    SGD(lr=0.5).update(params, [backend.asarray(np.full((3, 2), 2.0))])
+    assert calls == [0.5]
+    np.testing.assert_array_equal(backend.to_numpy(params[0]), np.zeros((3, 2)))

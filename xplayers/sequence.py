@@ -48,6 +48,7 @@ from xplayers.functional import (
 
 __all__ = [
     "SCATTER_CHUNK",
+    "at_labels",
     "embedding",
     "embedding_backward",
     "embedding_dot",
@@ -56,6 +57,7 @@ __all__ = [
     "gru_backward",
     "lstm",
     "lstm_backward",
+    "lstm_through_time_backward",
     "matmul",
     "matmul_backward",
     "negative_sampling_loss",
@@ -66,6 +68,7 @@ __all__ = [
     "sigmoid_cross_entropy",
     "sigmoid_cross_entropy_backward",
     "softmax_backward",
+    "softmax_label_gradient",
     "time_affine",
     "time_affine_backward",
     "time_gru",
@@ -169,7 +172,9 @@ def time_softmax_cross_entropy(xs: Any, ts: Any, /, ignore_label: int = -1) -> t
     where ``M`` is the number of labels not equal to `ignore_label` (the
     book's ``mask.sum()``; the book divides by 0 when every label is
     ignored, here the loss is then 0). Computed through
-    :func:`~xplayers.functional.log_softmax`, without the book's ``1e-7``.
+    :func:`~xplayers.functional.log_softmax`, without the book's ``1e-7``;
+    the labels' entries are picked with :func:`at_labels`, and the
+    backward is one :func:`softmax_label_gradient`.
 
     Parameters
     ----------
@@ -188,20 +193,66 @@ def time_softmax_cross_entropy(xs: Any, ts: Any, /, ignore_label: int = -1) -> t
     x2 = xp.reshape(xs, (n * t, v))
     t1 = xp.reshape(ts, (n * t,))
     logp = log_softmax(x2)
-    hot = one_hot(t1, v, dtype=xs.dtype)  # all-zero rows for ignored (negative) labels
     mask = xp.astype(t1 != ignore_label, xs.dtype)
     count = xp.maximum(xp.sum(mask), 1.0)
-    picked = xp.sum(xp.where(hot != 0, logp, 0.0), axis=1)
-    loss = -xp.sum(picked * mask) / count
-    return loss, (xp.exp(logp), hot, mask, count, (n, t, v))
+    loss = -xp.sum(at_labels(logp, t1) * mask) / count
+    return loss, (xp.exp(logp), t1, mask, count, (n, t, v))
 
 
 def time_softmax_cross_entropy_backward(cache: Cache, dout: Any = 1.0, /) -> Any:
     r"""Gradient of :func:`time_softmax_cross_entropy`: :math:`(y - t)\,dout\,m / M`."""
-    y, hot, mask, count, shape = cache
+    y, t1, mask, count, shape = cache
     xp = namespace(y)
-    dx = (y - hot) * xp.expand_dims(mask * (dout / count), axis=1)
-    return xp.reshape(dx, shape)
+    return xp.reshape(softmax_label_gradient(y, t1, mask * (dout / count)), shape)
+
+
+@kernel
+def at_labels(x: Any, t: Any, /) -> Any:
+    """The entry of each row of `x` ``(M, C)`` at its label: ``x[m, t[m]]``, shape ``(M,)``.
+
+    Rows whose label lies outside ``[0, C)`` (an ignored ``-1``) give 0.
+    The generic form compares the labels with the class numbers (no
+    indexing by data), so it runs on every backend; the library kernels
+    gather.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import at_labels
+    >>> at_labels(xp.asarray([[1.0, 2.0], [3.0, 4.0]]), xp.asarray([1, -1]))
+    Array([2., 0.], dtype=array_api_strict.float64)
+    """
+    xp = namespace(x)
+    hot = one_hot(t, int(x.shape[1]), dtype=xp.bool)
+    return xp.sum(xp.where(hot, x, 0.0), axis=1)
+
+
+@kernel
+def softmax_label_gradient(y: Any, t: Any, weight: Any, /) -> Any:
+    r"""Rows of softmax probabilities minus their one-hot labels, scaled: :math:`(y - t)\,w`.
+
+    ``out[m] = (y[m] - onehot(t[m])) * weight[m]``; a label outside
+    ``[0, C)`` has an all-zero one-hot row. The gradient of a softmax
+    cross-entropy whose row ``m`` counts `weight[m]`.
+
+    Parameters
+    ----------
+    y : array, shape (M, C)
+    t : integer array, shape (M,)
+    weight : array, shape (M,)
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xplayers.sequence import softmax_label_gradient
+    >>> y = xp.asarray([[0.25, 0.75], [0.5, 0.5]])
+    >>> softmax_label_gradient(y, xp.asarray([1, -1]), xp.asarray([2.0, 1.0]))
+    Array([[ 0.5, -0.5],
+           [ 0.5,  0.5]], dtype=array_api_strict.float64)
+    """
+    xp = namespace(y)
+    hot = one_hot(t, int(y.shape[1]), dtype=y.dtype)
+    return (y - hot) * xp.expand_dims(weight, axis=1)
 
 
 # --------------------------------------------------------------------------- embedding
@@ -313,6 +364,11 @@ def rnn(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, /) -> tuple[Any, Cache]:
     return h_next, (Wx, Wh, x, h_prev, h_next)
 
 
+def _rnn_cell_backward(h_next: Any, dh_next: Any) -> Any:
+    r"""The gradient of the RNN's pre-activation: :math:`dt = dh' \odot (1 - h'^2)`."""
+    return dh_next * (1.0 - h_next * h_next)
+
+
 def rnn_backward(cache: Cache, dh_next: Any, /) -> tuple[Any, Any, tuple[Any, Any, Any]]:
     r"""Gradients of :func:`rnn`.
 
@@ -326,11 +382,34 @@ def rnn_backward(cache: Cache, dh_next: Any, /) -> tuple[Any, Any, tuple[Any, An
     """
     Wx, Wh, x, h_prev, h_next = cache
     xp = namespace(dh_next)
-    dt = dh_next * (1.0 - h_next * h_next)
+    dt = _rnn_cell_backward(h_next, dh_next)
     return dt @ Wx.T, dt @ Wh.T, (x.T @ dt, h_prev.T @ dt, xp.sum(dt, axis=0))
 
 
 # --------------------------------------------------------------------------- LSTM
+
+
+def _lstm_cell(A: Any, c_prev: Any, xp: ModuleType) -> tuple[Any, Any, Cache]:
+    """The LSTM's gates from the pre-activation `A` ``(N, 4H)``: ``(h', c', gate cache)``."""
+    H = int(A.shape[1]) // 4
+    f = sigmoid(A[:, :H])
+    g = xp.tanh(A[:, H : 2 * H])
+    i = sigmoid(A[:, 2 * H : 3 * H])
+    o = sigmoid(A[:, 3 * H :])
+    c_next = f * c_prev + g * i
+    tc = xp.tanh(c_next)
+    return o * tc, c_next, (c_prev, f, g, i, o, tc)
+
+
+def _lstm_cell_backward(gates: Cache, dh_next: Any, dc_next: Any, xp: ModuleType) -> Any:
+    """``(dA, dc_prev)``: the gradients of the pre-activation and of the cell state."""
+    c_prev, f, g, i, o, tc = gates
+    ds = dc_next + dh_next * o * (1.0 - tc * tc)
+    df = sigmoid_backward(ds * c_prev, f)
+    dg = ds * i * (1.0 - g * g)
+    di = sigmoid_backward(ds * g, i)
+    do = sigmoid_backward(dh_next * tc, o)
+    return xp.concat((df, dg, di, do), axis=1), ds * f
 
 
 def lstm(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, c_prev: Any, /) -> tuple[Any, Any, Cache]:
@@ -346,16 +425,8 @@ def lstm(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, c_prev: Any, /) -> tuple
     (h_next, c_next, cache)
     """
     xp = namespace(x)
-    H = int(Wh.shape[0])
-    A = x @ Wx + h_prev @ Wh + b
-    f = sigmoid(A[:, :H])
-    g = xp.tanh(A[:, H : 2 * H])
-    i = sigmoid(A[:, 2 * H : 3 * H])
-    o = sigmoid(A[:, 3 * H :])
-    c_next = f * c_prev + g * i
-    tc = xp.tanh(c_next)
-    h_next = o * tc
-    return h_next, c_next, (Wx, Wh, x, h_prev, c_prev, f, g, i, o, tc)
+    h_next, c_next, gates = _lstm_cell(x @ Wx + h_prev @ Wh + b, c_prev, xp)
+    return h_next, c_next, (Wx, Wh, x, h_prev, *gates)
 
 
 def lstm_backward(
@@ -373,20 +444,45 @@ def lstm_backward(
     -------
     (dx, dh_prev, dc_prev, (dWx, dWh, db))
     """
-    Wx, Wh, x, h_prev, c_prev, f, g, i, o, tc = cache
+    Wx, Wh, x, h_prev, *gates = cache
     xp = namespace(dh_next)
-    ds = dc_next + dh_next * o * (1.0 - tc * tc)
-    dc_prev = ds * f
-    df = sigmoid_backward(ds * c_prev, f)
-    dg = ds * i * (1.0 - g * g)
-    di = sigmoid_backward(ds * g, i)
-    do = sigmoid_backward(dh_next * tc, o)
-    dA = xp.concat((df, dg, di, do), axis=1)
+    dA, dc_prev = _lstm_cell_backward(tuple(gates), dh_next, dc_next, xp)
     grads = (x.T @ dA, h_prev.T @ dA, xp.sum(dA, axis=0))
     return dA @ Wx.T, dA @ Wh.T, dc_prev, grads
 
 
 # --------------------------------------------------------------------------- GRU
+
+
+def _gru_cell(ax: Any, Wh: Any, h_prev: Any, xp: ModuleType) -> tuple[Any, Cache]:
+    """The GRU step from the input part ``ax = x W_x + b`` ``(N, 3H)``: ``(h', cache)``."""
+    H = int(Wh.shape[0])
+    ah = h_prev @ Wh[:, : 2 * H]
+    z = sigmoid(ax[:, :H] + ah[:, :H])
+    r = sigmoid(ax[:, H : 2 * H] + ah[:, H:])
+    rh = r * h_prev
+    hh = xp.tanh(ax[:, 2 * H :] + rh @ Wh[:, 2 * H :])
+    return h_prev + z * (hh - h_prev), (h_prev, z, r, rh, hh)
+
+
+def _gru_cell_backward(Wh: Any, cell: Cache, dh_next: Any, xp: ModuleType) -> tuple[Any, Any]:
+    """``(dA, dh_prev)``, ``dA = [da_z, da_r, da_h]`` the gradient of ``x W_x + b``."""
+    h_prev, z, r, _, hh = cell
+    H = int(Wh.shape[0])
+    dah = dh_next * z * (1.0 - hh * hh)
+    drh = dah @ Wh[:, 2 * H :].T
+    daz = sigmoid_backward(dh_next * (hh - h_prev), z)
+    dar = sigmoid_backward(drh * h_prev, r)
+    dzr = xp.concat((daz, dar), axis=1)
+    dh_prev = dh_next * (1.0 - z) + drh * r + dzr @ Wh[:, : 2 * H].T
+    return xp.concat((dzr, dah), axis=1), dh_prev
+
+
+def _gru_hidden_grad(h_prev: Any, rh: Any, dA: Any) -> Any:
+    """``dW_h = [h^T da_z, h^T da_r, (r h)^T da_h]`` from ``dA = [da_z, da_r, da_h]``."""
+    xp = namespace(dA)
+    H2 = 2 * int(h_prev.shape[1])
+    return xp.concat((h_prev.T @ dA[:, :H2], rh.T @ dA[:, H2:]), axis=1)
 
 
 def gru(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, /) -> tuple[Any, Cache]:
@@ -408,15 +504,8 @@ def gru(Wx: Any, Wh: Any, b: Any, x: Any, h_prev: Any, /) -> tuple[Any, Cache]:
     (h_next, cache)
     """
     xp = namespace(x)
-    H = int(Wh.shape[0])
-    ax = x @ Wx + b
-    ah = h_prev @ Wh[:, : 2 * H]
-    z = sigmoid(ax[:, :H] + ah[:, :H])
-    r = sigmoid(ax[:, H : 2 * H] + ah[:, H:])
-    rh = r * h_prev
-    hh = xp.tanh(ax[:, 2 * H :] + rh @ Wh[:, 2 * H :])
-    h_next = h_prev + z * (hh - h_prev)
-    return h_next, (Wx, Wh, x, h_prev, z, r, rh, hh)
+    h_next, cell = _gru_cell(x @ Wx + b, Wh, h_prev, xp)
+    return h_next, (Wx, Wh, x, *cell)
 
 
 def gru_backward(cache: Cache, dh_next: Any, /) -> tuple[Any, Any, tuple[Any, Any, Any]]:
@@ -435,21 +524,21 @@ def gru_backward(cache: Cache, dh_next: Any, /) -> tuple[Any, Any, tuple[Any, An
     -------
     (dx, dh_prev, (dWx, dWh, db))
     """
-    Wx, Wh, x, h_prev, z, r, rh, hh = cache
+    Wx, Wh, x, *cell = cache
     xp = namespace(dh_next)
-    H = int(Wh.shape[0])
-    dah = dh_next * z * (1.0 - hh * hh)
-    drh = dah @ Wh[:, 2 * H :].T
-    daz = sigmoid_backward(dh_next * (hh - h_prev), z)
-    dar = sigmoid_backward(drh * h_prev, r)
-    dzr = xp.concat((daz, dar), axis=1)
-    dA = xp.concat((dzr, dah), axis=1)
-    dh_prev = dh_next * (1.0 - z) + drh * r + dzr @ Wh[:, : 2 * H].T
-    dWh = xp.concat((h_prev.T @ dzr, rh.T @ dah), axis=1)
-    return dA @ Wx.T, dh_prev, (x.T @ dA, dWh, xp.sum(dA, axis=0))
+    dA, dh_prev = _gru_cell_backward(Wh, tuple(cell), dh_next, xp)
+    h_prev, rh = cell[0], cell[3]
+    return dA @ Wx.T, dh_prev, (x.T @ dA, _gru_hidden_grad(h_prev, rh, dA), xp.sum(dA, axis=0))
 
 
 # --------------------------------------------------------------------------- over time
+#
+# Over T steps the input's part of every pre-activation, ``x_t W_x + b``, is one
+# matrix product of all N*T rows before the recurrence, and the weight
+# gradients are one product each after it, from the pre-activation gradients
+# of all steps stacked: ``dW_x = X^T dA`` instead of T products of N rows
+# summed (the book's per-step layers), the same sums in another order. Only
+# the products with W_h stay inside the loop.
 
 
 def _zeros_state(xs: Any, H: int, like: Any) -> Any:
@@ -457,22 +546,60 @@ def _zeros_state(xs: Any, H: int, like: Any) -> Any:
     return xp.zeros((int(xs.shape[0]), H), dtype=like.dtype, device=device(like))
 
 
+def _zeros_step(dhs: Any) -> Any:
+    """Zeros of one step of `dhs` ``(N, T, H)``: ``(N, H)``."""
+    return namespace(dhs).zeros_like(dhs[:, 0, :])
+
+
+def _rows(x: Any) -> Any:
+    """``(N, T, D)`` as ``(N*T, D)``."""
+    n, t, d = (int(s) for s in x.shape)
+    return namespace(x).reshape(x, (n * t, d))
+
+
+def _input_part(Wx: Any, b: Any, xs: Any) -> Any:
+    """``xs @ Wx + b`` for all ``N*T`` rows at once, shape ``(N, T, G*H)``."""
+    n, t = int(xs.shape[0]), int(xs.shape[1])
+    return namespace(xs).reshape(affine(_rows(xs), Wx, b), (n, t, int(Wx.shape[1])))
+
+
+def _previous(h0: Any, hs: Any) -> Any:
+    """The state before each step, ``[h0, hs[:, 0], ..., hs[:, T-2]]``, as ``(N*T, H)`` rows."""
+    xp = namespace(hs)
+    t = int(hs.shape[1])
+    prev = xp.concat((xp.expand_dims(h0, axis=1), hs[:, : t - 1, :]), axis=1)
+    return _rows(prev)
+
+
+def _input_grads(Wx: Any, xs: Any, dA: list[Any]) -> tuple[Any, Any, Any, Any]:
+    """``(dxs, dWx, db, rows of dA)`` from the T pre-activation gradients `dA`, each ``(N, G)``.
+
+    The T steps' gradients are stacked into ``N*T`` rows: one product each
+    for ``dxs`` and ``dWx``, one sum for ``db``.
+    """
+    xp = namespace(xs)
+    n, t, d = (int(s) for s in xs.shape)
+    rows = _rows(xp.stack(dA, axis=1))
+    dx, dWx, db = affine_backward(rows, _rows(xs), Wx)
+    return xp.reshape(dx, (n, t, d)), dWx, db, rows
+
+
 def time_rnn(Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, /) -> tuple[Any, Cache, Any]:
     """:func:`rnn` over the ``T`` steps of `xs` ``(N, T, D)`` from state `h` (zeros when None).
 
     Returns
     -------
-    (hs, cache, h_last) : hidden states ``(N, T, H)``, the per-step caches, the last state
+    (hs, cache, h_last) : hidden states ``(N, T, H)``, what the backward needs, the last state
     """
     xp = namespace(xs)
-    if h is None:
-        h = _zeros_state(xs, int(Wh.shape[0]), Wh)
-    hs, caches = [], []
+    h0 = _zeros_state(xs, int(Wh.shape[0]), Wh) if h is None else h
+    xw = _input_part(Wx, b, xs)
+    h, hs = h0, []
     for t in range(int(xs.shape[1])):
-        h, c = rnn(Wx, Wh, b, xs[:, t, :], h)
+        h = xp.tanh(xw[:, t, :] + h @ Wh)
         hs.append(h)
-        caches.append(c)
-    return xp.stack(hs, axis=1), tuple(caches), h
+    out = xp.stack(hs, axis=1)
+    return out, (Wx, Wh, xs, h0, out), h
 
 
 def time_rnn_backward(
@@ -486,14 +613,28 @@ def time_rnn_backward(
     -------
     (dxs, dh0, (dWx, dWh, db)) : ``dh0`` is the gradient of the initial state (the book's ``dh``)
     """
-    dxs, dh0, grads = _through_time(rnn_backward, cache, dhs, (dh,))
-    return dxs, dh0, grads
+    Wx, Wh, xs, h0, hs = cache
+    dh = _zeros_step(dhs) if dh is None else dh
+    dts = []
+    for t in reversed(range(int(dhs.shape[1]))):
+        dt = _rnn_cell_backward(hs[:, t, :], dhs[:, t, :] + dh)
+        dh = dt @ Wh.T
+        dts.append(dt)
+    dts.reverse()
+    dxs, dWx, db, dA = _input_grads(Wx, xs, dts)
+    return dxs, dh, (dWx, _previous(h0, hs).T @ dA, db)
 
 
+@kernel
 def time_lstm(
     Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, c: Any = None, /
 ) -> tuple[Any, Cache, tuple[Any, Any]]:
     """:func:`lstm` over the ``T`` steps of `xs` ``(N, T, D)``; states zero when None.
+
+    A kernel: a library with its own LSTM over a sequence runs it (torch on
+    the CPU: ``torch.lstm`` with the gates reordered to its i, f, g, o, the
+    cache then holding its autograd graph, which
+    :func:`time_lstm_backward` runs).
 
     Returns
     -------
@@ -501,14 +642,16 @@ def time_lstm(
     """
     xp = namespace(xs)
     H = int(Wh.shape[0])
-    h = _zeros_state(xs, H, Wh) if h is None else h
+    h0 = _zeros_state(xs, H, Wh) if h is None else h
     c = _zeros_state(xs, H, Wh) if c is None else c
-    hs, caches = [], []
+    xw = _input_part(Wx, b, xs)
+    h, hs, gates = h0, [], []
     for t in range(int(xs.shape[1])):
-        h, c, k = lstm(Wx, Wh, b, xs[:, t, :], h, c)
+        h, c, k = _lstm_cell(xw[:, t, :] + h @ Wh, c, xp)
         hs.append(h)
-        caches.append(k)
-    return xp.stack(hs, axis=1), tuple(caches), (h, c)
+        gates.append(k)
+    out = xp.stack(hs, axis=1)
+    return out, (Wx, Wh, xs, h0, out, tuple(gates)), (h, c)
 
 
 def time_lstm_backward(
@@ -520,52 +663,57 @@ def time_lstm_backward(
     -------
     (dxs, (dh0, dc0), (dWx, dWh, db))
     """
-    dxs, carried, grads = _through_time(lstm_backward, cache, dhs, (dh, dc))
-    return dxs, carried, grads
+    return lstm_through_time_backward(dhs, cache, dh, dc)
+
+
+@kernel
+def lstm_through_time_backward(
+    dhs: Any, cache: Cache, dh: Any = None, dc: Any = None, /
+) -> tuple[Any, tuple[Any, Any], tuple[Any, Any, Any]]:
+    """:func:`time_lstm_backward`, a kernel chosen by `dhs` (a library's cache goes to its own)."""
+    Wx, Wh, xs, h0, hs, gates = cache
+    xp = namespace(dhs)
+    dh = _zeros_step(dhs) if dh is None else dh
+    dc = _zeros_step(dhs) if dc is None else dc
+    dAs = []
+    for t in reversed(range(int(dhs.shape[1]))):
+        dA, dc = _lstm_cell_backward(gates[t], dhs[:, t, :] + dh, dc, xp)
+        dh = dA @ Wh.T
+        dAs.append(dA)
+    dAs.reverse()
+    dxs, dWx, db, dA2 = _input_grads(Wx, xs, dAs)
+    return dxs, (dh, dc), (dWx, _previous(h0, hs).T @ dA2, db)
 
 
 def time_gru(Wx: Any, Wh: Any, b: Any, xs: Any, h: Any = None, /) -> tuple[Any, Cache, Any]:
     """:func:`gru` over the ``T`` steps of `xs`; as :func:`time_rnn`."""
     xp = namespace(xs)
-    if h is None:
-        h = _zeros_state(xs, int(Wh.shape[0]), Wh)
-    hs, caches = [], []
+    h0 = _zeros_state(xs, int(Wh.shape[0]), Wh) if h is None else h
+    ax = _input_part(Wx, b, xs)
+    h, hs, cells = h0, [], []
     for t in range(int(xs.shape[1])):
-        h, c = gru(Wx, Wh, b, xs[:, t, :], h)
+        h, k = _gru_cell(ax[:, t, :], Wh, h, xp)
         hs.append(h)
-        caches.append(c)
-    return xp.stack(hs, axis=1), tuple(caches), h
+        cells.append(k)
+    return xp.stack(hs, axis=1), (Wx, Wh, xs, tuple(cells)), h
 
 
 def time_gru_backward(
     cache: Cache, dhs: Any, dh: Any = None, /
 ) -> tuple[Any, Any, tuple[Any, Any, Any]]:
     """Gradients of :func:`time_gru`; as :func:`time_rnn_backward`."""
-    dxs, dh0, grads = _through_time(gru_backward, cache, dhs, (dh,))
-    return dxs, dh0, grads
-
-
-def _through_time(step: Any, caches: Cache, dhs: Any, carried: tuple[Any, ...]) -> Any:
-    """Run a cell's backward from the last step to the first, summing the weight gradients.
-
-    `carried` holds the gradients flowing into the last step's states (None
-    for 0); the hidden-state gradient of each step is ``dhs[:, t] + carried[0]``.
-    Returns ``(dxs, carried gradients of the first states, summed grads)``;
-    one carried gradient is returned bare (RNN, GRU), several as a tuple.
-    """
+    Wx, Wh, xs, cells = cache
     xp = namespace(dhs)
-    zero = xp.zeros_like(dhs[:, 0, :])
-    state = tuple(zero if c is None else c for c in carried)
-    dxs: list[Any] = []
-    total: tuple[Any, ...] | None = None
+    dh = _zeros_step(dhs) if dh is None else dh
+    dAs = []
     for t in reversed(range(int(dhs.shape[1]))):
-        out = step(caches[t], dhs[:, t, :] + state[0], *state[1:])
-        dx, state, grads = out[0], tuple(out[1:-1]), out[-1]
-        dxs.append(dx)
-        total = grads if total is None else tuple(a + g for a, g in zip(total, grads, strict=True))
-    dxs.reverse()
-    first = state[0] if len(state) == 1 else state
-    return xp.stack(dxs, axis=1), first, total
+        dA, dh = _gru_cell_backward(Wh, cells[t], dhs[:, t, :] + dh, xp)
+        dAs.append(dA)
+    dAs.reverse()
+    dxs, dWx, db, dA2 = _input_grads(Wx, xs, dAs)
+    h_prev = _rows(xp.stack([k[0] for k in cells], axis=1))
+    rh = _rows(xp.stack([k[3] for k in cells], axis=1))
+    return dxs, dh, (dWx, _gru_hidden_grad(h_prev, rh, dA2), db)
 
 
 # --------------------------------------------------------------------------- time affine

@@ -422,3 +422,33 @@ def scatter_add(values: Array, indices: Array, num_rows: int, /) -> Any:
         runs = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
         out[ids[runs]] = np.add.reduceat(values[rows], runs, axis=0)
     return out
+
+
+def _label_rows(x: Array, t: Array) -> tuple[Array, Array] | None:
+    """``(rows, labels)`` of the rows of `x` whose label is in ``[0, C)``; None to defer."""
+    if x.ndim != 2 or t.ndim != 1 or t.dtype.kind not in "iu" or t.shape[0] != x.shape[0]:
+        return None
+    rows = np.flatnonzero((t >= 0) & (t < x.shape[1]))
+    return rows, t[rows]
+
+
+def at_labels(x: Array, t: Array, /) -> Any:
+    """``x[m, t[m]]`` by indexing (0 where the label is outside ``[0, C)``)."""
+    found = _label_rows(x, t)
+    if found is None:
+        return NotImplemented
+    rows, labels = found
+    out = np.zeros(x.shape[0], dtype=x.dtype)
+    out[rows] = x[rows, labels]
+    return out
+
+
+def softmax_label_gradient(y: Array, t: Array, weight: Array, /) -> Any:
+    """``y * weight[:, None]`` with ``weight`` subtracted at the label entries, no one-hot built."""
+    found = _label_rows(y, t)
+    if found is None or weight.shape != t.shape or weight.dtype != y.dtype:
+        return NotImplemented
+    rows, labels = found
+    out = y * weight[:, None]
+    out[rows, labels] -= weight[rows]
+    return out

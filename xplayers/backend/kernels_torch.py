@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -294,14 +294,136 @@ def scatter_add(values: Tensor, indices: Tensor, num_rows: int, /) -> Any:
     """
     if values.ndim != 2 or indices.ndim != 1 or indices.dtype not in _INTS:
         return NotImplemented
-    if (
-        _on_cpu(values)
-        and indices.numel()
-        and (int(indices.min()) < 0 or int(indices.max()) >= num_rows)
-    ):
-        return NotImplemented
+    if _on_cpu(values) and indices.numel():
+        low, high = torch.stack(torch.aminmax(indices)).tolist()  # one pass, one read
+        if low < 0 or high >= num_rows:
+            return NotImplemented
     out = torch.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
     return out.index_add_(0, indices.to(torch.int64), values)
+
+
+def _label_index(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(valid, index)``: labels in ``[0, C)``, and the labels with the others set to 0."""
+    if x.ndim != 2 or t.ndim != 1 or t.dtype not in _INTS or t.shape[0] != x.shape[0]:
+        return None
+    if x.shape[1] == 0 or x.dtype not in _FLOATS or t.device != x.device:
+        return None
+    valid = (t >= 0) & (t < x.shape[1])
+    return valid, torch.where(valid, t, 0).long().view(-1, 1)
+
+
+def at_labels(x: Tensor, t: Tensor, /) -> Any:
+    """``x[m, t[m]]`` as one ``gather``; labels outside ``[0, C)`` read column 0 and give 0.
+
+    Nothing is read on the host, and no label indexes outside the row.
+    """
+    found = _label_index(x, t)
+    if found is None:
+        return NotImplemented
+    valid, index = found
+    return torch.where(valid, torch.gather(x, 1, index).view(-1), 0.0)
+
+
+def softmax_label_gradient(y: Tensor, t: Tensor, weight: Tensor, /) -> Any:
+    """``y * weight[:, None]``, then ``-weight`` added at the labels with one ``scatter_add_``.
+
+    A label outside ``[0, C)`` adds 0 at column 0 (its one-hot row is zero).
+    """
+    found = _label_index(y, t)
+    if found is None or not isinstance(weight, torch.Tensor):
+        return NotImplemented
+    if weight.shape != t.shape or weight.dtype != y.dtype:
+        return NotImplemented
+    valid, index = found
+    out = torch.mul(y, weight.view(-1, 1))
+    return out.scatter_add_(1, index, torch.where(valid, -weight, 0.0).view(-1, 1))
+
+
+# --------------------------------------------------------------------------- LSTM over time
+
+
+class LstmGraph(NamedTuple):
+    """What the native :func:`time_lstm` keeps: its autograd graph's outputs and leaves."""
+
+    outputs: tuple[Tensor, Tensor, Tensor]  # hs (N, T, H), h_last (1, N, H), c_last (1, N, H)
+    leaves: tuple[Tensor, ...]  # xs, h0, c0, Wx, Wh, b
+
+
+def _torch_gates(w: Tensor) -> Tensor:
+    """Gate blocks along the last axis from the book's f, g, i, o to torch's i, f, g, o.
+
+    One ``index_select`` of the four blocks, whose backward is one ``index_add``.
+    """
+    H = w.shape[-1] // 4
+    order = torch.tensor([2, 0, 1, 3], device=w.device)
+    blocks = w.reshape(*w.shape[:-1], 4, H)
+    return blocks.index_select(w.ndim - 1, order).reshape(w.shape)
+
+
+def _native_lstm(Wx: Tensor, Wh: Tensor, b: Tensor, xs: Tensor, *states: Tensor | None) -> bool:
+    """Whether ``torch.lstm`` takes these arrays: CPU float tensors of one dtype, no autograd."""
+    arrays = (Wx, Wh, b, xs, *(s for s in states if s is not None))
+    if not all(isinstance(a, torch.Tensor) for a in arrays) or torch.is_inference_mode_enabled():
+        return False
+    H = Wh.shape[0] if Wh.ndim == 2 else -1
+    return (
+        xs.ndim == 3
+        and xs.shape[1] > 0
+        and Wx.shape == (xs.shape[2], 4 * H)
+        and Wh.shape == (H, 4 * H)
+        and b.shape == (4 * H,)
+        and all(s is None or s.shape == (xs.shape[0], H) for s in states)
+        and _floats(*arrays)
+        and all(a.device.type == "cpu" and not a.requires_grad for a in arrays)
+    )
+
+
+def time_lstm(
+    Wx: Tensor, Wh: Tensor, b: Tensor, xs: Tensor, h: Any = None, c: Any = None, /
+) -> Any:
+    """The book's LSTM over time as one ``torch.lstm`` (oneDNN's on the CPU), gates reordered.
+
+    The weights enter as leaves of an autograd graph, reordered and
+    transposed into ``nn.LSTM``'s layout inside it, so the backward
+    (:func:`lstm_through_time_backward`) gives their gradients in the
+    book's layout. The second bias is zero. On the CPU only: a GPU keeps
+    the generic loop (cuDNN wants weights in one flat buffer).
+    """
+    if not _native_lstm(Wx, Wh, b, xs, h, c):
+        return NotImplemented
+    zeros = xs.new_zeros((xs.shape[0], Wh.shape[0]))
+    h, c = (zeros if s is None else s for s in (h, c))
+    leaves = tuple(a.detach().requires_grad_() for a in (xs, h, c, Wx, Wh, b))
+    x_, h_, c_, wx, wh, bb = leaves
+    with torch.enable_grad():
+        weights = [
+            _torch_gates(wx).T.contiguous(),
+            _torch_gates(wh).T.contiguous(),
+            _torch_gates(bb),
+            torch.zeros_like(bb),
+        ]
+        hs, hn, cn = torch.lstm(x_, (h_[None], c_[None]), weights, True, 1, 0.0, True, False, True)
+    graph = LstmGraph((hs, hn, cn), leaves)
+    return hs.detach(), graph, (hn[0].detach(), cn[0].detach())
+
+
+def lstm_through_time_backward(
+    dhs: Tensor, cache: Any, dh: Tensor | None = None, dc: Tensor | None = None, /
+) -> Any:
+    """Gradients of the native :func:`time_lstm` from its graph (kept for another backward)."""
+    if not isinstance(cache, LstmGraph):
+        return NotImplemented
+    hs, hn, cn = cache.outputs
+    outputs, grads = [hs], [dhs.to(hs.dtype)]
+    for out, g in ((hn, dh), (cn, dc)):
+        if g is not None:
+            outputs.append(out)
+            grads.append(g.to(hs.dtype)[None])
+    with torch.enable_grad():
+        dxs, dh0, dc0, dWx, dWh, db = torch.autograd.grad(
+            outputs, cache.leaves, grads, retain_graph=True
+        )
+    return dxs, (dh0, dc0), (dWx, dWh, db)
 
 
 # --------------------------------------------------------------------------- convolution

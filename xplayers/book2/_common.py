@@ -45,6 +45,7 @@ from xplayers.backend import (
     is_lazy,
     namespace,
     to_backend,
+    to_numpy,
 )
 from xplayers.errors import LayerStateError
 
@@ -250,10 +251,16 @@ def deferred_id_checks() -> Iterator[list[IdCheck]]:
         _DEFERRED = outer
 
 
+def _id_range(idx: Any, xp: Any) -> tuple[int, int]:
+    """The smallest and largest id, read from the device together (one synchronisation)."""
+    lo, hi = to_numpy(xp.stack((xp.min(idx), xp.max(idx)))).tolist()
+    return int(lo), int(hi)
+
+
 def check_ids(where: str, arg: str, idx: Any, num_rows: int, ignore_label: int | None) -> None:
     """Refuse ids outside ``[0, num_rows)`` (`ignore_label` allowed when given); reads values."""
     xp = namespace(idx)
-    lo, hi = int(xp.min(idx)), int(xp.max(idx))
+    lo, hi = _id_range(idx, xp)
     allowed = "" if ignore_label is None else f" or {ignore_label} (ignore_label)"
     if hi >= num_rows or (lo < 0 and lo != ignore_label):
         bad = hi if hi >= num_rows else lo

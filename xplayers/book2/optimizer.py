@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from xplayers._validation import fail, number_in, positive_number
 from xplayers.backend import namespace
 from xplayers.book2._common import store, zeros_like_all
+from xplayers.functional import subtract_scaled_
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop"]
 
@@ -84,10 +85,22 @@ class _Rule:
 
 
 class SGD(_Rule):
-    """Stochastic gradient descent: ``param -= lr * grad``."""
+    """Stochastic gradient descent: ``param -= lr * grad``.
+
+    Where the backend fuses the update (:func:`~xplayers.functional.subtract_scaled_`:
+    torch's ``add_``, NumPy's in-place subtraction) ``update`` writes it into
+    the parameter without the intermediate arrays; elsewhere it applies
+    ``rule``. The layers holding the parameter see the new values either way.
+    """
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = positive_number("SGD", "lr", lr)
+
+    def update(self, params: list[Any], grads: list[Any]) -> None:
+        """Update every ``params[i]`` from ``grads[i]``, fused where the backend allows."""
+        for i in _pairs("SGD.update", params, grads):
+            if not subtract_scaled_(params[i], grads[i], self.lr):
+                store(params, i, self.rule(params[i], grads[i], (), lr=self.lr)[0])
 
     @staticmethod
     def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
