@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -19,8 +20,6 @@ from xplayers.errors import BackendSelectionError
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    import os
-
     full = {**os.environ, "XPLAYERS_BACKEND": "", **env}
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=full, check=False
@@ -616,3 +615,21 @@ def test_reading_waits_for_device_arrays_only(backend):
     expected = backend.name == "jax" or on_gpu
     assert reading_waits(x) is expected
     assert reading_waits(np.ones(3)) is False
+
+
+def test_reversed_host_views_move_to_every_backend(backend):
+    """``x[:, ::-1]`` (the book's reversed questions) has a negative stride: copied, not aborted.
+
+    In a subprocess: torch's ``from_dlpack`` ends the process on such a view.
+    """
+    code = (
+        "import numpy as np, xplayers as xpl; x = np.arange(6).reshape(2, 3)[:, ::-1]; "
+        f"y = xpl.to_backend(x, {backend.name!r}); "
+        "assert xpl.to_numpy(y).tolist() == [[2, 1, 0], [5, 4, 3]]; print('ok')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(  # noqa: PLW1510 (the return code is asserted with the output)
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

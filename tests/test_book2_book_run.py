@@ -1,6 +1,7 @@
 """The book's chapter 5-6 training scripts, shortened, run with the book's code and with xplayers.
 
-The pattern of ``ch05/train.py`` and ``ch06/train_rnnlm.py``: seed the
+The pattern of ``ch05/train.py``, ``ch06/train_rnnlm.py`` and
+``ch06/train_better_rnnlm.py``: seed the
 global NumPy generator, build the model, train it with ``RnnlmTrainer``
 and ``SGD`` (clipping in chapter 6), report the perplexity. Both run on
 the same grammar corpus (:mod:`xplayers.book2.datasets.grammar`), the
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xplayers.book2 import SGD, Rnnlm, RnnlmTrainer, SimpleRnnlm, eval_perplexity
+from xplayers.book2 import SGD, BetterRnnlm, Rnnlm, RnnlmTrainer, SimpleRnnlm, eval_perplexity
 from xplayers.book2.datasets import grammar
 
 BOOK = Path("/work/.mirror/oreilly-japan+deep-learning-from-scratch-2/repo")
@@ -61,7 +62,12 @@ def book_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     ("module", "cls", "lr", "max_grad"),
-    [("ch05.simple_rnnlm", "SimpleRnnlm", 1.0, None), ("ch06.rnnlm", "Rnnlm", 20.0, 0.25)],
+    [
+        ("ch05.simple_rnnlm", "SimpleRnnlm", 1.0, None),
+        ("ch06.rnnlm", "Rnnlm", 20.0, 0.25),
+        # the same weights and dropout masks: both drawn from the global generator
+        ("ch06.better_rnnlm", "BetterRnnlm", 20.0, 0.25),
+    ],
 )
 def test_book_and_xplayers_reach_the_same_perplexity(
     book_root, tmp_path, module, cls, lr, max_grad
@@ -95,10 +101,13 @@ def test_book_and_xplayers_reach_the_same_perplexity(
     book_ppl = float(run.stdout.rsplit("PPL", 1)[1])
 
     np.random.seed(0)  # noqa: NPY002 - the book's global generator
-    model = (SimpleRnnlm if cls == "SimpleRnnlm" else Rnnlm)(len(word_to_id), 16, 16)
+    model = {"SimpleRnnlm": SimpleRnnlm, "Rnnlm": Rnnlm, "BetterRnnlm": BetterRnnlm}[cls](
+        len(word_to_id), 16, 16
+    )
     trainer = RnnlmTrainer(model, SGD(lr))
     trainer.fit(train[:-1], train[1:], epochs, 10, 10, max_grad=max_grad, eval_interval=1000)
     model.reset_state()
     ours = eval_perplexity(model, valid, 10, 10)
     assert ours < len(word_to_id) / 2  # it learned something
+    print(f"{cls}: book {book_ppl:.3f}, xplayers {ours:.3f}")
     assert ours == pytest.approx(book_ppl, rel=0.02)

@@ -71,6 +71,8 @@ OTHER_BOOK_NAMES += ["AttentionEncoder", "AttentionDecoder", "AttentionSeq2seq"]
 #: common/trainer.py, ch04/negative_sampling_layer.py and the word2vec models of chapters 3 and 4.
 OTHER_BOOK_NAMES += ["Trainer", "EmbeddingDot", "UnigramSampler", "NegativeSamplingLoss"]
 OTHER_BOOK_NAMES += ["SimpleCBOW", "SimpleSkipGram", "CBOW", "SkipGram"]
+#: common/np.py's np, which the book's time_layers.py passes on through its star import.
+OTHER_BOOK_NAMES += ["np"]
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
@@ -317,6 +319,23 @@ def test_time_dropout_is_inverted_and_seeded(backend):
     a.train_flg = False
     assert a.forward(xs) is xs
     np.testing.assert_array_equal(backend.to_numpy(a.backward(xs)), np.ones((2, 3, 50)))
+
+
+def test_unseeded_dropout_draws_the_books_masks_from_the_global_generator(backend):
+    """The book's ``np.random.rand(*x.shape) > ratio``: ``np.random.seed`` fixes the masks."""
+    xs = backend.asarray(np.ones((2, 3, 50), dtype=np.float32))
+    state = np.random.get_state()  # noqa: NPY002
+    try:
+        np.random.seed(7)  # noqa: NPY002
+        time_mask = backend.to_numpy(TimeDropout(0.3).forward(xs))
+        mask = backend.to_numpy(Dropout(0.4).forward(xs))
+        np.random.seed(7)  # noqa: NPY002
+        want_time = (np.random.rand(2, 3, 50) > 0.3).astype(np.float32) / np.float32(0.7)  # noqa: NPY002
+        want = (np.random.rand(2, 3, 50) > 0.4).astype(np.float32)  # noqa: NPY002
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    np.testing.assert_allclose(time_mask, want_time, rtol=1e-6)
+    np.testing.assert_array_equal(mask, want)
 
 
 def test_dropout_is_the_books_non_inverted_one():

@@ -371,3 +371,16 @@ def test_grammar_corpus_is_seeded_and_shares_its_vocabulary():
     assert not np.array_equal(a[:100], v[:100])
     assert i2w[int(a[np.flatnonzero(a == w2i["<eos>"])[0]])] == "<eos>"
     assert set(np.unique(a).tolist()) == set(range(grammar.VOCAB_SIZE))
+
+
+@pytest.mark.backends("dask")
+def test_carried_states_are_computed_after_each_dask_step(backend):
+    """The state a stateful LSTM hands to the next batch holds no task graph of earlier batches."""
+    corpus = np.arange(60) % V
+    model = Rnnlm(V, D, D, seed=0, dtype="float64")
+    trainer = RnnlmTrainer(model, SGD(lr=0.1))
+    trainer.fit(corpus[:-1], corpus[1:], 1, 2, 5, eval_interval=None)
+    lstm = model.lstm_layer
+    for state in (lstm.h, lstm.c):
+        assert backend.name == "dask"
+        assert len(dict(state.__dask_graph__())) == len(state.__dask_keys__())

@@ -50,7 +50,7 @@ import importlib
 import math
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import array_api_extra as xpx
 import numpy as np
@@ -650,12 +650,24 @@ def cross_entropy_backward(y: Any, t: Any, dout: Any = 1.0, /) -> Any:
 BATCH_NORM_EPS = 10e-7
 
 
-def dropout_mask(rng: np.random.Generator, like: Any, ratio: float) -> Any:
+class UniformSource(Protocol):
+    """A host generator of uniform floats in ``[0, 1)``: ``random(shape)``.
+
+    :class:`numpy.random.Generator` and :class:`numpy.random.RandomState` are
+    ones; so is ``xplayers.book2``'s stand-in for NumPy's global generator.
+    """
+
+    def random(self, size: Any) -> Any:
+        """``size``-shaped float64 uniform draws."""
+        ...
+
+
+def dropout_mask(rng: UniformSource, like: Any, ratio: float) -> Any:
     """Draw a keep-mask shaped like `like`: 1 where ``uniform > ratio``, else 0.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator or UniformSource
         The host generator; ``rng.random(shape)`` in float64 is drawn, so the
         same generator state gives the same mask on every backend.
     like : array

@@ -227,6 +227,16 @@ def to_numpy(x: Any) -> np.ndarray[Any, Any]:
     return out
 
 
+def _negative_strides(x: Any) -> bool:
+    """Whether `x` is a NumPy view that walks memory backwards (``a[:, ::-1]``).
+
+    Libraries need not take negative strides: torch's ``from_dlpack`` aborts
+    the process on them (a C++ error) and ``torch.asarray`` refuses them, so
+    such arrays are copied to contiguous memory before they are moved.
+    """
+    return isinstance(x, np.ndarray) and any(s < 0 for s in x.strides)
+
+
 def to_backend(x: Any, name: str | Backend, device: Any = None) -> Any:
     """Move array `x` to another backend and device.
 
@@ -262,6 +272,8 @@ def to_backend(x: Any, name: str | Backend, device: Any = None) -> Any:
         return target._create(to_numpy(x), None)
     if namespace(x) is target.xp and array_api_compat.device(x) == target.device:
         return x
+    if _negative_strides(x):
+        x = np.ascontiguousarray(x)
     source = record_of(x)
     dest = target.record
     key = source.host_key(x) if source is not None else None

@@ -47,6 +47,7 @@ The math is the pure functions of :mod:`xplayers.sequence` and
 
 from __future__ import annotations
 
+from xplayers.book2 import np
 from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (
     Affine,
@@ -172,6 +173,7 @@ __all__ = [
     "eval_perplexity",
     "eval_seq2seq",
     "most_similar",
+    "np",
     "ppmi",
     "preprocess",
     "to_cpu",

@@ -50,6 +50,8 @@ from xplayers.backend import (
 from xplayers.errors import LayerStateError
 
 __all__ = [
+    "GLOBAL_RANDOM",
+    "GlobalRandom",
     "IdCheck",
     "adopt",
     "as_tokens",
@@ -58,6 +60,7 @@ __all__ = [
     "check_time_input",
     "deferred_id_checks",
     "forwarded",
+    "mask_source",
     "on_layer_backend",
     "store",
     "transpose_source",
@@ -70,6 +73,30 @@ _MOVED: dict[tuple[int, str], Any] = {}
 _TRANSPOSES: dict[int, Any] = {}
 #: Array types that refuse item assignment (JAX): their gradients are replaced, not written.
 _IMMUTABLE: set[type] = set()
+
+
+class GlobalRandom:
+    """NumPy's global generator (``np.random.seed``) as a dropout mask source.
+
+    The book's ``Dropout`` and ``TimeDropout`` draw their masks with
+    ``np.random.rand(*x.shape) > dropout_ratio``: from the global generator,
+    at each forward. A layer made without a seed draws from here, the same
+    numbers in the same order, so a script that calls ``np.random.seed``
+    gets the book's masks (on every backend: they are drawn on the host).
+    """
+
+    def random(self, size: Any) -> Any:
+        """``np.random.random_sample(size)``, the draws of ``np.random.rand(*size)``."""
+        return np.random.random_sample(size)  # noqa: NPY002 - the book's global generator
+
+
+#: The one :class:`GlobalRandom`.
+GLOBAL_RANDOM = GlobalRandom()
+
+
+def mask_source(seed: Any) -> Any:
+    """The dropout masks' generator: the global one for None (the book's), else its own."""
+    return GLOBAL_RANDOM if seed is None else np.random.default_rng(seed)
 
 
 def adopt(where: str, arg: str, w: Any) -> Any:

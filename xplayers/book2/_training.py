@@ -361,18 +361,36 @@ def apply_gradients(
     before = list(params)
     optimizer.update(params, grads)
     if params and is_lazy(params[0]):
-        params = _materialized(params, optimizer, shared)
+        params = _materialized(params, optimizer, shared, _carried_states(model))
     shared.hand_back(before, params)
 
 
-def _materialized(params: list[Any], optimizer: Any, shared: SharedWeights) -> list[Any]:
-    """Lazy (Dask) weights, optimizer state and gradients computed now, in one run.
+def _carried_states(model: Any) -> list[tuple[Any, str]]:
+    """The lazy states a model's stateful layers carry to the next batch, as (layer, name)."""
+    return [
+        (layer, name)
+        for layer in getattr(model, "layers", [])
+        if getattr(layer, "stateful", False)
+        for name in ("h", "c")
+        if is_lazy(getattr(layer, name, None))
+    ]
+
+
+def _materialized(
+    params: list[Any],
+    optimizer: Any,
+    shared: SharedWeights,
+    carried: list[tuple[Any, str]],
+) -> list[Any]:
+    """Lazy (Dask) weights, optimizer state, gradients and carried states computed now, in one run.
 
     Each step writes into the arrays of the last one; without this, their
     task graphs would grow with every step (and each step would compute
-    all the earlier ones again). The optimizer's state lists and every
-    gradient slot get the computed arrays; the new weights are returned
-    (for :meth:`SharedWeights.hand_back`).
+    all the earlier ones again). The same holds for the hidden states a
+    stateful layer carries from one batch to the next (``h`` and ``c``,
+    `carried`): the next forward starts from them. The optimizer's state
+    lists, every gradient slot and the carried states get the computed
+    arrays; the new weights are returned (for :meth:`SharedWeights.hand_back`).
     """
     state = [
         (lst, i)
@@ -381,7 +399,12 @@ def _materialized(params: list[Any], optimizer: Any, shared: SharedWeights) -> l
         for i in range(len(lst))
     ]
     slots = state + shared.gradient_slots()
-    done = materialize_all(list(params) + [lst[i] for lst, i in slots])
-    for (lst, i), value in zip(slots, done[len(params) :], strict=True):
+    done = materialize_all(
+        list(params) + [lst[i] for lst, i in slots] + [getattr(o, n) for o, n in carried]
+    )
+    rest = done[len(params) :]
+    for (lst, i), value in zip(slots, rest[: len(slots)], strict=True):
         lst[i] = value
+    for (layer, name), value in zip(carried, rest[len(slots) :], strict=True):
+        setattr(layer, name, value)
     return done[: len(params)]

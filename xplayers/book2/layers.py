@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
-import numpy as np
 
 from xplayers._validation import describe, fail, float_array, number_in
 from xplayers.backend import namespace
@@ -19,6 +18,7 @@ from xplayers.book2._common import (
     adopt,
     as_tokens,
     forwarded,
+    mask_source,
     on_layer_backend,
     store,
     zeros_like_all,
@@ -224,9 +224,11 @@ class Dropout(Book2Layer):
     """The book's (non-inverted) dropout: ``forward(x, train_flg=True)``.
 
     Training keeps each value with probability ``1 - dropout_ratio``; test
-    time scales by ``1 - dropout_ratio``. The mask is drawn on the host from
-    the layer's own ``numpy.random.default_rng(seed)`` (the same seed gives
-    the same masks on every backend), as :class:`xplayers.Dropout` does.
+    time scales by ``1 - dropout_ratio``. The mask is drawn on the host, so
+    it is the same on every backend: from the layer's own
+    ``numpy.random.default_rng(seed)``, or, without a seed, from NumPy's
+    global generator as the book draws it (``np.random.rand(*x.shape)``), so
+    ``np.random.seed`` gives the book's masks.
     """
 
     def __init__(self, dropout_ratio: float = 0.5, *, seed: Any = None) -> None:
@@ -234,7 +236,7 @@ class Dropout(Book2Layer):
         self.dropout_ratio = number_in(
             "Dropout", "dropout_ratio", dropout_ratio, low=0.0, high=1.0, low_open=False
         )
-        self.rng = np.random.default_rng(seed)
+        self.rng = mask_source(seed)
         self.mask: Any = None
         self._train = True
 

@@ -74,7 +74,11 @@ class BaseModel:
     """The book's ``common/base_model.py``: ``params``/``grads`` lists and their files.
 
     Subclasses set ``layers``, ``loss_layer``, ``params`` and ``grads`` and
-    call :meth:`_collect`.
+    call :meth:`_collect`. A subclass that sets ``params`` and ``grads``
+    itself, as the book's model files do (``ch06/rnnlm.py`` on
+    ``common/base_model.py`` replaced by ``from xplayers.book2 import *``),
+    gets its shared weights found from ``params`` when they are first needed
+    and an empty :meth:`config`.
     """
 
     params: list[Any]
@@ -89,14 +93,22 @@ class BaseModel:
         for layer in self.layers:
             self.params += layer.params
             self.grads += layer.grads
-        self.sharing = SharedWeights(self.params, self)
+        self._sharing = SharedWeights(self.params, self)
+
+    @property
+    def sharing(self) -> SharedWeights:
+        """The weights that several layers share (ties), found once from ``params``."""
+        found: SharedWeights | None = self.__dict__.get("_sharing")
+        if found is None:
+            found = self._sharing = SharedWeights(self.params, self)
+        return found
 
     def reset_state(self) -> None:
         """Forget the recurrent layers' states (each model names its own layers)."""
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this model (its class: ``type(model)``)."""
-        return dict(self._config)
+        return dict(self.__dict__.get("_config", {}))
 
     def forward(self, xs: Any, ts: Any) -> Any:
         """The mean loss of the scores of ``xs (N, T)`` against the labels ``ts (N, T)``."""
@@ -260,9 +272,10 @@ class BetterRnnlm(BaseModel):
     Layers: ``TimeEmbedding(embed_W)``, ``TimeDropout``, ``TimeLSTM``,
     ``TimeDropout``, ``TimeLSTM``, ``TimeDropout``,
     ``TimeAffine(embed_W.T, b)`` (Zaremba et al. 2014; Press and Wolf
-    2016; Inan et al. 2016). The dropout masks come from each layer's own
-    generator, seeded from `seed` (or from the global ``numpy.random``
-    when `seed` is None).
+    2016; Inan et al. 2016). With a `seed`, the dropout masks come from
+    each layer's own generator, seeded from it; without one, from the
+    global ``numpy.random`` as the book draws them, so after the same
+    ``np.random.seed`` the weights and the masks are the book's.
     """
 
     def __init__(
@@ -292,7 +305,9 @@ class BetterRnnlm(BaseModel):
         lstm_Wh2 = (rn(H, 4 * H) / np.sqrt(H)).astype(dtype)
         lstm_b2 = np.zeros(4 * H, dtype=dtype)
         affine_b = np.zeros(V, dtype=dtype)
-        drop_seeds = [int(s) for s in rs.randint(0, 2**31 - 1, size=3)]
+        drop_seeds: list[int | None] = (
+            [None] * 3 if seed is None else [int(s) for s in rs.randint(0, 2**31 - 1, size=3)]
+        )
         self.layers = [
             TimeEmbedding(embed_W),
             TimeDropout(ratio, seed=drop_seeds[0]),

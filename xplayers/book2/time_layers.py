@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from xplayers._validation import describe, fail, float_array, number_in
 from xplayers.backend import namespace
 from xplayers.book2._common import (
@@ -21,6 +19,7 @@ from xplayers.book2._common import (
     check_state,
     check_time_input,
     forwarded,
+    mask_source,
     on_layer_backend,
     store,
 )
@@ -378,9 +377,11 @@ class TimeDropout(Book2Layer):
     """Inverted dropout over ``(N, T, D)``: kept values scaled by ``1 / (1 - dropout_ratio)``.
 
     ``train_flg`` (an attribute, as in the book) switches it off for
-    evaluation. The mask is drawn on the host from the layer's own
-    ``numpy.random.default_rng(seed)``, so a seed gives the same masks on
-    every backend.
+    evaluation. The mask is drawn on the host, so it is the same on every
+    backend: from the layer's own ``numpy.random.default_rng(seed)``, or,
+    without a seed, from NumPy's global generator as the book draws it
+    (``np.random.rand(*xs.shape) > dropout_ratio``), so ``np.random.seed``
+    gives the book's masks.
     """
 
     def __init__(self, dropout_ratio: float = 0.5, *, seed: Any = None) -> None:
@@ -388,7 +389,7 @@ class TimeDropout(Book2Layer):
         self.dropout_ratio = number_in(
             "TimeDropout", "dropout_ratio", dropout_ratio, low=0.0, high=1.0, low_open=False
         )
-        self.rng = np.random.default_rng(seed)
+        self.rng = mask_source(seed)
         self.mask: Any = None
         self.train_flg = True
 
