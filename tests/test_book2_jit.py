@@ -289,3 +289,35 @@ def test_ids_computed_inside_the_step_run_the_layers(jax_backend):
     assert step.traces == 1
     for g, w in zip(model.params, want.params, strict=True):
         np.testing.assert_allclose(_host(g), _host(w), **_tol())
+
+
+class HostWritingRnnlm(Rnnlm):
+    """The book's decoders' pattern: a step's gradient written into a NumPy array."""
+
+    def backward(self, dout=1):
+        dout = self.layers[-1].backward(self.loss_layer.backward(dout))
+        host = np.zeros(tuple(dout.shape), dtype=np.dtype(str(dout.dtype)))
+        host[...] = dout  # needs the value: no trace can do it
+        dout = xpl.asarray(host)
+        for layer in reversed(self.layers[:-1]):
+            dout = layer.backward(dout)
+        self.grads[:] = [g for layer in self.layers for g in layer.grads]
+        return dout
+
+
+def test_a_model_writing_host_arrays_runs_its_layers(jax_backend):
+    """The trace fails, nothing changes, and every step runs the layers: the layer path's numbers."""
+    results = []
+    for opt_class in (SGD, LayerPathSGD):
+        model = HostWritingRnnlm(V, 5, 7, seed=1, dtype=_dtype())
+        trainer = RnnlmTrainer(model, opt_class(lr=0.5))
+        losses = [float(trainer.train_step(x, t, 0.25)) for x, t in _batches(2)]
+        results.append((losses, [_host(p) for p in model.params], trainer))
+    (got_loss, got_params, trainer), (want_loss, want_params, _) = results
+    np.testing.assert_allclose(got_loss, want_loss, **_tol())
+    for g, w in zip(got_params, want_params, strict=True):
+        np.testing.assert_allclose(g, w, **_tol())
+    step = trainer.compiled_step(0.25)
+    assert step is not None
+    assert step.host_bound
+    assert step.traces == 1  # tried once, not at every step

@@ -283,6 +283,11 @@ def test_seq2seq_scripts_report_the_books_losses(books, book_outputs, chapter, s
     """The book's Seq2seq, PeekySeq2seq and AttentionSeq2seq files on any backend."""
     if target == "array_api_strict":
         pytest.skip(f"{NOT_IN_THE_STANDARD[chapter]}, not in the array API standard")
+    if target == "jax" and chapter == "ch08":
+        pytest.skip(
+            "ch08/attention_seq2seq.py adds into the gradient TimeAttention returns "
+            "(denc_hs[:, -1] += dh), and JAX arrays cannot be written in place"
+        )
     if target != "numpy":
         pytest.importorskip(target)
     book_out = _books_output(books, book_outputs, chapter, script)

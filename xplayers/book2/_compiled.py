@@ -182,6 +182,10 @@ class CompiledStep:
     ----------
     traces : int
         How many times the step was traced (once per shape and dtype of the batch).
+    host_bound : bool
+        Whether a trace failed because the model's own Python needs values on
+        the host (a NumPy array written with a traced gradient): from then on
+        the layers run every step.
     """
 
     def __init__(
@@ -201,6 +205,8 @@ class CompiledStep:
         self._grad_targets: list[tuple[list[Any], int, int]] = []
         #: Attributes holding what a forward keeps for its backward.
         self._forward_values: list[tuple[Any, str]] = []
+        #: Whether a trace found the model's Python reading or writing values on the host.
+        self.host_bound = False
         fn = record.jit(self._pure)
         self._fn: Callable[..., Any] = self._pure if fn is None else fn
 
@@ -293,7 +299,18 @@ class CompiledStep:
             if self.checks[sig] is None:
                 return NotImplemented
             _check(self.checks[sig], x, t)
-        out = self._fn(kept, states, opt_state, hyper, x, t)
+        if self.host_bound:
+            return NotImplemented
+        try:
+            out = self._fn(kept, states, opt_state, hyper, x, t)
+        except TypeError:
+            if traced_before:
+                raise
+            # The model's own Python needs a traced value on the host (the book's decoders
+            # write a step's gradient into a NumPy array, say): nothing changed, and the
+            # layers run it, raising anew whatever is wrong with the batch itself.
+            self.host_bound = True
+            return NotImplemented
         if not traced_before:
             _check(self.checks[sig], x, t)
         if self.checks[sig] is None:
