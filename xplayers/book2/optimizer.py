@@ -31,6 +31,7 @@ from xplayers._validation import fail, number_in, positive_number
 from xplayers.backend import namespace
 from xplayers.book2._common import store, zeros_like_all
 from xplayers.functional import subtract_scaled_
+from xplayers.optim import adagrad_step, adam_step, momentum_step, sgd_step
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop"]
 
@@ -45,6 +46,14 @@ def _pairs(where: str, params: list[Any], grads: list[Any]) -> range:
             f"{len(grads)} gradients",
         )
     return range(len(params))
+
+
+def _through(
+    step: Any, names: tuple[str, ...], p: Any, g: Any, state: tuple[Any, ...], hyper: dict[str, Any]
+) -> tuple[Any, tuple[Any, ...]]:
+    """Apply volume 1's pure `step` (:mod:`xplayers.optim`), where the formulas are the same."""
+    amount, new = step(g, dict(zip(names, state, strict=True)), **hyper)
+    return p - amount, tuple(new[n] for n in names)
 
 
 class _Rule:
@@ -105,7 +114,7 @@ class SGD(_Rule):
     @staticmethod
     def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
         """``p - lr * g``."""
-        return p - hyper["lr"] * g, ()
+        return _through(sgd_step, (), p, g, state, hyper)
 
 
 class Momentum(_Rule):
@@ -125,8 +134,7 @@ class Momentum(_Rule):
     @staticmethod
     def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
         """``v = momentum * v - lr * g``; ``p + v``."""
-        v = hyper["momentum"] * state[0] - hyper["lr"] * g
-        return p + v, (v,)
+        return _through(momentum_step, ("v",), p, g, state, hyper)
 
 
 class Nesterov(_Rule):
@@ -167,8 +175,7 @@ class AdaGrad(_Rule):
     @staticmethod
     def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
         """``h + g**2``; ``p - lr * g / (sqrt(h) + 1e-7)``."""
-        h = state[0] + g * g
-        return p - hyper["lr"] * g / (namespace(h).sqrt(h) + 1e-7), (h,)
+        return _through(adagrad_step, ("h",), p, g, state, hyper)
 
 
 class RMSprop(_Rule):
@@ -226,7 +233,4 @@ class Adam(_Rule):
     @staticmethod
     def rule(p: Any, g: Any, state: tuple[Any, ...], **hyper: float) -> tuple[Any, tuple[Any, ...]]:
         """``m``, ``v`` moved towards ``g``, ``g**2``; ``p - lr_t * m / (sqrt(v) + 1e-7)``."""
-        b1, b2 = hyper["beta1"], hyper["beta2"]
-        m = state[0] + (1 - b1) * (g - state[0])
-        v = state[1] + (1 - b2) * (g * g - state[1])
-        return p - hyper["lr_t"] * m / (namespace(v).sqrt(v) + 1e-7), (m, v)
+        return _through(adam_step, ("m", "v"), p, g, state, hyper)
