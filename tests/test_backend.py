@@ -633,3 +633,24 @@ def test_reversed_host_views_move_to_every_backend(backend):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("name", ["jax", "torch", "dask", "array_api_strict"])
+def test_first_use_of_a_backend_leaves_numpys_global_generator(name: str) -> None:
+    """Importing JAX draws from ``numpy.random``: a script's ``np.random.seed`` must still hold.
+
+    The book's scripts seed the global generator and then build their
+    weights with it; a backend imported on first use in between would
+    change those weights on that backend only.
+    """
+    pytest.importorskip(name)
+    r = _run(
+        "import numpy as np, xplayers as xpl\n"
+        "np.random.seed(0)\n"
+        f"with xpl.use_backend({name!r}):\n"
+        "    xpl.get_backend().asarray(np.ones(3))\n"
+        "print(repr(np.random.rand()))\n"
+    )
+    assert r.returncode == 0, r.stderr
+    np.random.seed(0)  # noqa: NPY002 - the draw the subprocess must reproduce
+    assert float(r.stdout) == np.random.rand()  # noqa: NPY002

@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -47,6 +48,25 @@ def install_hint(*extras: str, note: str = "") -> str:
     text = f"pip install {pypi} (from a source checkout: pip install {local})"
     return f"{text}{note}"
 
+
+
+def _import(name: str) -> ModuleType:
+    """Import module `name`, leaving NumPy's global random generator as it was.
+
+    Importing JAX draws from ``numpy.random``'s global generator; a backend
+    imported on first use (after the caller's ``np.random.seed``) would
+    otherwise change the numbers drawn next, the initial weights of the
+    book's models among them, on that backend only.
+    """
+    if name in sys.modules:
+        return importlib.import_module(name)
+    import numpy as np
+
+    state = np.random.get_state()  # noqa: NPY002 - the global generator is the point
+    try:
+        return importlib.import_module(name)
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
 
 class Opened(NamedTuple):
     """What :meth:`Record.open` finds: the namespace, the device, and how arrays are made there."""
@@ -109,6 +129,8 @@ class Record:
     #: Whether its eager operations compile on first use of each new shape (JAX):
     #: tests draw few shapes there.
     compiles: ClassVar[bool] = False
+    #: Whether its arrays refuse item assignment (JAX): results written into are replaced.
+    immutable: ClassVar[bool] = False
     #: Whether its arrays' ``.device`` attribute is their device, cheap to read and compare
     #: (the argument checks compare it instead of calling array-api-compat's ``device``).
     device_attribute: ClassVar[bool] = False
@@ -136,7 +158,7 @@ class Record:
     def load(self) -> ModuleType:
         """Import the library, or raise :class:`BackendUnavailableError` with the install hint."""
         try:
-            return importlib.import_module(self.module)
+            return _import(self.module)
         except ImportError as exc:
             raise BackendUnavailableError(
                 f"backend {self.name!r} is not installed ({exc}); install it with: {self.install}"
@@ -145,11 +167,11 @@ class Record:
     def namespace(self) -> ModuleType:
         """The array-API namespace of this backend (importing the library)."""
         lib = self.load()
-        return lib if self.compat is None else importlib.import_module(self.compat)
+        return lib if self.compat is None else _import(self.compat)
 
     def load_kernels(self) -> ModuleType | None:
         """The module named by :attr:`kernels`, imported on first use; None when there is none."""
-        return None if self.kernels is None else importlib.import_module(self.kernels)
+        return None if self.kernels is None else _import(self.kernels)
 
     # ------------------------------------------------------------------ devices
 

@@ -24,6 +24,7 @@ class JaxRecord(Record):
     )
     gpu: ClassVar[bool] = True
     compiles: ClassVar[bool] = True
+    immutable: ClassVar[bool] = True
     kernels: ClassVar[str | None] = "xplayers.backend.kernels_jax"
 
     def device_examples(self) -> str:
