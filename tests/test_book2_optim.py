@@ -87,7 +87,8 @@ def test_optimizer_matches_the_book_over_steps(
     if params[0] is held[0]:  # written in place: the other holder sees the update
         np.testing.assert_allclose(backend.to_numpy(held[0]), ref_params[0], rtol=1e-10)
     elif not backend.readonly:
-        assert backend.name == "jax", f"{backend.name} params were replaced, not written"
+        # immutable (JAX) or lazy (Dask: writing walks the task graph): replaced
+        assert backend.name == "jax" or backend.lazy, f"{backend.name} params were replaced"
 
 
 def test_adam_follows_volume_2_not_bias_corrected_moments() -> None:

@@ -24,6 +24,7 @@ from xplayers.book2 import (
     Trainer,
     _training,
     clip_grads,
+    sync_host,
     trainer,
 )
 from xplayers.book2._training import SharedWeights, remove_duplicate
@@ -41,6 +42,7 @@ class TwoLayerNet:
         b1 = np.zeros(H)
         W2 = 0.01 * rng.standard_normal((H, O))
         b2 = np.zeros(O)
+        self.W1 = W1  # kept, as the book's CBOW keeps W_in (model.word_vecs)
         self.layers = [Affine(W1, b1), Sigmoid(), Affine(W2, b2)]
         self.loss_layer = SoftmaxWithLoss()
         self.params, self.grads = [], []
@@ -305,3 +307,76 @@ def test_lazy_weights_are_computed_at_each_step():
             sizes.append([len(a.__dask_graph__()) for a in model.params + model.layers[0].grads])
     assert sizes[0] == sizes[1]
     assert max(sizes[1]) <= 2
+
+
+def _own_loop(model: TwoLayerNet, optimizer: Any, steps: int = 12) -> list[float]:
+    """The book's ``train_custom_loop.py``: forward, backward, ``optimizer.update`` on the lists."""
+    x, t = spiral.load_data()
+    losses = []
+    for i in range(steps):
+        rows = slice(30 * i, 30 * i + 30)
+        losses.append(float(xpl.to_numpy(model.forward(x[rows], t[rows]))))
+        model.backward()
+        optimizer.update(model.params, model.grads)
+    return losses
+
+
+@pytest.mark.parametrize("opt_class", [SGD, Adam])
+def test_the_books_own_loop_trains_on_every_backend(backend, opt_class):
+    """``optimizer.update(model.params, model.grads)`` with the model's lists gathered once.
+
+    Where arrays are replaced rather than written (JAX, Dask), the model's
+    lists hold the first arrays: the optimizer must read the layers' current
+    gradients and the layers must get the updated weights, as on NumPy.
+    """
+    with xpl.use_backend("numpy"):
+        want_model = TwoLayerNet(2, 10, 3, seed=4)
+        want = _own_loop(want_model, opt_class(lr=0.5))
+    model = TwoLayerNet(2, 10, 3, seed=4)
+    got = _own_loop(model, opt_class(lr=0.5))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert got[-1] < got[0] - 0.01  # it learned
+    layer_params = [p for layer in model.layers for p in layer.params]
+    want_params = [p for layer in want_model.layers for p in layer.params]
+    for mine, layers, ref in zip(model.params, layer_params, want_params, strict=True):
+        assert mine is layers  # the model's list and the layers' agree
+        np.testing.assert_allclose(backend.to_numpy(layers), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_writes_the_trained_weights_into_the_model_files_host_arrays(backend):
+    """The book's ``model.word_vecs = W_in`` keeps the host array the layers were built from."""
+    model = TwoLayerNet(2, 10, 3, seed=4)
+    initial = model.W1.copy()
+    x, t = spiral.load_data()
+    Trainer(model, SGD(lr=1.0), seed=0).fit(x, t, 2, 30, eval_interval=None)
+    trained = backend.to_numpy(model.layers[0].params[0]).copy()
+    assert np.abs(trained - initial).max() > 1e-3
+    np.testing.assert_allclose(model.W1, trained, rtol=1e-6)
+    # after a loop of one's own, sync_host writes them
+    _own_loop(model, SGD(lr=1.0), steps=3)
+    assert np.abs(backend.to_numpy(model.layers[0].params[0]) - trained).max() > 1e-6
+    sync_host(model)
+    np.testing.assert_allclose(model.W1, backend.to_numpy(model.layers[0].params[0]), rtol=1e-6)
+
+
+def test_the_books_own_loop_keeps_transposed_ties(backend):
+    """``remove_duplicate`` then ``update`` in a loop of one's own: ``W``, ``W`` and ``W.T`` stay tied."""
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(3, 4))
+    x, t = rng.normal(size=(20, 3)), rng.integers(0, 3, size=20)
+    out = {}
+    for target in ("numpy", backend.name):
+        with xpl.use_backend(target, backend.device if target == backend.name else None):
+            model = TiedNet(W.copy())
+            optimizer = SGD(lr=0.5)
+            for _ in range(3):
+                model.forward(x, t)
+                model.backward()
+                optimizer.update(*remove_duplicate(model.params, model.grads))
+        out[target] = [
+            np.asarray(xpl.to_numpy(p)) for p in (model.a, model.b, model.c) for p in p.params
+        ]
+    a, b, c = out[backend.name]
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(c, a.T, rtol=1e-6)
+    np.testing.assert_allclose(a, out["numpy"][0], rtol=1e-5, atol=1e-6)

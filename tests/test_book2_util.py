@@ -14,6 +14,7 @@ import pytest
 
 from xplayers.backend import namespace
 from xplayers.book2 import (
+    analogy,
     clip_grads,
     convert_one_hot,
     cos_similarity,
@@ -22,6 +23,7 @@ from xplayers.book2 import (
     eval_perplexity,
     eval_seq2seq,
     most_similar,
+    normalize,
     ppmi,
     preprocess,
     to_cpu,
@@ -140,6 +142,52 @@ def test_most_similar_prints_as_the_book(capsys: pytest.CaptureFixture[str]) -> 
     assert [ln.split(":")[0].strip() for ln in lines[2:]] == [id_to_word[i] for i in order]
     most_similar("cat", word_to_id, id_to_word, CO)
     assert capsys.readouterr().out == "cat is not found\n"
+
+
+def _book_analogy(a, b, c, word_to_id, id_to_word, word_matrix, top=5, answer=None):
+    """The book's ``analogy`` (``common/util.py``), transcribed; its lines, printed."""
+    out = ["", f"[analogy] {a}:{b} = {c}:?"]
+    a_vec, b_vec, c_vec = (word_matrix[word_to_id[w]] for w in (a, b, c))
+    query_vec = b_vec - a_vec + c_vec
+    query_vec = query_vec / np.sqrt((query_vec * query_vec).sum())
+    similarity = np.dot(word_matrix, query_vec)
+    if answer is not None:
+        out.append("==>" + answer + ":" + str(np.dot(word_matrix[word_to_id[answer]], query_vec)))
+    for i in (-1 * similarity).argsort():
+        if np.isnan(similarity[i]) or id_to_word[i] in (a, b, c):
+            continue
+        out.append(f" {id_to_word[i]}: {similarity[i]}")
+        if len(out) - 2 - (answer is not None) >= top:
+            break
+    return out
+
+
+def test_analogy_prints_as_the_book(backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, word_to_id, id_to_word = preprocess(TEXT)
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(7, 4))
+    analogy("you", "say", "i", word_to_id, id_to_word, backend.asarray(W), top=3, answer="hello")
+    lines = capsys.readouterr().out.splitlines()
+    want = _book_analogy("you", "say", "i", word_to_id, id_to_word, W, top=3, answer="hello")
+    assert [ln.split(":")[0] for ln in lines] == [ln.split(":")[0] for ln in want]
+    got_scores = [float(ln.rsplit(":", 1)[1]) for ln in lines[2:]]
+    want_scores = [float(ln.rsplit(":", 1)[1]) for ln in want[2:]]
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)
+    assert len(lines) == 2 + 1 + 3
+    analogy("you", "cat", "i", word_to_id, id_to_word, W)
+    assert capsys.readouterr().out == "cat is not found\n"
+
+
+def test_normalize_divides_rows_in_place_on_numpy(backend: Any) -> None:
+    x = np.array([[3.0, 4.0], [0.0, 2.0]])
+    got = normalize(backend.asarray(x))
+    np.testing.assert_allclose(backend.to_numpy(got), [[0.6, 0.8], [0.0, 1.0]])
+    np.testing.assert_allclose(backend.to_numpy(normalize(backend.asarray(x[0]))), [0.6, 0.8])
+    host = x.copy()
+    assert normalize(host) is host  # the book divides in place and returns it
+    np.testing.assert_allclose(host, [[0.6, 0.8], [0.0, 1.0]])
+    with pytest.raises(LayerInputError, match=r"normalize.*'x'.*1-D or 2-D"):
+        normalize(backend.asarray(np.ones((2, 2, 2))))
 
 
 def test_ppmi_matches_the_books_loop(backend: Any) -> None:

@@ -28,10 +28,14 @@ has ``ignore_label = -1``.
 
 Gradients are written into ``grads[i]`` (``grads[i][...] = dW``, as the
 book does) where the array allows it, and replace ``grads[i]`` where arrays
-are immutable (JAX). Weights built with NumPy while another backend is
-current are moved there once, tied weights staying tied; this takes the
-place of the book's ``config.GPU`` (details: :mod:`xplayers.book2._common`
-and the docs' volume 2 page).
+are immutable (JAX) or lazy (Dask); every list holding the old array then
+gets the new one, so the book's ``optimizer.update(model.params,
+model.grads)`` trains on every backend. Weights built with NumPy while
+another backend is current are moved there once, tied weights staying
+tied; this takes the place of the book's ``config.GPU``, and
+:func:`sync_host` (called by the trainers at the end of ``fit``) writes
+the trained weights back into those NumPy arrays (details:
+:mod:`xplayers.book2._common` and the docs' volume 2 page).
 
 Chapters 7 and 8 are here too: the attention layers of
 ``ch08/attention_layer.py`` (:class:`WeightSum`, :class:`AttentionWeight`,
@@ -48,6 +52,7 @@ The math is the pure functions of :mod:`xplayers.sequence` and
 from __future__ import annotations
 
 from xplayers.book2 import np
+from xplayers.book2._common import sync_host
 from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (
     Affine,
@@ -96,6 +101,7 @@ from xplayers.book2.time_layers import (
 )
 from xplayers.book2.trainer import Trainer
 from xplayers.book2.util import (
+    analogy,
     clip_grads,
     convert_one_hot,
     cos_similarity,
@@ -104,6 +110,7 @@ from xplayers.book2.util import (
     eval_perplexity,
     eval_seq2seq,
     most_similar,
+    normalize,
     ppmi,
     preprocess,
     to_cpu,
@@ -165,6 +172,7 @@ __all__ = [
     "Trainer",
     "UnigramSampler",
     "WeightSum",
+    "analogy",
     "clip_grads",
     "convert_one_hot",
     "cos_similarity",
@@ -173,9 +181,11 @@ __all__ = [
     "eval_perplexity",
     "eval_seq2seq",
     "most_similar",
+    "normalize",
     "np",
     "ppmi",
     "preprocess",
+    "sync_host",
     "to_cpu",
     "to_gpu",
 ]

@@ -59,7 +59,7 @@ import array_api_compat
 
 from xplayers._validation import traced
 from xplayers.backend import Record, record_of
-from xplayers.book2._common import IdCheck, check_ids, deferred_id_checks
+from xplayers.book2._common import IdCheck, check_ids, deferred_id_checks, put
 from xplayers.book2._training import SharedWeights, holders
 from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (
@@ -245,7 +245,13 @@ class CompiledStep:
             new_kept, new_opt = self._update(kept, grads, opt_state, hyper)
             new_states = [_state_of(cell) for cell in self.cells]
             self._remember_places(per_position)
-            return loss, new_kept, new_opt, new_states, per_position
+            # what the layer path leaves in the layers: a weight's own gradient, clipped
+            # there (written in place on NumPy), a tied one's unsummed and unclipped
+            left = list(per_position)
+            for u, i in enumerate(shared.keep):
+                if not shared.merged[u]:
+                    left[i] = grads[u]
+            return loss, new_kept, new_opt, new_states, left
         finally:
             snapshot.restore()
 
@@ -321,7 +327,7 @@ class CompiledStep:
             setattr(optimizer, name, list(values))
         shared.hand_back(kept, new_kept)
         for lst, n, k in self._grad_targets:
-            lst[n] = grads[k]
+            put(lst, n, grads[k])
         for cell, state in zip(self.cells, new_states, strict=True):
             cell.h = state[0]
             if len(state) > 1:

@@ -57,7 +57,7 @@ import numpy as np
 from xplayers._validation import describe, fail
 from xplayers.backend import backend_name as _backend_name
 from xplayers.backend import is_lazy, materialize_all, namespace, to_backend
-from xplayers.book2._common import transpose_source
+from xplayers.book2._common import latest, put, transpose_source
 from xplayers.book2.util import clip_grads
 
 __all__ = [
@@ -116,7 +116,7 @@ def remove_duplicate(params: list[Any], grads: list[Any]) -> tuple[list[Any], li
     :class:`SharedWeights` instead of calling this at every step.
     """
     plan = SharedWeights(params)
-    return plan.unique(params), plan.summed(grads)
+    return plan.unique([latest(p) for p in params]), plan.summed([latest(g) for g in grads])
 
 
 class SharedWeights:
@@ -216,13 +216,22 @@ class SharedWeights:
             if new is old:
                 continue
             i = self.keep[u]
+            ties = [
+                (lst, n, transposed, lst[n])
+                for j, transposed in self.merged[u]
+                for lst, n in self._param_slots[j]
+            ]
             for lst, n in self._param_slots[i]:
-                lst[n] = new
-            if self.merged[u]:
-                new_t = _t(new)
-                for j, transposed in self.merged[u]:
-                    for lst, n in self._param_slots[j]:
-                        lst[n] = new_t if transposed else new
+                put(lst, n, new)
+            new_t = None
+            for lst, n, transposed, was in ties:
+                if not transposed:
+                    put(lst, n, new)
+                    continue
+                now = latest(was)  # the layers' cells made the new transpose already
+                if now is was:
+                    now = new_t = _t(new) if new_t is None else new_t
+                put(lst, n, now)
 
 
 def _t(x: Any) -> Any:
@@ -404,7 +413,7 @@ def _materialized(
     )
     rest = done[len(params) :]
     for (lst, i), value in zip(slots, rest[: len(slots)], strict=True):
-        lst[i] = value
+        put(lst, i, value)
     for (layer, name), value in zip(carried, rest[len(slots) :], strict=True):
         setattr(layer, name, value)
     return done[: len(params)]

@@ -29,7 +29,7 @@ from typing import Any
 
 from xplayers._validation import describe, fail, float_array
 from xplayers.backend import namespace
-from xplayers.book2._common import forwarded, on_layer_backend
+from xplayers.book2._common import forwarded, on_layer_backend, writable
 from xplayers.book2.layers import Book2Layer
 from xplayers.functional import softmax
 from xplayers.sequence import softmax_backward
@@ -239,5 +239,12 @@ class TimeAttention(Book2Layer):
         return c
 
     def backward(self, dout: Any) -> tuple[Any, Any]:
-        """Return ``(dhs_enc, dhs_dec)``."""
-        return time_attention_backward(forwarded(self, self.cache), dout)
+        """Return ``(dhs_enc, dhs_dec)``.
+
+        The book's ``AttentionDecoder.backward`` adds into ``dhs_enc``
+        (``denc_hs[:, -1] += dh``): on JAX, whose arrays cannot be written,
+        ``dhs_enc`` is a NumPy copy (:func:`~xplayers.book2._common.writable`);
+        the encoder's layers take it back.
+        """
+        dhs_enc, dhs_dec = time_attention_backward(forwarded(self, self.cache), dout)
+        return writable(dhs_enc), dhs_dec

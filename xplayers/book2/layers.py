@@ -18,6 +18,7 @@ from xplayers.book2._common import (
     adopt,
     as_tokens,
     forwarded,
+    hold,
     mask_source,
     on_layer_backend,
     store,
@@ -67,6 +68,7 @@ class Book2Layer:
         pairs = zip(names.split(), params, strict=True)
         self.params = [adopt(where, n, p) for n, p in pairs]
         self.grads = zeros_like_all(self.params)
+        hold(self)
 
     def _input(self, method: str, x: Any, size: int | None = None) -> Any:
         where = f"{type(self).__name__}.{method}"

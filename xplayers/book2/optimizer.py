@@ -7,9 +7,14 @@ in step: ``params[i]`` is updated from ``grads[i]``.
 Updates are written into ``params[i]`` (``params[i][...] = new``) where the
 array allows it, so the layers that hold the same arrays see the new
 weights, as with the book's ``params[i] -= ...``. Where arrays are immutable
-(JAX) or read-only, ``params[i]`` is replaced in the given list instead,
-the rule the layers of :mod:`xplayers.book2` use for their gradients:
-there, read the weights back from that list after each ``update``.
+(JAX), read-only or lazy (Dask), ``params[i]`` is replaced in the given list
+instead, the rule the layers of :mod:`xplayers.book2` use for their
+gradients, and every layer of :mod:`xplayers.book2` holding the old array
+gets the new one. ``update`` first puts in both lists the arrays the layers
+hold now, so ``optimizer.update(model.params, model.grads)`` with a model's
+lists gathered once reads the current gradients
+(:mod:`xplayers.book2._common`, "Lists kept in step"). Arrays no layer
+holds are replaced in the given list only: read them back from there.
 
 Pure rules
 ----------
@@ -29,7 +34,7 @@ from typing import Any, ClassVar
 
 from xplayers._validation import fail, number_in, positive_number
 from xplayers.backend import namespace
-from xplayers.book2._common import store, zeros_like_all
+from xplayers.book2._common import refresh, store, zeros_like_all
 from xplayers.functional import subtract_scaled_
 from xplayers.optim import adagrad_step, adam_step, momentum_step, sgd_step
 
@@ -84,6 +89,8 @@ class _Rule:
     def update(self, params: list[Any], grads: list[Any]) -> None:
         """Update every ``params[i]`` from ``grads[i]``; the state starts at zeros."""
         idx = _pairs(f"{type(self).__name__}.update", params, grads)
+        refresh(params)
+        refresh(grads)
         stores = self.states(params)
         hyper = self.begin_step()
         for i in idx:
@@ -107,6 +114,8 @@ class SGD(_Rule):
 
     def update(self, params: list[Any], grads: list[Any]) -> None:
         """Update every ``params[i]`` from ``grads[i]``, fused where the backend allows."""
+        refresh(params)
+        refresh(grads)
         for i in _pairs("SGD.update", params, grads):
             if not subtract_scaled_(params[i], grads[i], self.lr):
                 store(params, i, self.rule(params[i], grads[i], (), lr=self.lr)[0])

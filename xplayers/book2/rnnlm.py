@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from xplayers._validation import fail, float_dtype, number_in, positive_int, seed_or_none
 from xplayers.backend import to_numpy
-from xplayers.book2._common import on_layer_backend
+from xplayers.book2._common import hold, on_layer_backend
 from xplayers.book2._params_file import npz_path, read_params, write_params
 from xplayers.book2._training import SharedWeights
 from xplayers.book2.time_layers import (
@@ -93,6 +93,7 @@ class BaseModel:
         for layer in self.layers:
             self.params += layer.params
             self.grads += layer.grads
+        hold(self)
         self._sharing = SharedWeights(self.params, self)
 
     @property

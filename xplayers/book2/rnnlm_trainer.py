@@ -33,6 +33,7 @@ import numpy as np
 from xplayers._files import atomic_writer
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
+from xplayers.book2._common import sync_host
 from xplayers.book2._compiled import CompiledStep, StepKey, compiled_step, run_compiled
 from xplayers.book2._training import SharedWeights, apply_gradients
 from xplayers.errors import MissingDependencyError
@@ -52,6 +53,9 @@ def _host_ids(where: str, arg: str, ids: Any) -> np.ndarray[Any, Any]:
 
 class RnnlmTrainer:
     """Train a language model with truncated backpropagation through time, as the book does.
+
+    At the end of ``fit`` the trained weights are written back into the
+    NumPy arrays a model file built them from (:func:`~xplayers.book2.sync_host`).
 
     Parameters
     ----------
@@ -160,24 +164,27 @@ class RnnlmTrainer:
         total_loss: Any = 0.0
         loss_count = 0
         start_time = time.time()
-        for _ in range(max_epoch):
-            for iters in range(max_iters):
-                batch_x, batch_t = self.get_batch(x_dev, t_dev, batch_size, time_size)
-                loss = self.train_step(batch_x, batch_t, max_grad)
-                total_loss = total_loss + loss
-                loss_count += 1
-                if callback is not None:
-                    callback(iters + 1, max_iters, loss)
-                if eval_interval is not None and iters % eval_interval == 0:
-                    ppl = math.exp(float(to_numpy(total_loss)) / loss_count)
-                    elapsed_time = time.time() - start_time
-                    print(
-                        f"| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} "
-                        f"| time {int(elapsed_time)}[s] | perplexity {ppl:.2f}"
-                    )
-                    self.ppl_list.append(float(ppl))
-                    total_loss, loss_count = 0.0, 0
-            self.current_epoch += 1
+        try:
+            for _ in range(max_epoch):
+                for iters in range(max_iters):
+                    batch_x, batch_t = self.get_batch(x_dev, t_dev, batch_size, time_size)
+                    loss = self.train_step(batch_x, batch_t, max_grad)
+                    total_loss = total_loss + loss
+                    loss_count += 1
+                    if callback is not None:
+                        callback(iters + 1, max_iters, loss)
+                    if eval_interval is not None and iters % eval_interval == 0:
+                        ppl = math.exp(float(to_numpy(total_loss)) / loss_count)
+                        elapsed_time = time.time() - start_time
+                        print(
+                            f"| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} "
+                            f"| time {int(elapsed_time)}[s] | perplexity {ppl:.2f}"
+                        )
+                        self.ppl_list.append(float(ppl))
+                        total_loss, loss_count = 0.0, 0
+                self.current_epoch += 1
+        finally:
+            sync_host(self.model)  # the host arrays a model file built (xplayers.book2._common)
 
     def train_step(self, batch_x: Any, batch_t: Any, max_grad: float | None = None) -> Any:
         """One update, the body of ``fit``'s loop; return the loss (an array, not read).

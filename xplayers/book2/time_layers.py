@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from xplayers._validation import describe, fail, float_array, number_in
-from xplayers.backend import namespace
+from xplayers.backend import is_lazy, materialize_all, namespace
 from xplayers.book2._common import (
     as_tokens,
     check_state,
     check_time_input,
     forwarded,
+    hold,
     mask_source,
     on_layer_backend,
     store,
@@ -193,11 +194,23 @@ class _TimeCell(_Cell):
     def set_state(self, h: Any) -> None:
         """Set the hidden state ``(N, H)`` the next (stateful) ``forward`` starts from."""
         where = f"{type(self).__name__}.set_state"
-        self.h = check_state(where, "h", h, self.params[0], self._hidden, None)
+        self.h = _computed(check_state(where, "h", h, self.params[0], self._hidden, None))
 
     def reset_state(self) -> None:
         """Forget the hidden state: the next ``forward`` starts from zeros."""
         self.h = None
+
+
+def _computed(state: Any) -> Any:
+    """A lazy (Dask) state computed now, so that each later step's graph does not carry it.
+
+    A decoder's state set from an encoder's output would otherwise bring the
+    encoder's whole graph into every step of a generation, computed again
+    each time a generated id is read.
+    """
+    if state is not None and is_lazy(state):
+        return materialize_all([state])[0]
+    return state
 
 
 class TimeRNN(_TimeCell):
@@ -260,9 +273,9 @@ class TimeLSTM(_TimeCell):
     def set_state(self, h: Any, c: Any = None) -> None:
         """Set the hidden state and (optionally, else zeros) the cell state, each ``(N, H)``."""
         where = "TimeLSTM.set_state"
-        self.h = check_state(where, "h", h, self.params[0], self._hidden, None)
+        self.h = _computed(check_state(where, "h", h, self.params[0], self._hidden, None))
         batch = None if self.h is None else int(self.h.shape[0])
-        self.c = check_state(where, "c", c, self.params[0], self._hidden, batch)
+        self.c = _computed(check_state(where, "c", c, self.params[0], self._hidden, batch))
 
     def reset_state(self) -> None:
         """Forget both states."""
@@ -419,6 +432,7 @@ class TimeBiLSTM(Book2Layer):
         self.backward_lstm = TimeLSTM(Wx2, Wh2, b2, stateful)
         self.params = self.forward_lstm.params + self.backward_lstm.params
         self.grads = self.forward_lstm.grads + self.backward_lstm.grads
+        hold(self)
 
     def forward(self, xs: Any) -> Any:
         """Return both directions' hidden states side by side: ``(N, T, 2H)``."""

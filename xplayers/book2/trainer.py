@@ -20,6 +20,7 @@ import numpy as np
 
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import to_numpy
+from xplayers.book2._common import sync_host
 from xplayers.book2._compiled import CompiledStep, StepKey, run_compiled
 from xplayers.book2._training import (
     SharedWeights,
@@ -62,6 +63,9 @@ class Trainer:
     On JAX each step is one compiled function for the models and
     optimizers of :mod:`xplayers.book2` (:mod:`xplayers.book2._compiled`;
     word2vec's negative sampling draws on the host and runs the layers).
+    At the end of ``fit`` the trained weights are written back into the
+    NumPy arrays a model file built them from (:func:`~xplayers.book2.sync_host`),
+    so the book's ``model.word_vecs`` holds them on every backend.
     """
 
     def __init__(self, model: Any, optimizer: Any, *, seed: Any = None) -> None:
@@ -138,33 +142,36 @@ class Trainer:
         loss_count = 0
         start_time = time.time()
         host_order = np.arange(data_size)
-        for _ in range(max_epoch):
-            # the book shuffles the shuffled data again (x = x[idx]) each epoch
-            host_order = host_order[self.rng.permutation(data_size)]
-            order = index_like(host_order, x)
-            for iters in range(max_iters):
-                index = order[iters * batch_size : (iters + 1) * batch_size]
-                batch_x, batch_t = gather(x, index), gather(t, index)
-                loss = run_compiled(
-                    self._steps, model, shared, optimizer, max_grad, batch_x, batch_t
-                )
-                if loss is NotImplemented:
-                    loss = model.forward(batch_x, batch_t)
-                    model.backward()
-                    apply_gradients(model, optimizer, shared, max_grad)
-                total_loss = total_loss + loss
-                loss_count += 1
-                if eval_interval is not None and iters % eval_interval == 0:
-                    avg_loss = float(to_numpy(total_loss)) / loss_count
-                    elapsed_time = time.time() - start_time
-                    print(
-                        f"| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} "
-                        f"| time {int(elapsed_time)}[s] | loss {avg_loss:.2f}"
+        try:
+            for _ in range(max_epoch):
+                # the book shuffles the shuffled data again (x = x[idx]) each epoch
+                host_order = host_order[self.rng.permutation(data_size)]
+                order = index_like(host_order, x)
+                for iters in range(max_iters):
+                    index = order[iters * batch_size : (iters + 1) * batch_size]
+                    batch_x, batch_t = gather(x, index), gather(t, index)
+                    loss = run_compiled(
+                        self._steps, model, shared, optimizer, max_grad, batch_x, batch_t
                     )
-                    sys.stdout.flush()
-                    self.loss_list.append(avg_loss)
-                    total_loss, loss_count = 0.0, 0
-            self.current_epoch += 1
+                    if loss is NotImplemented:
+                        loss = model.forward(batch_x, batch_t)
+                        model.backward()
+                        apply_gradients(model, optimizer, shared, max_grad)
+                    total_loss = total_loss + loss
+                    loss_count += 1
+                    if eval_interval is not None and iters % eval_interval == 0:
+                        avg_loss = float(to_numpy(total_loss)) / loss_count
+                        elapsed_time = time.time() - start_time
+                        print(
+                            f"| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} "
+                            f"| time {int(elapsed_time)}[s] | loss {avg_loss:.2f}"
+                        )
+                        sys.stdout.flush()
+                        self.loss_list.append(avg_loss)
+                        total_loss, loss_count = 0.0, 0
+                self.current_epoch += 1
+        finally:
+            sync_host(model)  # the host arrays a model file built (module doc)
 
     def plot(self, ylim: tuple[float, float] | None = None) -> None:
         """Plot ``loss_list`` with matplotlib's pyplot and show it, as the book does."""

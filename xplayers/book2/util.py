@@ -17,9 +17,10 @@ import numpy as np
 
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
-from xplayers.book2._common import store
+from xplayers.book2._common import refresh, store
 
 __all__ = [
+    "analogy",
     "clip_grads",
     "convert_one_hot",
     "cos_similarity",
@@ -28,6 +29,7 @@ __all__ = [
     "eval_perplexity",
     "eval_seq2seq",
     "most_similar",
+    "normalize",
     "ppmi",
     "preprocess",
     "to_cpu",
@@ -50,6 +52,7 @@ def clip_grads(grads: list[Any], max_norm: float) -> None:
     max_norm = positive_number("clip_grads", "max_norm", max_norm)
     if not grads:
         return
+    refresh(grads)  # the layers' current arrays, where they were replaced
     xp = namespace(grads[0])
     total = xp.sum(grads[0] * grads[0])
     for g in grads[1:]:
@@ -138,6 +141,64 @@ def most_similar(
         count += 1
         if count >= top:
             return
+
+
+def analogy(
+    a: str,
+    b: str,
+    c: str,
+    word_to_id: dict[str, int],
+    id_to_word: dict[int, str],
+    word_matrix: Any,
+    top: int = 5,
+    answer: str | None = None,
+) -> None:
+    """Print the `top` words ``d`` for "`a` is to `b` as `c` is to ``d``", as the book does.
+
+    The query is ``normalize(b - a + c)`` and each word scores the dot
+    product of its row of `word_matrix` with it (rows are not normalised,
+    as in the book: normalise the matrix first for cosine similarities).
+    Prints ``"<word> is not found"`` for the first unknown word; otherwise an
+    ``[analogy]`` line, the score of `answer` when given, and one
+    ``word: score`` line per word, `a`, `b` and `c` left out. Computed on
+    the host.
+    """
+    for word in (a, b, c):
+        if word not in word_to_id:
+            print(f"{word} is not found")
+            return
+    print("\n[analogy] " + a + ":" + b + " = " + c + ":?")
+    matrix = to_numpy(word_matrix)
+    rows = (matrix[word_to_id[w]] for w in (a, b, c))
+    a_vec, b_vec, c_vec = rows
+    query_vec = normalize(b_vec - a_vec + c_vec)
+    similarity = matrix @ query_vec
+    if answer is not None:
+        print("==>" + answer + ":" + str(np.dot(matrix[word_to_id[answer]], query_vec)))
+    count = 0
+    for i in (-1 * similarity).argsort():
+        if np.isnan(similarity[i]) or id_to_word[int(i)] in (a, b, c):
+            continue
+        print(f" {id_to_word[int(i)]}: {similarity[i]}")
+        count += 1
+        if count >= top:
+            return
+
+
+def normalize(x: Any) -> Any:
+    """Each row of 2-D `x` (or 1-D `x` itself) divided by its Euclidean norm.
+
+    As the book, a NumPy array is divided in place and returned; arrays of
+    other backends get a new array (JAX arrays cannot be written).
+    """
+    xp = namespace(x)
+    if x.ndim not in (1, 2):
+        fail("normalize", "x", "a 1-D or 2-D array", describe(x))
+    s = xp.sqrt(xp.sum(x * x, axis=-1, keepdims=True))
+    if isinstance(x, np.ndarray) and x.flags.writeable:
+        x /= s
+        return x
+    return x / s
 
 
 def ppmi(C: Any, verbose: bool = False, eps: float = 1e-8) -> Any:
