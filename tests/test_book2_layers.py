@@ -30,7 +30,7 @@ from xplayers.book2 import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
-from xplayers.book2._common import latest
+from xplayers.book2._cells import latest
 from xplayers.errors import LayerInputError, LayerStateError
 
 N, T, D, H, V = 3, 4, 5, 3, 7

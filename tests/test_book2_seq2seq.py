@@ -113,6 +113,19 @@ def test_time_attention_is_the_books_loop_over_steps(backend):
     np.testing.assert_allclose(denc, want_enc, rtol=1e-10, atol=1e-12)
 
 
+def test_time_attention_gradient_takes_the_books_in_place_add(backend):
+    """``ch08/attention_seq2seq.py`` adds into it: ``denc_hs[:, -1] += dh`` (JAX: a host copy)."""
+    rng = np.random.default_rng(2)
+    hs_enc, hs_dec, dout, dh = _r(rng, N, T, H), _r(rng, N, TD, H), _r(rng, N, TD, H), _r(rng, N, H)
+    layer = at.TimeAttention()
+    layer.forward(backend.asarray(hs_enc), backend.asarray(hs_dec))
+    denc, _ = layer.backward(backend.asarray(dout))
+    want = backend.to_numpy(denc).copy()
+    want[:, -1] += dh
+    denc[:, -1, :] += backend.asarray(dh)  # every axis indexed, as the array API asks
+    np.testing.assert_allclose(backend.to_numpy(denc), want, rtol=1e-12)
+
+
 def test_attention_equals_torch_autograd_of_the_books_formulas():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(2)

@@ -49,7 +49,6 @@ def install_hint(*extras: str, note: str = "") -> str:
     return f"{text}{note}"
 
 
-
 def _import(name: str) -> ModuleType:
     """Import module `name`, leaving NumPy's global random generator as it was.
 
@@ -67,6 +66,7 @@ def _import(name: str) -> ModuleType:
         return importlib.import_module(name)
     finally:
         np.random.set_state(state)  # noqa: NPY002
+
 
 class Opened(NamedTuple):
     """What :meth:`Record.open` finds: the namespace, the device, and how arrays are made there."""

@@ -35,7 +35,8 @@ another backend is current are moved there once, tied weights staying
 tied; this takes the place of the book's ``config.GPU``, and
 :func:`sync_host` (called by the trainers at the end of ``fit``) writes
 the trained weights back into those NumPy arrays (details:
-:mod:`xplayers.book2._common` and the docs' volume 2 page).
+:mod:`xplayers.book2._common`, :mod:`xplayers.book2._cells` and the docs'
+volume 2 page).
 
 Chapters 7 and 8 are here too: the attention layers of
 ``ch08/attention_layer.py`` (:class:`WeightSum`, :class:`AttentionWeight`,
@@ -52,7 +53,7 @@ The math is the pure functions of :mod:`xplayers.sequence` and
 from __future__ import annotations
 
 from xplayers.book2 import np
-from xplayers.book2._common import sync_host
+from xplayers.book2._cells import sync_host
 from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (
     Affine,

@@ -59,7 +59,8 @@ import array_api_compat
 
 from xplayers._validation import traced
 from xplayers.backend import Record, record_of
-from xplayers.book2._common import IdCheck, check_ids, deferred_id_checks, put
+from xplayers.book2._cells import put
+from xplayers.book2._common import IdCheck, check_ids, deferred_id_checks
 from xplayers.book2._training import SharedWeights, holders
 from xplayers.book2.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from xplayers.book2.layers import (

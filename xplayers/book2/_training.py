@@ -57,7 +57,7 @@ import numpy as np
 from xplayers._validation import describe, fail
 from xplayers.backend import backend_name as _backend_name
 from xplayers.backend import is_lazy, materialize_all, namespace, to_backend
-from xplayers.book2._common import latest, put, transpose_source
+from xplayers.book2._cells import latest, put, transpose_source
 from xplayers.book2.util import clip_grads
 
 __all__ = [

@@ -14,11 +14,11 @@ import array_api_compat
 
 from xplayers._validation import describe, fail, float_array, number_in
 from xplayers.backend import namespace
+from xplayers.book2._cells import hold
 from xplayers.book2._common import (
     adopt,
     as_tokens,
     forwarded,
-    hold,
     mask_source,
     on_layer_backend,
     store,

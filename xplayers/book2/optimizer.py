@@ -13,7 +13,7 @@ gradients, and every layer of :mod:`xplayers.book2` holding the old array
 gets the new one. ``update`` first puts in both lists the arrays the layers
 hold now, so ``optimizer.update(model.params, model.grads)`` with a model's
 lists gathered once reads the current gradients
-(:mod:`xplayers.book2._common`, "Lists kept in step"). Arrays no layer
+(:mod:`xplayers.book2._cells`). Arrays no layer
 holds are replaced in the given list only: read them back from there.
 
 Pure rules
@@ -34,7 +34,8 @@ from typing import Any, ClassVar
 
 from xplayers._validation import fail, number_in, positive_number
 from xplayers.backend import namespace
-from xplayers.book2._common import refresh, store, zeros_like_all
+from xplayers.book2._cells import refresh
+from xplayers.book2._common import store, zeros_like_all
 from xplayers.functional import subtract_scaled_
 from xplayers.optim import adagrad_step, adam_step, momentum_step, sgd_step
 

@@ -40,7 +40,8 @@ import numpy.typing as npt
 
 from xplayers._validation import fail, float_dtype, number_in, positive_int, seed_or_none
 from xplayers.backend import to_numpy
-from xplayers.book2._common import hold, on_layer_backend
+from xplayers.book2._cells import hold
+from xplayers.book2._common import on_layer_backend
 from xplayers.book2._params_file import npz_path, read_params, write_params
 from xplayers.book2._training import SharedWeights
 from xplayers.book2.time_layers import (

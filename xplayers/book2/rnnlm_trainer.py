@@ -33,7 +33,7 @@ import numpy as np
 from xplayers._files import atomic_writer
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
-from xplayers.book2._common import sync_host
+from xplayers.book2._cells import sync_host
 from xplayers.book2._compiled import CompiledStep, StepKey, compiled_step, run_compiled
 from xplayers.book2._training import SharedWeights, apply_gradients
 from xplayers.errors import MissingDependencyError
@@ -184,7 +184,7 @@ class RnnlmTrainer:
                         total_loss, loss_count = 0.0, 0
                 self.current_epoch += 1
         finally:
-            sync_host(self.model)  # the host arrays a model file built (xplayers.book2._common)
+            sync_host(self.model)  # the host arrays a model file built (xplayers.book2._cells)
 
     def train_step(self, batch_x: Any, batch_t: Any, max_grad: float | None = None) -> Any:
         """One update, the body of ``fit``'s loop; return the loss (an array, not read).

@@ -51,8 +51,8 @@ from array_api_compat import device
 from xplayers._files import atomic_writer
 from xplayers._validation import describe, dtype_name, fail, float_dtype, positive_int
 from xplayers.backend import namespace, to_numpy
-from xplayers.book2._common import as_tokens, on_layer_backend, store
-from xplayers.book2.attention import TimeAttention
+from xplayers.book2._common import as_tokens, forwarded, on_layer_backend, store
+from xplayers.book2.attention import TimeAttention, time_attention_backward
 from xplayers.book2.time_layers import TimeAffine, TimeEmbedding, TimeLSTM, TimeSoftmaxWithLoss
 from xplayers.errors import ModelFileError
 from xplayers.sequence import embedding
@@ -388,7 +388,10 @@ class AttentionDecoder(Decoder):
         xp = namespace(dout)
         H = int(dout.shape[2]) // 2
         dc, ddec_hs0 = dout[:, :, :H], dout[:, :, H:]
-        denc_hs, ddec_hs1 = self.attention.backward(dc)
+        # the pure backward: TimeAttention.backward gives a writable host copy on JAX
+        denc_hs, ddec_hs1 = time_attention_backward(
+            forwarded(self.attention, self.attention.cache), dc
+        )
         self.embed.backward(self.lstm.backward(ddec_hs0 + ddec_hs1))
         n, t = int(denc_hs.shape[0]), int(denc_hs.shape[1])
         zeros = xp.zeros((n, t - 1, H), dtype=denc_hs.dtype, device=device(denc_hs))

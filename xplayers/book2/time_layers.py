@@ -14,12 +14,12 @@ from typing import Any
 
 from xplayers._validation import describe, fail, float_array, number_in
 from xplayers.backend import is_lazy, materialize_all, namespace
+from xplayers.book2._cells import hold
 from xplayers.book2._common import (
     as_tokens,
     check_state,
     check_time_input,
     forwarded,
-    hold,
     mask_source,
     on_layer_backend,
     store,

@@ -20,7 +20,7 @@ import numpy as np
 
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import to_numpy
-from xplayers.book2._common import sync_host
+from xplayers.book2._cells import sync_host
 from xplayers.book2._compiled import CompiledStep, StepKey, run_compiled
 from xplayers.book2._training import (
     SharedWeights,

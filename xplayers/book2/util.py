@@ -17,7 +17,8 @@ import numpy as np
 
 from xplayers._validation import describe, fail, positive_int, positive_number
 from xplayers.backend import get_backend, namespace, to_numpy
-from xplayers.book2._common import refresh, store
+from xplayers.book2._cells import refresh
+from xplayers.book2._common import store
 
 __all__ = [
     "analogy",

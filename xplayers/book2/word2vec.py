@@ -21,7 +21,8 @@ import numpy as np
 
 from xplayers._validation import describe, fail, positive_int
 from xplayers.backend import namespace
-from xplayers.book2._common import hold, on_layer_backend
+from xplayers.book2._cells import hold
+from xplayers.book2._common import on_layer_backend
 from xplayers.book2.layers import Embedding, MatMul, SoftmaxWithLoss
 from xplayers.book2.negative_sampling import NegativeSamplingLoss, generator
 
