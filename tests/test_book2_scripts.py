@@ -8,8 +8,10 @@ temporary directory: once as it is, once with ``common/layers.py``,
 ``from xplayers.book2 import *``. ``ch01/train.py`` (spiral),
 ``ch03/train.py`` (SimpleCBOW) and ``ch04/train.py`` (CBOW, on a small
 corpus written in the PTB format, as PTB cannot be downloaded here) run
-in both, with the same global NumPy seed, and their printed losses are
-compared.
+shortened in both, with the same global NumPy seed, the book's on NumPy
+and xplayers.book2's on every backend (``XPLAYERS_BACKEND``); their printed
+losses are compared, and the word vectors the scripts read from the model
+file's host array ``W_in`` after training.
 
 The language-model and seq2seq scripts (``ch05/train.py``,
 ``ch06/train_rnnlm.py``, ``ch06/train_better_rnnlm.py``,
@@ -57,14 +59,17 @@ LOSS = re.compile(r"^\| epoch (\d+) \|  iter (\d+) / (\d+) \| time \d+\[s\] \| l
 PERPLEXITY = re.compile(r"^(?:\| epoch .* \| perplexity |(?:valid|test) perplexity:  )(\d+\.\d+)$")
 ACCURACY = re.compile(r"^val acc (\d+\.\d+)%$")
 BACKENDS = ["torch", "jax", "dask", "array_api_strict"]
-#: The scripts of chapters 5 to 8, shortened: the lines ``name = value`` rewritten in the copies.
+#: The scripts shortened: the lines ``name = value`` rewritten in the copies.
 SHORT = {
+    ("ch01", "train.py"): {"max_epoch": 60},
+    ("ch03", "train.py"): {"max_epoch": 200},
     ("ch05", "train.py"): {"wordvec_size": 8, "hidden_size": 8, "max_epoch": 5},
     ("ch06", "train_rnnlm.py"): {
         "batch_size": 10,
         "wordvec_size": 8,
         "hidden_size": 8,
         "time_size": 10,
+        "lr": 5.0,
         "max_epoch": 2,
     },
     ("ch06", "train_better_rnnlm.py"): {
@@ -72,6 +77,7 @@ SHORT = {
         "wordvec_size": 8,
         "hidden_size": 8,
         "time_size": 10,
+        "lr": 5.0,
         "max_epoch": 1,
     },
     ("ch07", "train_seq2seq.py"): {"hidden_size": 16, "batch_size": 50, "max_epoch": 2},
@@ -92,10 +98,30 @@ def _extract(dest: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
+#: The words ``ch04/eval.py`` asks about, named in the small corpus so that it answers.
+EVAL_WORDS = [
+    "you",
+    "year",
+    "car",
+    "toyota",
+    "king",
+    "man",
+    "queen",
+    "take",
+    "took",
+    "go",
+    "cars",
+    "child",
+    "good",
+    "better",
+    "bad",
+]
+
+
 def _small_ptb(path: Path, seed: int = 0, sentences: int = 300) -> None:
     """A PTB-format corpus (one sentence a line) of 40 words with a learnable structure."""
     rng = np.random.default_rng(seed)
-    words = [f"w{i}" for i in range(40)]
+    words = EVAL_WORDS + [f"w{i}" for i in range(len(EVAL_WORDS), 40)]
     lines = []
     for _ in range(sentences):
         start = int(rng.integers(0, 40))
@@ -178,9 +204,32 @@ def _numbers(pattern: re.Pattern[str], out: str, group: int = 1) -> list[float]:
     return found
 
 
-def _run(root: Path, chapter: str) -> list[float]:
+def _run(root: Path, chapter: str, backend: str | None = None) -> list[float]:
     """Run ``<chapter>/train.py`` in `root` with the global NumPy seed 0; its printed losses."""
-    return _numbers(LOSS, _output(root, chapter), 4)
+    return _numbers(LOSS, _output(root, chapter, backend=backend), 4)
+
+
+#: Every CPU backend the scripts run on (each skipped where its library is not installed).
+TARGETS = ["numpy", *BACKENDS]
+
+
+def _needs(target: str) -> None:
+    if target != "numpy":
+        pytest.importorskip(target)
+
+
+@pytest.fixture(scope="module")
+def book_outputs(books: dict[str, Path]) -> dict[Any, Any]:
+    """What each shortened script prints with the book's own modules (filled as asked)."""
+    return {}
+
+
+def _books_output(
+    books: dict[str, Path], outputs: dict[Any, Any], chapter: str, script: str
+) -> str:
+    if (chapter, script) not in outputs:
+        outputs[chapter, script] = _output(books["book"], chapter, script)
+    return outputs[chapter, script]
 
 
 def test_shims_are_one_line(books: dict[str, Path]) -> None:
@@ -189,62 +238,100 @@ def test_shims_are_one_line(books: dict[str, Path]) -> None:
         assert (books["book"] / rel).read_text() != "from xplayers.book2 import *\n"
 
 
-def test_chapter1_spiral_gives_the_books_losses(books: dict[str, Path]) -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_chapter1_spiral_gives_the_books_losses(books, book_outputs, target) -> None:
     """Same data, weights and permutations (the global generator): the same losses."""
-    book, ours = _run(books["book"], "ch01"), _run(books["xplayers"], "ch01")
-    assert len(ours) == len(book) == 300
+    _needs(target)
+    book = _numbers(LOSS, _books_output(books, book_outputs, "ch01", "train.py"), 4)
+    ours = _run(books["xplayers"], "ch01", target)
+    assert len(ours) == len(book) == 60
     np.testing.assert_allclose(ours, book, atol=0.011)  # printed with 2 decimals
-    assert ours[-1] < 0.3 < ours[0]
+    assert ours[-1] < ours[0] - 0.2
 
 
-def test_chapter3_simple_cbow_gives_the_books_losses(books: dict[str, Path]) -> None:
-    book, ours = _run(books["book"], "ch03"), _run(books["xplayers"], "ch03")
-    assert len(ours) == len(book) == 1000
+#: ch03/train.py prints each word and its vector (``model.word_vecs``) after training.
+WORD_VECTOR = re.compile(r"^(\S+) \[([-0-9.e ]+)\]$")
+
+
+def _word_vectors(out: str) -> dict[str, np.ndarray]:
+    found = {}
+    text = re.sub(r"\[([^\]]*)\n\s*", r"[\1 ", out)  # NumPy wraps long vectors
+    for m in map(WORD_VECTOR.match, text.splitlines()):
+        if m:
+            found[m.group(1)] = np.array(m.group(2).split(), dtype=float)
+    assert len(found) == 7, out[-2000:]
+    return found
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_chapter3_simple_cbow_gives_the_books_losses_and_word_vectors(
+    books, book_outputs, target
+) -> None:
+    """The losses, and the trained vectors the script reads from the host array ``W_in``."""
+    if target == "array_api_strict":
+        pytest.skip(f"{NOT_IN_THE_STANDARD['ch03']}, not in the array API standard")
+    _needs(target)
+    book_out = _books_output(books, book_outputs, "ch03", "train.py")
+    out = _output(books["xplayers"], "ch03", backend=target)
+    book, ours = _numbers(LOSS, book_out, 4), _numbers(LOSS, out, 4)
+    assert len(ours) == len(book) == 200
     np.testing.assert_allclose(ours, book, atol=0.011)
-    assert np.mean(ours[-50:]) < np.mean(ours[:50]) - 0.5
+    assert np.mean(ours[-20:]) < np.mean(ours[:20]) - 0.3
+    got, want = _word_vectors(out), _word_vectors(book_out)
+    assert got.keys() == want.keys()
+    for word, vec in want.items():
+        assert np.abs(vec).max() > 0.2  # trained: the initial vectors are 0.01 * randn
+        np.testing.assert_allclose(got[word], vec, atol=0.02)
 
 
-def test_chapter4_cbow_learns_as_the_books(books: dict[str, Path]) -> None:
-    """The negative samples are drawn differently: the losses agree within noise."""
-    book, ours = _run(books["book"], "ch04"), _run(books["xplayers"], "ch04")
+@pytest.mark.parametrize("target", TARGETS)
+def test_chapter4_cbow_learns_as_the_books(books, book_outputs, target) -> None:
+    """The negative samples are drawn differently: the losses agree within noise.
+
+    The word vectors the script saves (``cbow_params.pkl``, read from the
+    host array ``W_in``) are the trained ones on every backend: they equal
+    the NumPy run's of xplayers.book2 (same negative samples).
+    """
+    _needs(target)
+    book = _numbers(LOSS, _books_output(books, book_outputs, "ch04", "train.py"), 4)
+    ours = _run(books["xplayers"], "ch04", target)
     assert len(ours) == len(book)
     assert ours[0] == pytest.approx(book[0], abs=0.05)  # 6 log 2 = 4.16 for small weights
     tail = max(3, len(ours) // 5)
     assert np.mean(ours[-tail:]) == pytest.approx(np.mean(book[-tail:]), rel=0.1)
     assert np.mean(ours[-tail:]) < ours[0] - 0.5
+    vecs = _saved_word_vectors(books["xplayers"])
+    if target == "numpy":
+        book_outputs["ch04 word_vecs"] = vecs
+        # ch04/eval.py reads the saved vectors: most_similar and analogy print as the book's
+        book_eval = _output(books["book"], "ch04", "eval.py").splitlines()
+        our_eval = _output(books["xplayers"], "ch04", "eval.py").splitlines()
+        assert len(our_eval) == len(book_eval) == 4 * 7 + 1 + 4 * 7
+        assert [ln.split(":")[0] for ln in our_eval if ln.startswith(("[", "-"))] == [
+            ln.split(":")[0] for ln in book_eval if ln.startswith(("[", "-"))
+        ]
+        assert sum(ln.startswith("[analogy] ") for ln in our_eval) == 4
+    else:
+        if "ch04 word_vecs" not in book_outputs:
+            _run(books["xplayers"], "ch04", "numpy")
+            book_outputs["ch04 word_vecs"] = _saved_word_vectors(books["xplayers"])
+        np.testing.assert_allclose(vecs, book_outputs["ch04 word_vecs"], atol=0.02)
+    assert np.abs(vecs).max() > 0.2  # trained: the initial vectors are 0.01 * randn
 
 
-@pytest.fixture(scope="module")
-def book_outputs(books: dict[str, Path]) -> dict[tuple[str, str], str]:
-    """What each shortened script prints with the book's own modules (filled as asked)."""
-    return {}
+def _saved_word_vectors(root: Path) -> np.ndarray:
+    """``word_vecs`` of the ``cbow_params.pkl`` the script just wrote (in this test's copy)."""
+    import pickle
 
-
-def _books_output(
-    books: dict[str, Path], outputs: dict[tuple[str, str], str], chapter: str, script: str
-) -> str:
-    if (chapter, script) not in outputs:
-        outputs[chapter, script] = _output(books["book"], chapter, script)
-    return outputs[chapter, script]
-
-
-#: Dask computes each step's graph on the host: these scripts' runs there take over ten minutes.
-SLOW_ON_DASK = "a Dask step of this script computes its whole graph on the host: over 10 minutes"
+    with open(root / "ch04" / "cbow_params.pkl", "rb") as f:
+        return np.asarray(pickle.load(f)["word_vecs"], dtype=np.float64)
 
 
 def _backend_params(scripts: list[tuple[str, str]]) -> list[Any]:
     return [
-        pytest.param(
-            chapter,
-            script,
-            target,
-            id=f"{chapter}/{script}-{target}",
-            marks=[pytest.mark.skip(reason=SLOW_ON_DASK)]
-            if target == "dask" and chapter != "ch05"
-            else [],
-        )
+        pytest.param(chapter, script, target, id=f"{chapter}/{script}-{target}")
         for chapter, script in scripts
-        for target in ["numpy", *BACKENDS]
+        for target in TARGETS
     ]
 
 
@@ -256,6 +343,7 @@ LANGUAGE_MODELS = [
 SEQ2SEQ = [("ch07", "train_seq2seq.py"), ("ch08", "train.py")]
 #: Lines of the book's model files that the array API standard does not have.
 NOT_IN_THE_STANDARD = {
+    "ch03": "ch03/simple_cbow.py indexes contexts[:, 0], fewer indices than dimensions",
     "ch07": "ch07/seq2seq.py's generate calls score.flatten(), an ndarray method",
     "ch08": "ch08/attention_seq2seq.py indexes enc_hs[:, -1], fewer indices than dimensions",
 }
@@ -271,11 +359,11 @@ def test_language_model_scripts_report_the_books_perplexities(
     book = _numbers(PERPLEXITY, _books_output(books, book_outputs, chapter, script))
     ours = _numbers(PERPLEXITY, _output(books["xplayers"], chapter, script, target))
     assert len(ours) == len(book) >= 3
-    # the same weights, batches and masks: the first reports agree to their 2 decimals;
-    # lr = 20 on a corpus this regular amplifies rounding later on, so the end is within noise
-    np.testing.assert_allclose(ours[:2], book[:2], rtol=2e-3, atol=0.011)
-    assert ours[-1] == pytest.approx(book[-1], rel=0.25)
-    assert ours[-1] < ours[0]  # it learned something
+    # the same weights, batches and masks: every report agrees to its printed digits. (At the
+    # scripts' lr = 20 the rounding of another summation order grows, on this corpus, into
+    # perplexities well apart by the end: the runs are shortened with lr = 5.)
+    np.testing.assert_allclose(ours, book, rtol=1e-3, atol=0.011)
+    assert ours[-1] < 0.8 * ours[0]  # it learned
 
 
 @pytest.mark.parametrize(("chapter", "script", "target"), _backend_params(SEQ2SEQ))
@@ -283,11 +371,6 @@ def test_seq2seq_scripts_report_the_books_losses(books, book_outputs, chapter, s
     """The book's Seq2seq, PeekySeq2seq and AttentionSeq2seq files on any backend."""
     if target == "array_api_strict":
         pytest.skip(f"{NOT_IN_THE_STANDARD[chapter]}, not in the array API standard")
-    if target == "jax" and chapter == "ch08":
-        pytest.skip(
-            "ch08/attention_seq2seq.py adds into the gradient TimeAttention returns "
-            "(denc_hs[:, -1] += dh), and JAX arrays cannot be written in place"
-        )
     if target != "numpy":
         pytest.importorskip(target)
     book_out = _books_output(books, book_outputs, chapter, script)
