@@ -228,7 +228,9 @@ def sync_host(model: Any) -> None:
     params = model if isinstance(model, list) else getattr(model, "params", [])
     for p in params:
         cell = _cell(p)
-        host = cell.origin() if cell is not None and cell.origin is not None else None
+        if cell is None or cell.origin is None:
+            continue
+        host = cell.origin()
         if host is None or not host.flags.writeable:
             continue
         value = to_numpy(cell.value)
