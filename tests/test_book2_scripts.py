@@ -371,6 +371,11 @@ def test_seq2seq_scripts_report_the_books_losses(books, book_outputs, chapter, s
     """The book's Seq2seq, PeekySeq2seq and AttentionSeq2seq files on any backend."""
     if target == "array_api_strict":
         pytest.skip(f"{NOT_IN_THE_STANDARD[chapter]}, not in the array API standard")
+    if target == "dask" and chapter == "ch08":
+        pytest.skip(
+            "a shortened ch08/train.py did not finish in 20 minutes on Dask: each generated id "
+            "computes an attention decoder step's task graph on the host"
+        )
     if target != "numpy":
         pytest.importorskip(target)
     book_out = _books_output(books, book_outputs, chapter, script)
