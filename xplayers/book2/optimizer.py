@@ -43,7 +43,11 @@ __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop"]
 
 
 def _pairs(where: str, params: list[Any], grads: list[Any]) -> range:
-    """Indices of `params` and `grads`, checked to be lists of the same length."""
+    """Indices of `params` and `grads`, checked to be lists of the same length.
+
+    Both lists are first given the arrays the layers hold now (:func:`refresh`):
+    a model's lists gathered once hold the first ones where arrays are replaced.
+    """
     if len(params) != len(grads):
         fail(
             where,
@@ -51,6 +55,8 @@ def _pairs(where: str, params: list[Any], grads: list[Any]) -> range:
             f"one gradient per parameter ({len(params)})",
             f"{len(grads)} gradients",
         )
+    refresh(params)
+    refresh(grads)
     return range(len(params))
 
 
@@ -90,8 +96,6 @@ class _Rule:
     def update(self, params: list[Any], grads: list[Any]) -> None:
         """Update every ``params[i]`` from ``grads[i]``; the state starts at zeros."""
         idx = _pairs(f"{type(self).__name__}.update", params, grads)
-        refresh(params)
-        refresh(grads)
         stores = self.states(params)
         hyper = self.begin_step()
         for i in idx:
@@ -115,8 +119,6 @@ class SGD(_Rule):
 
     def update(self, params: list[Any], grads: list[Any]) -> None:
         """Update every ``params[i]`` from ``grads[i]``, fused where the backend allows."""
-        refresh(params)
-        refresh(grads)
         for i in _pairs("SGD.update", params, grads):
             if not subtract_scaled_(params[i], grads[i], self.lr):
                 store(params, i, self.rule(params[i], grads[i], (), lr=self.lr)[0])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from xplayers._validation import describe, fail, float_array, number_in
-from xplayers.backend import is_lazy, materialize_all, namespace
+from xplayers.backend import materialize, namespace
 from xplayers.book2._cells import hold
 from xplayers.book2._common import (
     as_tokens,
@@ -208,9 +208,7 @@ def _computed(state: Any) -> Any:
     encoder's whole graph into every step of a generation, computed again
     each time a generated id is read.
     """
-    if state is not None and is_lazy(state):
-        return materialize_all([state])[0]
-    return state
+    return None if state is None else materialize(state)
 
 
 class TimeRNN(_TimeCell):

@@ -170,8 +170,7 @@ def analogy(
             return
     print("\n[analogy] " + a + ":" + b + " = " + c + ":?")
     matrix = to_numpy(word_matrix)
-    rows = (matrix[word_to_id[w]] for w in (a, b, c))
-    a_vec, b_vec, c_vec = rows
+    a_vec, b_vec, c_vec = (matrix[word_to_id[w]] for w in (a, b, c))
     query_vec = normalize(b_vec - a_vec + c_vec)
     similarity = matrix @ query_vec
     if answer is not None:
