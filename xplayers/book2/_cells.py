@@ -8,7 +8,8 @@ model.grads)``: on NumPy the arrays are written in place, so the model's
 lists and the layers' see the same values. Where arrays are replaced
 instead, each array a layer holds belongs to a *cell* (:func:`hold`): the
 slots of the layers' lists that hold it (several for a tied weight) and the
-array they hold now. Replacing one (:func:`store`, :func:`replaced`) puts
+array they hold now. Replacing one (:func:`~xplayers.book2._common.store`,
+:func:`replaced`) puts
 the new array in every slot of its cell, and the transposes of a tied
 ``W.T`` follow; :func:`latest` gives the cell's array for any array it has
 held, so ``optimizer.update`` and :func:`~xplayers.book2.clip_grads` read
